@@ -1,0 +1,18 @@
+/* lockstock on a PGconn the service already has. */
+#ifndef LOCKSTOCK_PG_H
+#define LOCKSTOCK_PG_H
+#include <libpq-fe.h>
+#include "lockstock.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Wrap a connected PGconn. It stays borrowed: lks_conn_close never closes
+ * it, and the caller must not use it from another thread meanwhile.
+ * lockstock prepares statements named "lks_*" on it. */
+int lks_conn_adopt_pg(lks_conn **out, PGconn *pg);
+/* The native connection behind a PostgreSQL handle (NULL otherwise). */
+PGconn *lks_conn_pg(lks_conn *c);
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,295 @@
+/*
+ * lockstock: optimistic (version-column CAS) and pessimistic (fenced lease)
+ * concurrency control over PostgreSQL and MySQL/MariaDB.
+ *
+ * Threading: a lks_conn is used by one thread at a time (libpq and MySQL
+ * rules). Different handles may be used from different threads at once.
+ * Call lks_library_init() once before starting threads. A lks_lease with
+ * auto-renew running may be read (lks_lease_is_lost, accessors) from any
+ * thread; everything else follows the one-thread-per-handle rule.
+ *
+ * Errors: every fallible call returns 0 (LKS_OK) or a negative lks_status.
+ * The expected outcomes (conflict, not found, busy, timeout, lost) have codes
+ * of their own; for the others the details (backend, SQLSTATE or server errno,
+ * message) are readable on the handle until the next call on it.
+ *
+ * Memory: strings returned by lks_conn_* accessors are owned by the handle and
+ * valid until the next call on it. Objects returned through `**out`
+ * parameters are owned by the caller and freed with their _free/_close call;
+ * every _free/_close accepts NULL.
+ */
+#ifndef LOCKSTOCK_H
+#define LOCKSTOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LKS_VERSION_STRING "0.1.0"
+
+typedef enum lks_status {
+	LKS_OK = 0,
+	LKS_CONFLICT = -1,   /* CAS: the row has another version */
+	LKS_NOT_FOUND = -2,  /* CAS: no row with that key */
+	LKS_BUSY = -3,       /* lease held by another holder (no wait asked) */
+	LKS_TIMEOUT = -4,    /* wait or retry deadline passed */
+	LKS_LOST = -5,       /* lease is no longer held by this holder */
+	LKS_EINVAL = -10,    /* bad argument; nothing was sent or changed */
+	LKS_ECONN = -11,     /* cannot connect, or the connection was lost */
+	LKS_EDB = -12,       /* the server reported an error */
+	LKS_ENOMEM = -13,    /* out of memory */
+	LKS_EOVERFLOW = -14, /* version column would pass its maximum */
+	LKS_EUNKNOWN = -15,  /* connection lost during COMMIT: outcome unknown */
+	LKS_EUNSUPPORTED = -16, /* backend not built in, or feature missing */
+	LKS_ETRANSIENT = -17 /* serialization failure / deadlock / lock wait
+	                        timeout: retrying in a new transaction may work */
+} lks_status;
+
+/* Static English text for any status code (never NULL). */
+const char *lks_strerror(int code);
+
+typedef enum lks_backend {
+	LKS_BACKEND_NONE = 0,
+	LKS_BACKEND_POSTGRESQL = 1,
+	LKS_BACKEND_MYSQL = 2
+} lks_backend;
+
+/* Once per process, before threads start (mysql_library_init is not
+ * thread-safe). Idempotent. Returns 0 or LKS_EDB. */
+int lks_library_init(void);
+
+/* ---- connections ---------------------------------------------------- */
+
+typedef struct lks_conn lks_conn;
+
+/*
+ * Open a connection from a URL:
+ *   postgresql://user:pass@host:port/db?param=value   (libpq URI syntax)
+ *   mysql://user:pass@host:port/db?socket=/path&connect_timeout=S
+ *   mariadb://...  (same as mysql://)
+ * On failure *out is still set to a handle whose error can be read (or NULL
+ * when out of memory); close it with lks_conn_close either way.
+ */
+int lks_conn_open(lks_conn **out, const char *url);
+/* Closes the handle; a borrowed (adopted) native connection stays open. */
+void lks_conn_close(lks_conn *c);
+
+lks_backend lks_conn_backend(const lks_conn *c);
+/* Last error of the handle: status, message, SQLSTATE ("" when none) and
+ * server errno (0 when none). Valid until the next call on the handle. */
+int lks_conn_errcode(const lks_conn *c);
+const char *lks_conn_errmsg(const lks_conn *c);
+const char *lks_conn_sqlstate(const lks_conn *c);
+unsigned int lks_conn_errno(const lks_conn *c);
+
+/* Run one SQL statement without parameters and without a result (BEGIN,
+ * COMMIT, DDL...). */
+int lks_conn_exec(lks_conn *c, const char *sql);
+/* Run a statement with parameters and read one integer: the first column of
+ * the first row (LKS_NOT_FOUND when no row), or the affected-row count when
+ * the statement returns no rows. Placeholders are $1.. on PostgreSQL and ? on
+ * MySQL. A convenience for applications and tests. */
+typedef struct lks_value lks_value;
+int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
+                       size_t nparams, int64_t *out);
+
+/* ---- values ---------------------------------------------------------- */
+
+typedef enum lks_type { LKS_TYPE_NULL, LKS_TYPE_INT, LKS_TYPE_TEXT } lks_type;
+
+/* A bound parameter value. Text is borrowed for the duration of the call. */
+struct lks_value {
+	lks_type type;
+	int64_t i;
+	const char *s;
+};
+#define LKS_NULLV ((lks_value){LKS_TYPE_NULL, 0, NULL})
+#define LKS_INT(v) ((lks_value){LKS_TYPE_INT, (int64_t)(v), NULL})
+#define LKS_TEXT(v) ((lks_value){LKS_TYPE_TEXT, 0, (v)})
+
+/* ---- optimistic concurrency: version-column CAS ----------------------- */
+
+/* Identifiers: [A-Za-z_][A-Za-z0-9_]* up to 63 bytes, optionally one
+ * "schema." prefix. Anything else is rejected with LKS_EINVAL; accepted
+ * names are still quoted with the backend's quoting. */
+typedef struct lks_row_ref {
+	const char *table;
+	const char *key_column;
+	const char *version_column; /* an integer column */
+	lks_value key;
+} lks_row_ref;
+
+/*
+ * UPDATE table SET columns[i] = values[i]..., version = version + 1
+ *   WHERE key = key AND version = expected
+ * One round trip when it applies. Returns:
+ *   LKS_OK        applied; *version = expected + 1
+ *   LKS_CONFLICT  the row exists with another version; *version = that one
+ *   LKS_NOT_FOUND no row has that key
+ *   LKS_EOVERFLOW expected + 1 would pass the column's maximum
+ * Runs inside the caller's open transaction if there is one and never
+ * commits it. version may be NULL.
+ */
+int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
+                   const char *const *columns, const lks_value *values,
+                   size_t ncolumns, int64_t *version);
+
+/*
+ * Read a row's version and, optionally, other columns as text.
+ * *texts (when ncolumns > 0) points to ncolumns strings owned by the handle,
+ * valid until the next call on it; SQL NULL is a NULL pointer.
+ * Returns LKS_OK or LKS_NOT_FOUND.
+ */
+int lks_cas_read(lks_conn *c, const lks_row_ref *row, const char *const *columns,
+                 size_t ncolumns, int64_t *version, const char *const **texts);
+
+/* ---- retry helper ------------------------------------------------------ */
+
+/* One read-decide-write attempt. Return LKS_OK when applied, LKS_CONFLICT to
+ * ask for a retry, LKS_NOT_FOUND (never retried), or any error. The callback
+ * owns its transaction; if it returns with one still open after a transient
+ * error, the helper rolls it back, because a retry needs a fresh snapshot. */
+typedef int (*lks_attempt_fn)(lks_conn *c, int attempt, void *arg);
+
+#define LKS_RETRY_OPTIONS_VERSION 1
+typedef struct lks_retry_options {
+	unsigned int version;
+	int max_attempts;       /* >= 1; default 10 */
+	int64_t timeout_ms;     /* deadline from the call; 0 = none; default 10000 */
+	int64_t base_delay_us;  /* first backoff ceiling; default 1000 */
+	int64_t max_delay_us;   /* backoff cap; default 100000 */
+	uint64_t seed;          /* jitter seed; 0 = random */
+} lks_retry_options;
+#define LKS_RETRY_OPTIONS_INIT {LKS_RETRY_OPTIONS_VERSION, 10, 10000, 1000, 100000, 0}
+
+typedef struct lks_retry_stats {
+	int attempts;        /* callback invocations */
+	int conflicts;       /* attempts that returned LKS_CONFLICT */
+	int transient;       /* attempts that failed with LKS_ETRANSIENT */
+	int64_t slept_us;    /* total backoff */
+	int gave_up;         /* 0 applied/final, else LKS_CONFLICT (attempts
+	                        exhausted) or LKS_TIMEOUT (deadline) */
+} lks_retry_stats;
+
+/* Returns LKS_OK, LKS_NOT_FOUND, LKS_CONFLICT (attempts exhausted),
+ * LKS_TIMEOUT (deadline passed) or the callback's non-retryable error.
+ * opts and stats may be NULL. */
+int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
+              void *arg, lks_retry_stats *stats);
+
+/* ---- pessimistic leases ----------------------------------------------- */
+
+#define LKS_LEASE_NAME_MAX 255          /* bytes */
+#define LKS_LEASE_TTL_MAX_MS (7LL * 24 * 3600 * 1000)
+#define LKS_LEASE_TABLE_DEFAULT "lks_lease"
+
+/* Create the lease table if missing (idempotent; sql/ holds the same DDL).
+ * Uses the handle's lease table name. */
+int lks_lease_install(lks_conn *c);
+/* Use another lease table name on this handle (an identifier, see above). */
+int lks_lease_set_table(lks_conn *c, const char *table);
+
+typedef struct lks_lease lks_lease;
+
+#define LKS_ACQUIRE_OPTIONS_VERSION 1
+typedef struct lks_acquire_stats {
+	int attempts;     /* grant statements sent */
+	int64_t waited_us;/* time spent waiting for the lease */
+} lks_acquire_stats;
+typedef struct lks_acquire_options {
+	unsigned int version;
+	int64_t margin_ms;       /* local deadline safety margin; -1 = ttl/10 */
+	int64_t base_delay_us;   /* backoff while waiting; default 2000 */
+	int64_t max_delay_us;    /* backoff cap; default 200000 */
+	lks_acquire_stats *stats;/* optional out: filled on every return */
+} lks_acquire_options;
+#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL}
+
+/*
+ * Acquire lease `name` for ttl_ms (1..LKS_LEASE_TTL_MAX_MS). wait_ms = 0
+ * tries once (LKS_BUSY when held); wait_ms > 0 retries with jittered backoff,
+ * never sleeping past the current holder's remaining time or the deadline,
+ * and returns LKS_TIMEOUT when the deadline passes. An expired lease is taken
+ * over. On LKS_OK *out is a new lease owned by the caller (lks_lease_free).
+ * Expiry is decided by the server's clock; the lease's local deadline is
+ * (send time + remaining TTL reported by the server - margin) on the
+ * monotonic clock, so it is never later than the server's.
+ */
+int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
+                      int64_t ttl_ms, int64_t wait_ms,
+                      const lks_acquire_options *opts);
+
+/* Extend to ttl_ms from now (server clock) if still held by this holder and
+ * fencing token. LKS_LOST when it expired or was taken over. */
+int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms);
+/* Free the lease for others. LKS_LOST when it was no longer held (it had
+ * expired or was taken over): never a silent success. Stops auto-renew. */
+int lks_lease_release(lks_conn *c, lks_lease *lease);
+/* Stops auto-renew (if running) and frees memory; does not release. */
+void lks_lease_free(lks_lease *lease);
+
+const char *lks_lease_name(const lks_lease *lease);
+const char *lks_lease_holder(const lks_lease *lease); /* 32 hex chars */
+int64_t lks_lease_fence(const lks_lease *lease);      /* fencing token */
+/* Milliseconds left before the local deadline (<= 0 once passed). */
+int64_t lks_lease_remaining_ms(const lks_lease *lease);
+/* 1 when the local deadline passed, a renewal found it lost, or auto-renew
+ * failed; safe from any thread. */
+int lks_lease_is_lost(const lks_lease *lease);
+
+/*
+ * Fenced write: in one transaction, lock the lease row in share mode where
+ * (name, holder, fence) still is the current unexpired grant, run fn, commit.
+ * A takeover waits for this commit, so a holder paused past its TTL writes
+ * nothing: LKS_LOST. fn receives the fencing token (for outside resources)
+ * and returns LKS_OK to commit or anything else to roll back (returned).
+ * Needs a handle with no open transaction. LKS_EUNKNOWN when the connection
+ * died during COMMIT.
+ */
+typedef int (*lks_fenced_fn)(lks_conn *c, int64_t fence, void *arg);
+int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,
+                           lks_fenced_fn fn, void *arg);
+
+/* Current state of a name. held = 0 when free (never granted, released or
+ * expired); fence is the last token granted (0 when never granted). */
+typedef struct lks_lease_info {
+	char name[LKS_LEASE_NAME_MAX + 1];
+	char holder[33];
+	int64_t fence;
+	int64_t remaining_ms;
+	int held;
+} lks_lease_info;
+int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info);
+/* Calls fn for each currently held lease in name order; a non-zero return
+ * from fn stops the walk and is returned. */
+int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *),
+                   void *arg);
+
+/* Auto-renew in a background thread on its own connection. */
+typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
+#define LKS_AUTORENEW_OPTIONS_VERSION 1
+typedef struct lks_autorenew_options {
+	unsigned int version;
+	int64_t interval_ms;  /* default ttl/3 */
+	lks_lost_fn on_lost;  /* called once, from the renew thread */
+	void *arg;
+} lks_autorenew_options;
+#define LKS_AUTORENEW_OPTIONS_INIT {LKS_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL}
+/*
+ * Start renewing `lease` (TTL as acquired) every interval. The thread opens
+ * its own connection from url (NULL: the URL `c` was opened with; a handle
+ * made by adopting a native connection has none, so pass one). When a renewal
+ * reports the lease lost, or renewals fail until the local deadline passes,
+ * the lease is marked lost (lks_lease_is_lost) and on_lost is called.
+ */
+int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char *url,
+                              const lks_autorenew_options *opts);
+void lks_lease_autorenew_stop(lks_lease *lease);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,143 @@
+/* Background lease renewal on a connection of its own. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "lease.h"
+
+static void lost(lks_lease *l, int status)
+{
+	lks_lease_mark_lost(l);
+	if (l->ar.on_lost)
+		l->ar.on_lost(l, status, l->ar.arg);
+}
+
+/* Wait up to us on the monotonic clock; true when asked to stop. */
+static bool wait_stop(lks_lease *l, int64_t us)
+{
+	struct timespec ts;
+	bool stop;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += us / 1000000;
+	ts.tv_nsec += (us % 1000000) * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
+		;
+	stop = l->stop;
+	pthread_mutex_unlock(&l->mu);
+	return stop;
+}
+
+static void *renew_loop(void *arg)
+{
+	lks_lease *l = arg;
+	int64_t interval = l->ar.interval_ms * 1000;
+	int64_t pause = interval;
+	while (!wait_stop(l, pause)) {
+		int rc;
+		if (!l->renew_conn && lks_conn_open(&l->renew_conn, l->renew_url) != LKS_OK) {
+			lks_conn_close(l->renew_conn);
+			l->renew_conn = NULL;
+			rc = LKS_ECONN;
+		} else {
+			rc = lks_lease_renew_on(l->renew_conn, l, l->ttl_us);
+		}
+		if (rc == LKS_OK) {
+			pause = interval;
+			continue;
+		}
+		if (rc == LKS_LOST) {
+			lost(l, rc);
+			break;
+		}
+		/* server unreachable: reconnect and retry quickly until the local
+		 * deadline, then report the lease lost */
+		if (rc == LKS_ECONN) {
+			lks_conn_close(l->renew_conn);
+			l->renew_conn = NULL;
+		}
+		if (lks_now_us() >= atomic_load(&l->deadline_us)) {
+			lost(l, rc);
+			break;
+		}
+		pause = interval / 4 > 1000 ? interval / 4 : 1000;
+	}
+	return NULL;
+}
+
+int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
+                              const lks_autorenew_options *opts)
+{
+	static const lks_autorenew_options defaults = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_autorenew_options o = opts ? *opts : defaults;
+	pthread_condattr_t ca;
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!l)
+		return lks_set_error(c, LKS_EINVAL, "lease is NULL");
+	if (o.version != LKS_AUTORENEW_OPTIONS_VERSION)
+		return lks_set_error(c, LKS_EINVAL, "autorenew options: unknown version %u", o.version);
+	if (l->renewing)
+		return lks_set_error(c, LKS_EINVAL, "auto-renew is already running for this lease");
+	if (!url)
+		url = c->url;
+	if (!url)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "auto-renew needs a URL: the handle adopted a native connection");
+	if (o.interval_ms == 0)
+		o.interval_ms = l->ttl_us / 3000 > 0 ? l->ttl_us / 3000 : 1;
+	if (o.interval_ms < 0 || o.interval_ms * 1000 >= l->ttl_us)
+		return lks_set_error(c, LKS_EINVAL, "autorenew interval must be 1 ms .. TTL");
+	l->ar = o;
+	l->renew_url = strdup(url);
+	if (!l->renew_url)
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	if ((rc = lks_conn_open(&l->renew_conn, url))) {
+		lks_set_error(c, rc, "auto-renew connection: %s", lks_conn_errmsg(l->renew_conn));
+		goto fail;
+	}
+	if (lks_conn_backend(l->renew_conn) != c->ops->id) {
+		rc = lks_set_error(c, LKS_EINVAL, "auto-renew URL names another backend");
+		goto fail;
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	l->stop = false;
+	if (pthread_create(&l->thread, NULL, renew_loop, l)) {
+		pthread_cond_destroy(&l->cv);
+		rc = lks_set_error(c, LKS_ENOMEM, "cannot start the auto-renew thread");
+		goto fail;
+	}
+	l->renewing = true;
+	return LKS_OK;
+fail:
+	lks_conn_close(l->renew_conn);
+	l->renew_conn = NULL;
+	free(l->renew_url);
+	l->renew_url = NULL;
+	return rc;
+}
+
+void lks_lease_autorenew_stop(lks_lease *l)
+{
+	if (!l || !l->renewing)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = true;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->thread, NULL);
+	pthread_cond_destroy(&l->cv);
+	lks_conn_close(l->renew_conn);
+	l->renew_conn = NULL;
+	free(l->renew_url);
+	l->renew_url = NULL;
+	l->renewing = false;
+}

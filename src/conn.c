@@ -1,0 +1,122 @@
+/* Connection handles: open by URL, dispatch to a backend, plain statements. */
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+#ifdef LKS_WITH_MYSQL
+#include <mysql.h>
+#endif
+
+int lks_library_init(void)
+{
+#ifdef LKS_WITH_MYSQL
+	static int done;
+	if (!done) {
+		if (mysql_library_init(0, NULL, NULL))
+			return LKS_EDB;
+		done = 1;
+	}
+#endif
+	return LKS_OK;
+}
+
+lks_conn *lks_conn_new(void)
+{
+	lks_conn *c = calloc(1, sizeof *c);
+	if (c)
+		strcpy(c->lease_table, LKS_LEASE_TABLE_DEFAULT);
+	return c;
+}
+
+int lks_conn_open(lks_conn **out, const char *url)
+{
+	lks_conn *c;
+	lks_backend b;
+	if (!out)
+		return LKS_EINVAL;
+	*out = c = lks_conn_new();
+	if (!c)
+		return LKS_ENOMEM;
+	if (!url)
+		return lks_set_error(c, LKS_EINVAL, "URL is NULL");
+	b = lks_url_backend(url);
+	switch (b) {
+	case LKS_BACKEND_POSTGRESQL:
+#ifdef LKS_WITH_PG
+		return lks_pg_open(c, url);
+#else
+		return lks_set_error(c, LKS_EUNSUPPORTED, "built without PostgreSQL support");
+#endif
+	case LKS_BACKEND_MYSQL:
+#ifdef LKS_WITH_MYSQL
+		return lks_mysql_open(c, url);
+#else
+		return lks_set_error(c, LKS_EUNSUPPORTED, "built without MySQL support");
+#endif
+	default:
+		return lks_set_error(c, LKS_EINVAL,
+		                     "malformed URL: must start with postgresql://, postgres://, mysql:// or mariadb://");
+	}
+}
+
+void lks_conn_close(lks_conn *c)
+{
+	if (!c)
+		return;
+	if (c->ops)
+		c->ops->close(c);
+	lks_rows_clear(&c->last);
+	free(c->texts);
+	free(c->url);
+	free(c);
+}
+
+lks_backend lks_conn_backend(const lks_conn *c)
+{
+	return c && c->ops ? c->ops->id : LKS_BACKEND_NONE;
+}
+
+/* Common entry check: a usable, connected handle. */
+int lks_conn_check(lks_conn *c)
+{
+	if (!c)
+		return LKS_EINVAL;
+	if (!c->ops || !c->native)
+		return lks_set_error(c, LKS_ECONN, "handle is not connected");
+	lks_clear_error(c);
+	return LKS_OK;
+}
+
+int lks_conn_exec(lks_conn *c, const char *sql)
+{
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!sql || !*sql)
+		return lks_set_error(c, LKS_EINVAL, "SQL text is NULL or empty");
+	return c->ops->exec(c, sql);
+}
+
+int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
+                       size_t nparams, int64_t *out)
+{
+	lks_rows r = {0};
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!sql || !*sql || !out || (nparams && !params))
+		return lks_set_error(c, LKS_EINVAL, "NULL argument");
+	rc = c->ops->query(c, sql, params, nparams, &r);
+	if (rc == LKS_OK) {
+		if (r.ncols == 0) {
+			*out = r.affected;
+		} else if (r.nrows == 0) {
+			rc = LKS_NOT_FOUND;
+		} else if (!lks_rows_get(&r, 0, 0) ||
+		           lks_parse_i64(lks_rows_get(&r, 0, 0), out)) {
+			rc = lks_set_error(c, LKS_EDB, "first column is not an integer");
+		}
+	}
+	lks_rows_clear(&r);
+	return rc;
+}

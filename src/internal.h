@@ -1,0 +1,145 @@
+/* Internal types shared by the backend-neutral code and the backends. */
+#ifndef LKS_INTERNAL_H
+#define LKS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lockstock.h"
+
+#define LKS_IDENT_MAX 63
+#define LKS_HOLDER_LEN 32
+#define LKS_ERRMSG_MAX 512
+
+/* A fully read result: text cells, row-major, NULL for SQL NULL. */
+typedef struct lks_rows {
+	int nrows, ncols;
+	char **cells;
+	int64_t affected;   /* matched rows for UPDATE/INSERT */
+	uint64_t insert_id; /* MySQL LAST_INSERT_ID(expr) */
+} lks_rows;
+
+void lks_rows_clear(lks_rows *r);
+const char *lks_rows_get(const lks_rows *r, int row, int col);
+int lks_parse_i64(const char *s, int64_t *out);
+
+/* Outcome of one grant attempt. */
+typedef struct lks_grant {
+	int granted;
+	int64_t fence;        /* granted: new token; busy: current holder's */
+	int64_t remaining_us; /* granted: TTL left; busy: holder's time left, -1 unknown */
+} lks_grant;
+
+typedef struct lks_backend_ops lks_backend_ops;
+
+struct lks_conn {
+	const lks_backend_ops *ops;
+	void *native;         /* PGconn * or MYSQL * */
+	bool borrowed;
+	char *url;            /* NULL for adopted connections */
+	char lease_table[LKS_IDENT_MAX * 2 + 2];
+	/* last error */
+	int err;
+	unsigned int err_no;
+	char sqlstate[6];
+	char errmsg[LKS_ERRMSG_MAX];
+	/* last lks_cas_read texts */
+	lks_rows last;
+	const char **texts;
+	void *backend;        /* backend private state (statement cache...) */
+};
+
+/*
+ * The one interface each backend implements. Text SQL never crosses it:
+ * the neutral code passes validated identifiers and values, the backend owns
+ * its dialect. Every function sets the handle's error on failure.
+ */
+struct lks_backend_ops {
+	lks_backend id;
+	const char *name;
+	void (*close)(lks_conn *c);
+	int (*exec)(lks_conn *c, const char *sql);
+	int (*query)(lks_conn *c, const char *sql, const lks_value *params,
+	             size_t n, lks_rows *out);
+	bool (*in_transaction)(lks_conn *c);
+	/* COMMIT; an error if the server rolled back instead */
+	int (*commit)(lks_conn *c);
+	int (*quote_ident)(const char *ident, char *out, size_t outsz);
+	int (*cas_update)(lks_conn *c, const char *table_q, const char *key_q,
+	                  const char *version_q, lks_value key, int64_t expected,
+	                  const char *const *cols_q, const lks_value *values,
+	                  size_t n, int64_t *version);
+	int (*cas_read)(lks_conn *c, const char *table_q, const char *key_q,
+	                const char *version_q, lks_value key,
+	                const char *const *cols_q, size_t n, lks_rows *out);
+	int (*lease_install)(lks_conn *c, const char *table_q);
+	int (*lease_try)(lks_conn *c, const char *table_q, const char *name,
+	                 const char *holder, int64_t ttl_us, lks_grant *g);
+	int (*lease_renew)(lks_conn *c, const char *table_q, const char *name,
+	                   const char *holder, int64_t fence, int64_t ttl_us,
+	                   int64_t *remaining_us);
+	int (*lease_release)(lks_conn *c, const char *table_q, const char *name,
+	                     const char *holder, int64_t fence);
+	/* inside an open transaction: share-lock the row if it is the grant */
+	int (*lease_lock_shared)(lks_conn *c, const char *table_q,
+	                         const char *name, const char *holder,
+	                         int64_t fence);
+	/* rows: name, holder, fence, remaining_us, held (0/1); name NULL = all held */
+	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
+	                    lks_rows *out);
+};
+
+extern const lks_backend_ops lks_pg_ops;
+extern const lks_backend_ops lks_mysql_ops;
+
+/* errors */
+int lks_set_error(lks_conn *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int lks_set_db_error(lks_conn *c, int code, const char *sqlstate,
+                     unsigned int err_no, const char *msg);
+void lks_clear_error(lks_conn *c);
+/* map a server SQLSTATE / errno to a status code */
+int lks_map_sqlstate(const char *sqlstate);
+int lks_map_mysql_errno(unsigned int err_no);
+
+/* identifiers: validate, then quote with the backend's quoting */
+bool lks_ident_valid(const char *s);
+int lks_ident_quote(const char *s, char quote, char *out, size_t outsz);
+
+/* time (monotonic) and randomness */
+int64_t lks_now_us(void);
+void lks_sleep_us(int64_t us);
+int lks_random_bytes(void *buf, size_t n);
+uint64_t lks_rng_next(uint64_t *state); /* xorshift64*, state != 0 */
+void lks_holder_id(char out[LKS_HOLDER_LEN + 1]);
+/* full jitter: uniform in [0, min(cap, base * 2^attempt)] */
+int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
+                       uint64_t *rng);
+
+/* URL parsing (shared by tests) */
+typedef struct lks_url {
+	lks_backend backend;
+	char *user, *password, *host, *socket, *database;
+	unsigned int port;
+	unsigned int connect_timeout;
+} lks_url;
+int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);
+void lks_url_free(lks_url *u);
+lks_backend lks_url_backend(const char *url);
+
+lks_conn *lks_conn_new(void);
+/* entry check for public calls: non-NULL, connected; clears the error */
+int lks_conn_check(lks_conn *c);
+
+/* Statement text builder with a fixed buffer; overflow is reported once. */
+typedef struct lks_sql {
+	char buf[4096];
+	size_t len;
+	bool overflow;
+} lks_sql;
+void lks_sql_add(lks_sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int lks_pg_open(lks_conn *c, const char *url);
+int lks_mysql_open(lks_conn *c, const char *url);
+
+#endif

@@ -1,0 +1,331 @@
+/* Pessimistic leases: validation, holder ids, the waiting loop, local
+ * deadlines, renew/release, fenced writes and inspection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lease.h"
+
+#define QMAX (2 * LKS_IDENT_MAX + 8)
+
+int lks_lease_set_table(lks_conn *c, const char *table)
+{
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!lks_ident_valid(table))
+		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
+	snprintf(c->lease_table, sizeof c->lease_table, "%s", table);
+	return LKS_OK;
+}
+
+static int table_q(lks_conn *c, char out[QMAX])
+{
+	if (c->ops->quote_ident(c->lease_table, out, QMAX))
+		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
+	return LKS_OK;
+}
+
+int lks_lease_install(lks_conn *c)
+{
+	char t[QMAX];
+	int rc = lks_conn_check(c);
+	if (rc || (rc = table_q(c, t)))
+		return rc;
+	return c->ops->lease_install(c, t);
+}
+
+static int check_name(lks_conn *c, const char *name)
+{
+	size_t n;
+	if (!name)
+		return lks_set_error(c, LKS_EINVAL, "lease name is NULL");
+	n = strnlen(name, LKS_LEASE_NAME_MAX + 1);
+	if (n == 0)
+		return lks_set_error(c, LKS_EINVAL, "lease name is empty");
+	if (n > LKS_LEASE_NAME_MAX)
+		return lks_set_error(c, LKS_EINVAL, "lease name is longer than %d bytes",
+		                     LKS_LEASE_NAME_MAX);
+	return LKS_OK;
+}
+
+static int check_ttl(lks_conn *c, int64_t ttl_ms)
+{
+	if (ttl_ms <= 0 || ttl_ms > LKS_LEASE_TTL_MAX_MS)
+		return lks_set_error(c, LKS_EINVAL, "TTL must be 1..%lld ms, got %lld",
+		                     (long long)LKS_LEASE_TTL_MAX_MS, (long long)ttl_ms);
+	return LKS_OK;
+}
+
+static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
+{
+	atomic_store(&l->deadline_us, sent_us + remaining_us - l->margin_us);
+}
+
+int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
+                      int64_t ttl_ms, int64_t wait_ms,
+                      const lks_acquire_options *opts)
+{
+	static const lks_acquire_options defaults = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_acquire_options o = opts ? *opts : defaults;
+	lks_acquire_stats local = {0}, *st = o.stats ? o.stats : &local;
+	char t[QMAX], holder[LKS_HOLDER_LEN + 1];
+	int64_t start, deadline, ttl_us, margin_us, sent = 0;
+	uint64_t rng;
+	lks_grant g;
+	lks_lease *l;
+	int rc;
+
+	memset(st, 0, sizeof *st);
+	if (out)
+		*out = NULL;
+	if ((rc = lks_conn_check(c)))
+		return rc;
+	if (!out)
+		return lks_set_error(c, LKS_EINVAL, "out is NULL");
+	if (o.version != LKS_ACQUIRE_OPTIONS_VERSION)
+		return lks_set_error(c, LKS_EINVAL, "acquire options: unknown version %u", o.version);
+	if ((rc = check_name(c, name)) || (rc = check_ttl(c, ttl_ms)) || (rc = table_q(c, t)))
+		return rc;
+	if (wait_ms < 0 || wait_ms > LKS_LEASE_TTL_MAX_MS)
+		return lks_set_error(c, LKS_EINVAL, "wait must be 0..%lld ms, got %lld",
+		                     (long long)LKS_LEASE_TTL_MAX_MS, (long long)wait_ms);
+	if (o.margin_ms >= ttl_ms || o.margin_ms < -1 || o.base_delay_us < 0 ||
+	    o.max_delay_us < o.base_delay_us)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "acquire options: need -1 <= margin_ms < ttl and 0 <= base_delay_us <= max_delay_us");
+	ttl_us = ttl_ms * 1000;
+	margin_us = o.margin_ms < 0 ? ttl_us / 10 : o.margin_ms * 1000;
+	lks_holder_id(holder);
+	if (lks_random_bytes(&rng, sizeof rng))
+		rng = (uint64_t)lks_now_us();
+
+	start = lks_now_us();
+	deadline = start + wait_ms * 1000;
+	for (int attempt = 0;; attempt++) {
+		int64_t now, delay;
+		sent = lks_now_us();
+		st->attempts++;
+		rc = c->ops->lease_try(c, t, name, holder, ttl_us, &g);
+		now = lks_now_us();
+		if (rc) {
+			st->waited_us = now - start;
+			return rc;
+		}
+		if (g.granted)
+			break;
+		if (wait_ms == 0 || now >= deadline) {
+			st->waited_us = now - start;
+			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+			                     "lease %s is held (fence %lld, %lld ms left)", name,
+			                     (long long)g.fence, (long long)(g.remaining_us / 1000));
+		}
+		delay = lks_backoff_us(attempt, o.base_delay_us, o.max_delay_us, &rng);
+		/* never sleep past the holder's expiry or our own deadline */
+		if (g.remaining_us >= 0 && delay > g.remaining_us + 500)
+			delay = g.remaining_us + 500;
+		if (delay > deadline - now)
+			delay = deadline - now;
+		lks_sleep_us(delay);
+	}
+	st->waited_us = lks_now_us() - start;
+
+	l = calloc(1, sizeof *l);
+	if (!l) {
+		/* granted but cannot be represented: give it back */
+		c->ops->lease_release(c, t, name, holder, g.fence);
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	}
+	snprintf(l->name, sizeof l->name, "%s", name);
+	memcpy(l->holder, holder, sizeof holder);
+	memcpy(l->table_q, t, sizeof l->table_q);
+	l->fence = g.fence;
+	l->ttl_us = ttl_us;
+	l->margin_us = margin_us;
+	set_deadline(l, sent, g.remaining_us);
+	pthread_mutex_init(&l->mu, NULL);
+	*out = l;
+	return LKS_OK;
+}
+
+static int check_lease(lks_conn *c, const lks_lease *lease)
+{
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!lease)
+		return lks_set_error(c, LKS_EINVAL, "lease is NULL");
+	return LKS_OK;
+}
+
+void lks_lease_mark_lost(lks_lease *lease)
+{
+	atomic_store(&lease->lost, 1);
+}
+
+int lks_lease_renew_on(lks_conn *c, lks_lease *l, int64_t ttl_us)
+{
+	int64_t remaining = 0, sent = lks_now_us();
+	int rc = c->ops->lease_renew(c, l->table_q, l->name, l->holder, l->fence, ttl_us,
+	                             &remaining);
+	if (rc == LKS_OK) {
+		l->ttl_us = ttl_us;
+		set_deadline(l, sent, remaining);
+	} else if (rc == LKS_LOST) {
+		lks_lease_mark_lost(l);
+		lks_set_error(c, rc, "lease %s (fence %lld) expired or was taken over", l->name,
+		              (long long)l->fence);
+	}
+	return rc;
+}
+
+int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms)
+{
+	int rc = check_lease(c, lease);
+	if (rc || (rc = check_ttl(c, ttl_ms)))
+		return rc;
+	if (lease->margin_us >= ttl_ms * 1000)
+		return lks_set_error(c, LKS_EINVAL, "TTL must be longer than the lease's margin");
+	return lks_lease_renew_on(c, lease, ttl_ms * 1000);
+}
+
+int lks_lease_release(lks_conn *c, lks_lease *lease)
+{
+	int rc = check_lease(c, lease);
+	if (rc)
+		return rc;
+	lks_lease_autorenew_stop(lease);
+	rc = c->ops->lease_release(c, lease->table_q, lease->name, lease->holder, lease->fence);
+	if (rc == LKS_OK || rc == LKS_LOST)
+		lks_lease_mark_lost(lease); /* no longer ours either way */
+	if (rc == LKS_LOST)
+		lks_set_error(c, rc, "lease %s (fence %lld) was already lost when released",
+		              lease->name, (long long)lease->fence);
+	return rc;
+}
+
+void lks_lease_free(lks_lease *lease)
+{
+	if (!lease)
+		return;
+	lks_lease_autorenew_stop(lease);
+	pthread_mutex_destroy(&lease->mu);
+	free(lease);
+}
+
+const char *lks_lease_name(const lks_lease *l) { return l ? l->name : NULL; }
+const char *lks_lease_holder(const lks_lease *l) { return l ? l->holder : NULL; }
+int64_t lks_lease_fence(const lks_lease *l) { return l ? l->fence : 0; }
+
+int64_t lks_lease_remaining_ms(const lks_lease *l)
+{
+	int64_t left;
+	if (!l)
+		return 0;
+	left = atomic_load(&l->deadline_us) - lks_now_us();
+	return left > 0 ? left / 1000 : left < 0 ? -1 : 0;
+}
+
+int lks_lease_is_lost(const lks_lease *l)
+{
+	if (!l)
+		return 1;
+	return atomic_load(&l->lost) || lks_now_us() >= atomic_load(&l->deadline_us);
+}
+
+int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn, void *arg)
+{
+	int rc = check_lease(c, lease);
+	if (rc)
+		return rc;
+	if (!fn)
+		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
+	if (c->ops->in_transaction(c))
+		return lks_set_error(c, LKS_EINVAL,
+		                     "fenced write needs a handle without an open transaction");
+	if ((rc = c->ops->exec(c, "BEGIN")))
+		return rc;
+	rc = c->ops->lease_lock_shared(c, lease->table_q, lease->name, lease->holder, lease->fence);
+	if (rc == LKS_LOST)
+		lks_set_error(c, rc, "lease %s (fence %lld) is no longer the current grant",
+		              lease->name, (long long)lease->fence);
+	if (rc == LKS_OK)
+		rc = fn(c, lease->fence, arg);
+	if (rc != LKS_OK) {
+		if (c->native && c->ops->in_transaction(c)) {
+			/* keep the first error: rollback must not overwrite it */
+			lks_conn saved_err;
+			memcpy(saved_err.errmsg, c->errmsg, sizeof c->errmsg);
+			memcpy(saved_err.sqlstate, c->sqlstate, sizeof c->sqlstate);
+			saved_err.err = c->err;
+			saved_err.err_no = c->err_no;
+			c->ops->exec(c, "ROLLBACK");
+			memcpy(c->errmsg, saved_err.errmsg, sizeof c->errmsg);
+			memcpy(c->sqlstate, saved_err.sqlstate, sizeof c->sqlstate);
+			c->err = saved_err.err;
+			c->err_no = saved_err.err_no;
+		}
+		return rc;
+	}
+	rc = c->ops->commit(c);
+	if (rc == LKS_ECONN)
+		rc = lks_set_error(c, LKS_EUNKNOWN, "connection lost during COMMIT of fenced write: %s",
+		                   c->errmsg);
+	return rc;
+}
+
+static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *info)
+{
+	int64_t held = 0;
+	memset(info, 0, sizeof *info);
+	snprintf(info->name, sizeof info->name, "%s", lks_rows_get(r, row, 0) ? lks_rows_get(r, row, 0) : "");
+	snprintf(info->holder, sizeof info->holder, "%s", lks_rows_get(r, row, 1) ? lks_rows_get(r, row, 1) : "");
+	if (lks_parse_i64(lks_rows_get(r, row, 2), &info->fence) ||
+	    lks_parse_i64(lks_rows_get(r, row, 3), &info->remaining_ms) ||
+	    lks_parse_i64(lks_rows_get(r, row, 4), &held))
+		return lks_set_error(c, LKS_EDB, "lease table row is malformed");
+	info->remaining_ms /= 1000;
+	info->held = held != 0;
+	if (!info->held)
+		info->holder[0] = '\0';
+	return LKS_OK;
+}
+
+int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info)
+{
+	char t[QMAX];
+	lks_rows r;
+	int rc = lks_conn_check(c);
+	if (rc || (rc = check_name(c, name)) || (rc = table_q(c, t)))
+		return rc;
+	if (!info)
+		return lks_set_error(c, LKS_EINVAL, "info is NULL");
+	if ((rc = c->ops->lease_select(c, t, name, &r)))
+		return rc;
+	if (r.nrows == 0) {
+		memset(info, 0, sizeof *info);
+		snprintf(info->name, sizeof info->name, "%s", name);
+	} else {
+		rc = fill_info(c, &r, 0, info);
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
+int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *), void *arg)
+{
+	char t[QMAX];
+	lks_rows r;
+	lks_lease_info info;
+	int rc = lks_conn_check(c);
+	if (rc || (rc = table_q(c, t)))
+		return rc;
+	if (!fn)
+		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
+	if ((rc = c->ops->lease_select(c, t, NULL, &r)))
+		return rc;
+	for (int i = 0; i < r.nrows && rc == LKS_OK; i++)
+		if ((rc = fill_info(c, &r, i, &info)) == LKS_OK)
+			rc = fn(&info, arg);
+	lks_rows_clear(&r);
+	return rc;
+}

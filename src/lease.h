@@ -1,0 +1,31 @@
+/* The lease object, shared by lease.c and autorenew.c. */
+#ifndef LKS_LEASE_H
+#define LKS_LEASE_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include "internal.h"
+
+struct lks_lease {
+	char name[LKS_LEASE_NAME_MAX + 1];
+	char holder[LKS_HOLDER_LEN + 1];
+	char table_q[2 * LKS_IDENT_MAX + 8];
+	int64_t fence;
+	int64_t ttl_us;
+	int64_t margin_us;
+	_Atomic int64_t deadline_us; /* monotonic; conservative local expiry */
+	atomic_int lost;
+	/* auto-renew */
+	bool renewing;
+	bool stop;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	lks_conn *renew_conn;
+	char *renew_url;
+	lks_autorenew_options ar;
+};
+
+/* renew on any connection; updates the local deadline and lost flag */
+int lks_lease_renew_on(lks_conn *c, lks_lease *lease, int64_t ttl_us);
+void lks_lease_mark_lost(lks_lease *lease);
+#endif

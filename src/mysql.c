@@ -1,0 +1,566 @@
+/* MySQL/MariaDB backend (libmysqlclient / MariaDB Connector/C): connection,
+ * prepared-statement cache, and the CAS and lease statements in MySQL's
+ * dialect (no RETURNING: LAST_INSERT_ID(expr) carries the new fence). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <mysql.h>
+#include "internal.h"
+#include "lockstock-mysql.h"
+
+#define MY_CACHE_MAX 64
+#define MY_CELL 64
+
+typedef struct my_stmt {
+	char *sql;
+	MYSQL_STMT *stmt;
+} my_stmt;
+
+typedef struct my_state {
+	my_stmt cache[MY_CACHE_MAX];
+	int n;
+	bool found_rows; /* opened with CLIENT_FOUND_ROWS */
+} my_state;
+
+#define MY(c) ((MYSQL *)(c)->native)
+#define ST(c) ((my_state *)(c)->backend)
+
+static int my_error(lks_conn *c, unsigned int e, const char *state, const char *msg)
+{
+	return lks_set_db_error(c, lks_map_mysql_errno(e), state, e, msg);
+}
+static int my_conn_error(lks_conn *c)
+{
+	return my_error(c, mysql_errno(MY(c)), mysql_sqlstate(MY(c)), mysql_error(MY(c)));
+}
+static int my_stmt_error(lks_conn *c, MYSQL_STMT *s)
+{
+	return my_error(c, mysql_stmt_errno(s), mysql_stmt_sqlstate(s), mysql_stmt_error(s));
+}
+
+static void my_close(lks_conn *c)
+{
+	my_state *st = c->backend;
+	if (st) {
+		for (int i = 0; i < st->n; i++) {
+			mysql_stmt_close(st->cache[i].stmt);
+			free(st->cache[i].sql);
+		}
+		free(st);
+	}
+	if (c->native && !c->borrowed)
+		mysql_close(MY(c));
+	c->native = NULL;
+}
+
+static int my_init_state(lks_conn *c, bool found_rows)
+{
+	c->ops = &lks_mysql_ops;
+	c->backend = calloc(1, sizeof(my_state));
+	if (!c->backend)
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	ST(c)->found_rows = found_rows;
+	return LKS_OK;
+}
+
+int lks_mysql_open(lks_conn *c, const char *url)
+{
+	lks_url u;
+	char err[256];
+	int rc;
+	my_bool off = 0;
+	unsigned int timeout;
+	if ((rc = lks_url_parse(url, &u, err, sizeof err)))
+		return lks_set_error(c, rc, "malformed URL: %s", rc == LKS_EINVAL ? err : "out of memory");
+	if (lks_library_init()) {
+		lks_url_free(&u);
+		return lks_set_error(c, LKS_EDB, "mysql_library_init failed");
+	}
+	if ((rc = my_init_state(c, true)))
+		goto out;
+	c->native = mysql_init(NULL);
+	if (!c->native) {
+		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
+		goto out;
+	}
+	timeout = u.connect_timeout ? u.connect_timeout : 10;
+	mysql_options(MY(c), MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	/* never reconnect silently: it would lose the open transaction */
+	mysql_options(MY(c), MYSQL_OPT_RECONNECT, &off);
+	mysql_options(MY(c), MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (!mysql_real_connect(MY(c), u.socket ? NULL : u.host, u.user, u.password,
+	                        u.database, u.port, u.socket, CLIENT_FOUND_ROWS)) {
+		rc = lks_set_db_error(c, LKS_ECONN, mysql_sqlstate(MY(c)), mysql_errno(MY(c)),
+		                      mysql_error(MY(c)));
+		mysql_close(MY(c));
+		c->native = NULL;
+		goto out;
+	}
+	c->url = strdup(url);
+	rc = c->url ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
+out:
+	lks_url_free(&u);
+	return rc;
+}
+
+int lks_conn_adopt_mysql(lks_conn **out, MYSQL *my)
+{
+	lks_conn *c;
+	if (!out)
+		return LKS_EINVAL;
+	*out = c = lks_conn_new();
+	if (!c)
+		return LKS_ENOMEM;
+	if (!my)
+		return lks_set_error(c, LKS_EINVAL, "MYSQL is NULL");
+	if (my_init_state(c, (my->client_flag & CLIENT_FOUND_ROWS) != 0))
+		return c->err;
+	c->native = my;
+	c->borrowed = true;
+	return LKS_OK;
+}
+
+MYSQL *lks_conn_mysql(lks_conn *c)
+{
+	return c && c->ops == &lks_mysql_ops ? MY(c) : NULL;
+}
+
+static int my_exec(lks_conn *c, const char *sql)
+{
+	MYSQL_RES *res;
+	if (mysql_real_query(MY(c), sql, strlen(sql)))
+		return my_conn_error(c);
+	res = mysql_store_result(MY(c));
+	if (res)
+		mysql_free_result(res);
+	else if (mysql_errno(MY(c)))
+		return my_conn_error(c);
+	return LKS_OK;
+}
+
+static MYSQL_STMT *my_prepare(lks_conn *c, const char *sql)
+{
+	my_state *st = ST(c);
+	MYSQL_STMT *s;
+	for (int i = 0; i < st->n; i++)
+		if (!strcmp(st->cache[i].sql, sql))
+			return st->cache[i].stmt;
+	if (st->n == MY_CACHE_MAX) {
+		mysql_stmt_close(st->cache[0].stmt);
+		free(st->cache[0].sql);
+		memmove(&st->cache[0], &st->cache[1], sizeof(my_stmt) * (MY_CACHE_MAX - 1));
+		st->n--;
+	}
+	if (!(s = mysql_stmt_init(MY(c)))) {
+		lks_set_error(c, LKS_ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (mysql_stmt_prepare(s, sql, strlen(sql))) {
+		my_stmt_error(c, s);
+		mysql_stmt_close(s);
+		return NULL;
+	}
+	st->cache[st->n].sql = strdup(sql);
+	if (!st->cache[st->n].sql) {
+		mysql_stmt_close(s);
+		lks_set_error(c, LKS_ENOMEM, "out of memory");
+		return NULL;
+	}
+	st->cache[st->n++].stmt = s;
+	return s;
+}
+
+/* Matched (not changed) rows for a connection without CLIENT_FOUND_ROWS. */
+static int64_t my_matched_rows(lks_conn *c, MYSQL_STMT *s)
+{
+	const char *info;
+	if (ST(c)->found_rows || !(info = mysql_info(MY(c))))
+		return (int64_t)mysql_stmt_affected_rows(s);
+	info = strstr(info, "Rows matched:");
+	return info ? strtoll(info + 13, NULL, 10) : (int64_t)mysql_stmt_affected_rows(s);
+}
+
+static int my_fetch_rows(lks_conn *c, MYSQL_STMT *s, MYSQL_RES *meta, lks_rows *out)
+{
+	int ncols = (int)mysql_num_fields(meta), cap = 0, rc = LKS_OK, f;
+	MYSQL_BIND *b = calloc((size_t)ncols, sizeof *b);
+	char (*buf)[MY_CELL] = calloc((size_t)ncols, MY_CELL);
+	unsigned long *len = calloc((size_t)ncols, sizeof *len);
+	my_bool *isnull = calloc((size_t)ncols, sizeof *isnull);
+	if (!b || !buf || !len || !isnull) {
+		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
+		goto done;
+	}
+	out->ncols = ncols;
+	for (int i = 0; i < ncols; i++) {
+		b[i].buffer_type = MYSQL_TYPE_STRING;
+		b[i].buffer = buf[i];
+		b[i].buffer_length = MY_CELL;
+		b[i].length = &len[i];
+		b[i].is_null = &isnull[i];
+	}
+	if (mysql_stmt_bind_result(s, b)) {
+		rc = my_stmt_error(c, s);
+		goto done;
+	}
+	while ((f = mysql_stmt_fetch(s)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (out->nrows == cap) {
+			cap = cap ? cap * 2 : 8;
+			char **cells = realloc(out->cells, sizeof(char *) * (size_t)(cap * ncols));
+			if (!cells) {
+				rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
+				goto drain;
+			}
+			out->cells = cells;
+		}
+		for (int i = 0; i < ncols; i++) {
+			char *v = NULL;
+			if (!isnull[i]) {
+				v = malloc(len[i] + 1);
+				if (v && len[i] < MY_CELL) {
+					memcpy(v, buf[i], len[i]);
+				} else if (v) {
+					/* longer than the bind buffer: fetch the whole value */
+					MYSQL_BIND one = {0};
+					one.buffer_type = MYSQL_TYPE_STRING;
+					one.buffer = v;
+					one.buffer_length = len[i] + 1;
+					mysql_stmt_fetch_column(s, &one, (unsigned int)i, 0);
+				}
+				if (!v)
+					rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
+				else
+					v[len[i]] = '\0';
+			}
+			out->cells[out->nrows * ncols + i] = v;
+		}
+		out->nrows++;
+		if (rc)
+			goto drain;
+	}
+	if (f == 1)
+		rc = my_stmt_error(c, s);
+	goto done;
+drain:
+	while (mysql_stmt_fetch(s) == 0)
+		;
+done:
+	free(b);
+	free(buf);
+	free(len);
+	free(isnull);
+	return rc;
+}
+
+static int my_query(lks_conn *c, const char *sql, const lks_value *params,
+                    size_t n, lks_rows *out)
+{
+	MYSQL_BIND b[16];
+	int64_t ints[16];
+	unsigned long lens[16];
+	MYSQL_STMT *s;
+	MYSQL_RES *meta;
+	int rc = LKS_OK;
+
+	memset(out, 0, sizeof *out);
+	if (n > 16)
+		return lks_set_error(c, LKS_EINVAL, "too many parameters (max 16)");
+	memset(b, 0, sizeof b);
+	for (size_t i = 0; i < n; i++) {
+		switch (params[i].type) {
+		case LKS_TYPE_INT:
+			ints[i] = params[i].i;
+			b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+			b[i].buffer = &ints[i];
+			break;
+		case LKS_TYPE_TEXT:
+			if (!params[i].s)
+				return lks_set_error(c, LKS_EINVAL, "text parameter %zu is NULL", i + 1);
+			lens[i] = strlen(params[i].s);
+			b[i].buffer_type = MYSQL_TYPE_STRING;
+			b[i].buffer = (void *)(uintptr_t)params[i].s;
+			b[i].buffer_length = lens[i];
+			b[i].length = &lens[i];
+			break;
+		default:
+			b[i].buffer_type = MYSQL_TYPE_NULL;
+		}
+	}
+	if (!(s = my_prepare(c, sql)))
+		return c->err;
+	if (mysql_stmt_param_count(s) != n)
+		return lks_set_error(c, LKS_EINVAL, "statement takes %lu parameters, %zu given",
+		                     mysql_stmt_param_count(s), n);
+	if ((n && mysql_stmt_bind_param(s, b)) || mysql_stmt_execute(s))
+		return my_stmt_error(c, s);
+	meta = mysql_stmt_result_metadata(s);
+	if (meta) {
+		rc = my_fetch_rows(c, s, meta, out);
+		out->affected = out->nrows;
+		mysql_free_result(meta);
+		mysql_stmt_free_result(s);
+	} else {
+		out->affected = my_matched_rows(c, s);
+		out->insert_id = mysql_stmt_insert_id(s);
+	}
+	if (rc)
+		lks_rows_clear(out);
+	return rc;
+}
+
+static int my_commit(lks_conn *c)
+{
+	return my_exec(c, "COMMIT");
+}
+
+static bool my_in_transaction(lks_conn *c)
+{
+	return (MY(c)->server_status & SERVER_STATUS_IN_TRANS) != 0;
+}
+
+static int my_quote(const char *ident, char *out, size_t outsz)
+{
+	return lks_ident_quote(ident, '`', out, outsz);
+}
+
+static int my_version_of(lks_conn *c, const char *table, const char *key,
+                         const char *ver, lks_value keyv, int64_t *version)
+{
+	lks_sql q = {.len = 0};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q, "SELECT %s FROM %s WHERE %s = ?", ver, table, key);
+	if ((rc = my_query(c, q.buf, &keyv, 1, &r)))
+		return rc;
+	if (r.nrows == 0) {
+		rc = LKS_NOT_FOUND;
+	} else {
+		rc = LKS_CONFLICT;
+		if (!lks_rows_get(&r, 0, 0) || lks_parse_i64(lks_rows_get(&r, 0, 0), version))
+			*version = -1;
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int my_cas_update(lks_conn *c, const char *table, const char *key,
+                         const char *ver, lks_value keyv, int64_t expected,
+                         const char *const *cols, const lks_value *values,
+                         size_t n, int64_t *version)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[16];
+	lks_rows r;
+	int rc;
+	if (n > 13)
+		return lks_set_error(c, LKS_EINVAL, "at most 13 columns per CAS");
+	/* MySQL assigns left to right; no expression reads a column set
+	 * earlier in this statement (version + 1 reads the old version). */
+	lks_sql_add(&q, "UPDATE %s SET ", table);
+	for (size_t i = 0; i < n; i++) {
+		lks_sql_add(&q, "%s = ?, ", cols[i]);
+		p[i] = values[i];
+	}
+	lks_sql_add(&q, "%s = %s + 1 WHERE %s = ? AND %s = ?", ver, ver, key, ver);
+	p[n] = keyv;
+	p[n + 1] = LKS_INT(expected);
+	if (q.overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	if ((rc = my_query(c, q.buf, p, n + 2, &r)))
+		return rc;
+	bool applied = r.affected == 1;
+	lks_rows_clear(&r);
+	if (applied) {
+		*version = expected + 1; /* no RETURNING; never re-read */
+		return LKS_OK;
+	}
+	return my_version_of(c, table, key, ver, keyv, version);
+}
+
+static int my_cas_read(lks_conn *c, const char *table, const char *key,
+                       const char *ver, lks_value keyv, const char *const *cols,
+                       size_t n, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_sql_add(&q, "SELECT %s", ver);
+	for (size_t i = 0; i < n; i++)
+		lks_sql_add(&q, ", %s", cols[i]);
+	lks_sql_add(&q, " FROM %s WHERE %s = ?", table, key);
+	if (q.overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	return my_query(c, q.buf, &keyv, 1, out);
+}
+
+static int my_lease_install(lks_conn *c, const char *t)
+{
+	lks_sql q = {.len = 0};
+	/* VARBINARY name: exact byte comparison (no PAD SPACE, no case folding);
+	 * DATETIME(6) with UTC_TIMESTAMP(6): independent of the session zone */
+	lks_sql_add(&q,
+	            "CREATE TABLE IF NOT EXISTS %s ("
+	            " name VARBINARY(%d) NOT NULL PRIMARY KEY,"
+	            " holder CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,"
+	            " fence BIGINT NOT NULL,"
+	            " acquired_at DATETIME(6) NULL,"
+	            " expires_at DATETIME(6) NOT NULL,"
+	            " CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),"
+	            " CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)"
+	            ") ENGINE=InnoDB",
+	            t, LKS_LEASE_NAME_MAX);
+	return my_exec(c, q.buf);
+}
+
+/*
+ * Free or expired: one UPDATE grants, LAST_INSERT_ID(fence + 1) hands the new
+ * fence back without a second query. Otherwise one SELECT reads the holder's
+ * remaining time; a name never seen gets its row first (INSERT ... ON
+ * DUPLICATE KEY UPDATE, not INSERT IGNORE, which would hide real errors).
+ */
+static int my_lease_try(lks_conn *c, const char *t, const char *name,
+                        const char *holder, int64_t ttl_us, lks_grant *g)
+{
+	lks_sql up = {.len = 0}, sel = {.len = 0}, ins = {.len = 0};
+	lks_value pu[3] = {LKS_TEXT(holder), LKS_INT(ttl_us), LKS_TEXT(name)};
+	lks_value pn = LKS_TEXT(name);
+	lks_rows r;
+	int rc;
+	lks_sql_add(&up,
+	            "UPDATE %s SET holder = ?, fence = LAST_INSERT_ID(fence + 1),"
+	            " acquired_at = UTC_TIMESTAMP(6),"
+	            " expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND"
+	            " WHERE name = ? AND expires_at <= UTC_TIMESTAMP(6)",
+	            t);
+	lks_sql_add(&sel,
+	            "SELECT fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)"
+	            " FROM %s WHERE name = ?",
+	            t);
+	lks_sql_add(&ins,
+	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
+	            " VALUES (?, NULL, 0, NULL, '1970-01-01') ON DUPLICATE KEY UPDATE name = name",
+	            t);
+	g->granted = 0;
+	g->fence = 0;
+	g->remaining_us = -1;
+	for (int round = 0; round < 3; round++) {
+		if ((rc = my_query(c, up.buf, pu, 3, &r)))
+			return rc;
+		int64_t granted = r.affected;
+		uint64_t fence = r.insert_id;
+		lks_rows_clear(&r);
+		if (granted == 1) {
+			g->granted = 1;
+			g->fence = (int64_t)fence;
+			g->remaining_us = ttl_us;
+			return LKS_OK;
+		}
+		if ((rc = my_query(c, sel.buf, &pn, 1, &r)))
+			return rc;
+		if (r.nrows == 1) {
+			lks_parse_i64(lks_rows_get(&r, 0, 0), &g->fence);
+			lks_parse_i64(lks_rows_get(&r, 0, 1), &g->remaining_us);
+			lks_rows_clear(&r);
+			if (g->remaining_us > 0)
+				return LKS_OK; /* held */
+			continue;          /* expired since the UPDATE: try again */
+		}
+		lks_rows_clear(&r);
+		if ((rc = my_query(c, ins.buf, &pn, 1, &r)))
+			return rc;
+		lks_rows_clear(&r);
+	}
+	return LKS_OK;
+}
+
+static int my_lease_renew(lks_conn *c, const char *t, const char *name,
+                          const char *holder, int64_t fence, int64_t ttl_us,
+                          int64_t *remaining_us)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[4] = {LKS_INT(ttl_us), LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "UPDATE %s SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND"
+	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
+	            t);
+	if ((rc = my_query(c, q.buf, p, 4, &r)))
+		return rc;
+	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
+	lks_rows_clear(&r);
+	if (rc)
+		return rc;
+	*remaining_us = ttl_us;
+	return LKS_OK;
+}
+
+static int my_lease_release(lks_conn *c, const char *t, const char *name,
+                            const char *holder, int64_t fence)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "UPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)"
+	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
+	            t);
+	if ((rc = my_query(c, q.buf, p, 3, &r)))
+		return rc;
+	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int my_lease_lock_shared(lks_conn *c, const char *t, const char *name,
+                                const char *holder, int64_t fence)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "SELECT 1 FROM %s WHERE name = ? AND holder = ? AND fence = ?"
+	            " AND expires_at > UTC_TIMESTAMP(6) LOCK IN SHARE MODE",
+	            t);
+	if ((rc = my_query(c, q.buf, p, 3, &r)))
+		return rc;
+	rc = r.nrows == 1 ? LKS_OK : LKS_LOST;
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int my_lease_select(lks_conn *c, const char *t, const char *name, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p = LKS_TEXT(name);
+	lks_sql_add(&q,
+	            "SELECT name, COALESCE(holder, ''), fence,"
+	            " GREATEST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at), 0),"
+	            " expires_at > UTC_TIMESTAMP(6) FROM %s",
+	            t);
+	if (name)
+		lks_sql_add(&q, " WHERE name = ?");
+	else
+		lks_sql_add(&q, " WHERE expires_at > UTC_TIMESTAMP(6) ORDER BY name");
+	return my_query(c, q.buf, &p, name ? 1 : 0, out);
+}
+
+const lks_backend_ops lks_mysql_ops = {
+	.id = LKS_BACKEND_MYSQL,
+	.name = "mysql",
+	.close = my_close,
+	.exec = my_exec,
+	.query = my_query,
+	.in_transaction = my_in_transaction,
+	.commit = my_commit,
+	.quote_ident = my_quote,
+	.cas_update = my_cas_update,
+	.cas_read = my_cas_read,
+	.lease_install = my_lease_install,
+	.lease_try = my_lease_try,
+	.lease_renew = my_lease_renew,
+	.lease_release = my_lease_release,
+	.lease_lock_shared = my_lease_lock_shared,
+	.lease_select = my_lease_select,
+};

@@ -1,0 +1,440 @@
+/* PostgreSQL backend (libpq): connection, prepared-statement cache, and the
+ * CAS and lease statements in PostgreSQL's dialect. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+#include "internal.h"
+#include "lockstock-pg.h"
+
+#define PG_CACHE_MAX 64
+
+typedef struct pg_stmt {
+	char *sql;
+	char name[24];
+} pg_stmt;
+
+typedef struct pg_state {
+	pg_stmt cache[PG_CACHE_MAX];
+	int n;
+	unsigned long next_id;
+} pg_state;
+
+#define PG(c) ((PGconn *)(c)->native)
+#define REMAINING_US "(extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint"
+
+static int pg_error(lks_conn *c, PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+	                                                      : PQerrorMessage(PG(c));
+	int code = PQstatus(PG(c)) == CONNECTION_BAD ? LKS_ECONN : lks_map_sqlstate(state);
+	return lks_set_db_error(c, code, state, 0, msg);
+}
+
+static void pg_close(lks_conn *c)
+{
+	pg_state *st = c->backend;
+	if (st) {
+		for (int i = 0; i < st->n; i++)
+			free(st->cache[i].sql);
+		free(st);
+	}
+	if (c->native && !c->borrowed)
+		PQfinish(PG(c));
+	c->native = NULL;
+}
+
+static int pg_init_state(lks_conn *c)
+{
+	c->ops = &lks_pg_ops;
+	c->backend = calloc(1, sizeof(pg_state));
+	return c->backend ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
+}
+
+int lks_pg_open(lks_conn *c, const char *url)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &err);
+	if (!opts) {
+		lks_set_error(c, err ? LKS_EINVAL : LKS_ENOMEM, "malformed URL: %s",
+		              err ? err : "out of memory");
+		PQfreemem(err);
+		return c->err;
+	}
+	PQconninfoFree(opts);
+	if (pg_init_state(c))
+		return c->err;
+	c->native = PQconnectdb(url);
+	if (!c->native)
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	if (PQstatus(PG(c)) != CONNECTION_OK) {
+		lks_set_db_error(c, LKS_ECONN, NULL, 0, PQerrorMessage(PG(c)));
+		PQfinish(PG(c));
+		c->native = NULL;
+		return c->err;
+	}
+	c->url = strdup(url);
+	return c->url ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
+}
+
+int lks_conn_adopt_pg(lks_conn **out, PGconn *pg)
+{
+	lks_conn *c;
+	if (!out)
+		return LKS_EINVAL;
+	*out = c = lks_conn_new();
+	if (!c)
+		return LKS_ENOMEM;
+	if (!pg)
+		return lks_set_error(c, LKS_EINVAL, "PGconn is NULL");
+	if (pg_init_state(c))
+		return c->err;
+	c->native = pg;
+	c->borrowed = true;
+	if (PQstatus(pg) != CONNECTION_OK)
+		return lks_set_error(c, LKS_ECONN, "PGconn is not connected");
+	return LKS_OK;
+}
+
+PGconn *lks_conn_pg(lks_conn *c)
+{
+	return c && c->ops == &lks_pg_ops ? PG(c) : NULL;
+}
+
+static int pg_exec(lks_conn *c, const char *sql)
+{
+	PGresult *res = PQexec(PG(c), sql);
+	int rc = LKS_OK;
+	ExecStatusType s = PQresultStatus(res);
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+		rc = pg_error(c, res);
+	PQclear(res);
+	return rc;
+}
+
+/* Find or prepare the statement; prepared once per connection. */
+static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
+{
+	pg_state *st = c->backend;
+	pg_stmt *e;
+	PGresult *res;
+	for (int i = 0; i < st->n; i++)
+		if (!strcmp(st->cache[i].sql, sql))
+			return st->cache[i].name;
+	if (st->n == PG_CACHE_MAX) {
+		/* evict the oldest; DEALLOCATE failing only leaks a server-side name */
+		char dealloc[48];
+		snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", st->cache[0].name);
+		PQclear(PQexec(PG(c), dealloc));
+		free(st->cache[0].sql);
+		memmove(&st->cache[0], &st->cache[1], sizeof(pg_stmt) * (PG_CACHE_MAX - 1));
+		st->n--;
+	}
+	e = &st->cache[st->n];
+	snprintf(e->name, sizeof e->name, "lks_%lu", st->next_id++);
+	res = PQprepare(PG(c), e->name, sql, nparams, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pg_error(c, res);
+		PQclear(res);
+		return NULL;
+	}
+	PQclear(res);
+	e->sql = strdup(sql);
+	if (!e->sql) {
+		lks_set_error(c, LKS_ENOMEM, "out of memory");
+		return NULL;
+	}
+	st->n++;
+	return e->name;
+}
+
+static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
+                    size_t n, lks_rows *out)
+{
+	char ints[16][24];
+	const char *vals[16];
+	const char *name;
+	PGresult *res;
+	ExecStatusType s;
+	int rc = LKS_OK;
+
+	memset(out, 0, sizeof *out);
+	if (n > 16)
+		return lks_set_error(c, LKS_EINVAL, "too many parameters (max 16)");
+	for (size_t i = 0; i < n; i++) {
+		switch (params[i].type) {
+		case LKS_TYPE_INT:
+			snprintf(ints[i], sizeof ints[i], "%" PRId64, params[i].i);
+			vals[i] = ints[i];
+			break;
+		case LKS_TYPE_TEXT:
+			if (!params[i].s)
+				return lks_set_error(c, LKS_EINVAL, "text parameter %zu is NULL", i + 1);
+			vals[i] = params[i].s;
+			break;
+		default:
+			vals[i] = NULL;
+		}
+	}
+	if (!(name = pg_prepare(c, sql, (int)n)))
+		return c->err;
+	res = PQexecPrepared(PG(c), name, (int)n, vals, NULL, NULL, 0);
+	s = PQresultStatus(res);
+	if (s == PGRES_TUPLES_OK) {
+		out->nrows = PQntuples(res);
+		out->ncols = PQnfields(res);
+		out->affected = out->nrows;
+		if (out->nrows * out->ncols > 0) {
+			out->cells = calloc((size_t)(out->nrows * out->ncols), sizeof(char *));
+			if (!out->cells) {
+				rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
+				out->nrows = 0;
+			}
+			for (int r = 0; rc == LKS_OK && r < out->nrows; r++)
+				for (int f = 0; f < out->ncols; f++) {
+					if (PQgetisnull(res, r, f))
+						continue;
+					char *v = strdup(PQgetvalue(res, r, f));
+					if (!v)
+						rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
+					out->cells[r * out->ncols + f] = v;
+				}
+		}
+	} else if (s == PGRES_COMMAND_OK) {
+		const char *t = PQcmdTuples(res);
+		out->affected = *t ? strtoll(t, NULL, 10) : 0;
+	} else {
+		rc = pg_error(c, res);
+	}
+	PQclear(res);
+	if (rc)
+		lks_rows_clear(out);
+	return rc;
+}
+
+static int pg_commit(lks_conn *c)
+{
+	PGresult *res = PQexec(PG(c), "COMMIT");
+	int rc = LKS_OK;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = pg_error(c, res);
+	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+		/* COMMIT of a failed transaction answers ROLLBACK */
+		rc = lks_set_error(c, LKS_EDB, "transaction was rolled back, not committed");
+	PQclear(res);
+	return rc;
+}
+
+static bool pg_in_transaction(lks_conn *c)
+{
+	return PQtransactionStatus(PG(c)) != PQTRANS_IDLE;
+}
+
+static int pg_quote(const char *ident, char *out, size_t outsz)
+{
+	return lks_ident_quote(ident, '"', out, outsz);
+}
+
+static int pg_cas_update(lks_conn *c, const char *table, const char *key,
+                         const char *ver, lks_value keyv, int64_t expected,
+                         const char *const *cols, const lks_value *values,
+                         size_t n, int64_t *version)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[16];
+	lks_rows r;
+	int rc;
+	if (n > 13)
+		return lks_set_error(c, LKS_EINVAL, "at most 13 columns per CAS");
+	lks_sql_add(&q, "UPDATE %s SET ", table);
+	for (size_t i = 0; i < n; i++) {
+		lks_sql_add(&q, "%s = $%zu, ", cols[i], i + 1);
+		p[i] = values[i];
+	}
+	lks_sql_add(&q, "%s = %s + 1 WHERE %s = $%zu AND %s = $%zu RETURNING %s", ver,
+	            ver, key, n + 1, ver, n + 2, ver);
+	p[n] = keyv;
+	p[n + 1] = LKS_INT(expected);
+	if (q.overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	if ((rc = pg_query(c, q.buf, p, n + 2, &r)))
+		return rc;
+	if (r.nrows == 1) {
+		rc = lks_parse_i64(lks_rows_get(&r, 0, 0), version);
+		lks_rows_clear(&r);
+		return rc ? lks_set_error(c, LKS_EDB, "version column is not an integer") : LKS_OK;
+	}
+	lks_rows_clear(&r);
+	/* no row matched: classify with a second, read-only query */
+	q.len = 0;
+	lks_sql_add(&q, "SELECT %s FROM %s WHERE %s = $1", ver, table, key);
+	if ((rc = pg_query(c, q.buf, &keyv, 1, &r)))
+		return rc;
+	if (r.nrows == 0) {
+		rc = LKS_NOT_FOUND;
+	} else {
+		rc = LKS_CONFLICT;
+		if (!lks_rows_get(&r, 0, 0) || lks_parse_i64(lks_rows_get(&r, 0, 0), version))
+			*version = -1;
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int pg_cas_read(lks_conn *c, const char *table, const char *key,
+                       const char *ver, lks_value keyv, const char *const *cols,
+                       size_t n, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_sql_add(&q, "SELECT %s", ver);
+	for (size_t i = 0; i < n; i++)
+		lks_sql_add(&q, ", %s", cols[i]);
+	lks_sql_add(&q, " FROM %s WHERE %s = $1", table, key);
+	if (q.overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	return pg_query(c, q.buf, &keyv, 1, out);
+}
+
+static int pg_lease_install(lks_conn *c, const char *t)
+{
+	lks_sql q = {.len = 0};
+	lks_sql_add(&q,
+	            "CREATE TABLE IF NOT EXISTS %s ("
+	            " name text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND %d),"
+	            " holder text,"
+	            " fence bigint NOT NULL CHECK (fence >= 0),"
+	            " acquired_at timestamptz,"
+	            " expires_at timestamptz NOT NULL)",
+	            t, LKS_LEASE_NAME_MAX);
+	return pg_exec(c, q.buf);
+}
+
+/* One round trip: the INSERT ... ON CONFLICT decides the grant atomically on
+ * the latest row version; the second branch reports the current holder. */
+static int pg_lease_try(lks_conn *c, const char *t, const char *name,
+                        const char *holder, int64_t ttl_us, lks_grant *g)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(ttl_us)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "WITH g AS (INSERT INTO %s AS l (name, holder, fence, acquired_at, expires_at)"
+	            " VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond')"
+	            " ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, fence = l.fence + 1,"
+	            " acquired_at = clock_timestamp(),"
+	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'"
+	            " WHERE l.expires_at <= clock_timestamp()"
+	            " RETURNING fence, expires_at)"
+	            " SELECT 1, fence, " REMAINING_US " FROM g"
+	            " UNION ALL SELECT 0, fence, " REMAINING_US " FROM %s"
+	            " WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM g)",
+	            t, t);
+	if ((rc = pg_query(c, q.buf, p, 3, &r)))
+		return rc;
+	g->granted = 0;
+	g->fence = 0;
+	g->remaining_us = -1;
+	if (r.nrows == 1) {
+		g->granted = !strcmp(lks_rows_get(&r, 0, 0), "1");
+		lks_parse_i64(lks_rows_get(&r, 0, 1), &g->fence);
+		lks_parse_i64(lks_rows_get(&r, 0, 2), &g->remaining_us);
+	}
+	lks_rows_clear(&r);
+	return LKS_OK;
+}
+
+static int pg_lease_renew(lks_conn *c, const char *t, const char *name,
+                          const char *holder, int64_t fence, int64_t ttl_us,
+                          int64_t *remaining_us)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[4] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence), LKS_INT(ttl_us)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "UPDATE %s SET expires_at = clock_timestamp() + $4::bigint * interval '1 microsecond'"
+	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()"
+	            " RETURNING " REMAINING_US,
+	            t);
+	if ((rc = pg_query(c, q.buf, p, 4, &r)))
+		return rc;
+	rc = r.nrows == 1 ? LKS_OK : LKS_LOST;
+	if (rc == LKS_OK)
+		lks_parse_i64(lks_rows_get(&r, 0, 0), remaining_us);
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int pg_lease_release(lks_conn *c, const char *t, const char *name,
+                            const char *holder, int64_t fence)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "UPDATE %s SET holder = NULL, expires_at = clock_timestamp()"
+	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()",
+	            t);
+	if ((rc = pg_query(c, q.buf, p, 3, &r)))
+		return rc;
+	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int pg_lease_lock_shared(lks_conn *c, const char *t, const char *name,
+                                const char *holder, int64_t fence)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "SELECT 1 FROM %s WHERE name = $1 AND holder = $2 AND fence = $3"
+	            " AND expires_at > clock_timestamp() FOR SHARE",
+	            t);
+	if ((rc = pg_query(c, q.buf, p, 3, &r)))
+		return rc;
+	rc = r.nrows == 1 ? LKS_OK : LKS_LOST;
+	lks_rows_clear(&r);
+	return rc;
+}
+
+static int pg_lease_select(lks_conn *c, const char *t, const char *name, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p = LKS_TEXT(name);
+	lks_sql_add(&q,
+	            "SELECT name, coalesce(holder, ''), fence,"
+	            " CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US " ELSE 0 END,"
+	            " (expires_at > clock_timestamp())::int FROM %s",
+	            t);
+	if (name)
+		lks_sql_add(&q, " WHERE name = $1");
+	else
+		lks_sql_add(&q, " WHERE expires_at > clock_timestamp() ORDER BY name");
+	return pg_query(c, q.buf, &p, name ? 1 : 0, out);
+}
+
+const lks_backend_ops lks_pg_ops = {
+	.id = LKS_BACKEND_POSTGRESQL,
+	.name = "postgresql",
+	.close = pg_close,
+	.exec = pg_exec,
+	.query = pg_query,
+	.in_transaction = pg_in_transaction,
+	.commit = pg_commit,
+	.quote_ident = pg_quote,
+	.cas_update = pg_cas_update,
+	.cas_read = pg_cas_read,
+	.lease_install = pg_lease_install,
+	.lease_try = pg_lease_try,
+	.lease_renew = pg_lease_renew,
+	.lease_release = pg_lease_release,
+	.lease_lock_shared = pg_lease_lock_shared,
+	.lease_select = pg_lease_select,
+};

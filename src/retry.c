@@ -1,0 +1,90 @@
+/* The optimistic retry loop: bounded attempts, a deadline, full-jitter
+ * exponential backoff with a cap; retries conflicts and transient errors. */
+#include <string.h>
+#include "internal.h"
+#include "retry.h"
+
+int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
+                  lks_attempt_fn fn, lks_conn *c, void *arg, lks_retry_stats *st)
+{
+	uint64_t rng = o->seed;
+	int64_t start = env->now(env->ctx);
+	int64_t deadline = o->timeout_ms > 0 ? start + o->timeout_ms * 1000 : INT64_MAX;
+	int rc = LKS_OK;
+
+	memset(st, 0, sizeof *st);
+	for (int attempt = 0;; attempt++) {
+		int64_t delay, now;
+		st->attempts++;
+		rc = fn(c, attempt + 1, arg);
+		if (rc == LKS_CONFLICT) {
+			st->conflicts++;
+		} else if (rc == LKS_ETRANSIENT) {
+			st->transient++;
+			if (env->rollback)
+				env->rollback(env->ctx, c);
+		} else {
+			return rc; /* applied, not found, or an error a retry cannot fix */
+		}
+		if (st->attempts >= o->max_attempts) {
+			st->gave_up = LKS_CONFLICT;
+			return rc == LKS_ETRANSIENT ? rc : LKS_CONFLICT;
+		}
+		now = env->now(env->ctx);
+		delay = lks_backoff_us(attempt, o->base_delay_us, o->max_delay_us, &rng);
+		if (now >= deadline || (deadline - now) <= delay) {
+			st->gave_up = LKS_TIMEOUT;
+			return LKS_TIMEOUT;
+		}
+		env->sleep(env->ctx, delay);
+		st->slept_us += delay;
+	}
+}
+
+static int64_t real_now(void *ctx)
+{
+	(void)ctx;
+	return lks_now_us();
+}
+static void real_sleep(void *ctx, int64_t us)
+{
+	(void)ctx;
+	lks_sleep_us(us);
+}
+/* A retry needs a fresh snapshot: end a transaction the attempt left open. */
+static void real_rollback(void *ctx, lks_conn *c)
+{
+	(void)ctx;
+	if (c && c->native && c->ops->in_transaction(c))
+		c->ops->exec(c, "ROLLBACK");
+}
+
+
+int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
+              void *arg, lks_retry_stats *stats)
+{
+	static const lks_retry_options defaults = LKS_RETRY_OPTIONS_INIT;
+	lks_retry_options o = opts ? *opts : defaults;
+	lks_retry_env env = {real_now, real_sleep, real_rollback, NULL};
+	lks_retry_stats local;
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!fn)
+		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
+	if (o.version != LKS_RETRY_OPTIONS_VERSION)
+		return lks_set_error(c, LKS_EINVAL, "retry options: unknown version %u", o.version);
+	if (o.max_attempts < 1 || o.timeout_ms < 0 || o.base_delay_us < 0 ||
+	    o.max_delay_us < o.base_delay_us)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "retry options: need max_attempts >= 1, timeout_ms >= 0, 0 <= base_delay_us <= max_delay_us");
+	if (o.seed == 0 && lks_random_bytes(&o.seed, sizeof o.seed))
+		o.seed = (uint64_t)lks_now_us();
+	rc = lks_retry_run(&o, &env, fn, c, arg, stats ? stats : &local);
+	if (rc == LKS_CONFLICT)
+		lks_set_error(c, rc, "gave up after %d attempts", (stats ? stats : &local)->attempts);
+	else if (rc == LKS_TIMEOUT)
+		lks_set_error(c, rc, "retry deadline passed after %d attempts",
+		              (stats ? stats : &local)->attempts);
+	return rc;
+}

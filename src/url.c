@@ -1,0 +1,216 @@
+/* Connection URL parsing for mysql:// and mariadb:// and scheme detection.
+ * postgresql:// URLs are parsed by libpq itself (PQconninfoParse). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+#define LKS_URL_MAX 4096
+
+lks_backend lks_url_backend(const char *url)
+{
+	if (!url)
+		return LKS_BACKEND_NONE;
+	if (!strncmp(url, "postgresql://", 13) || !strncmp(url, "postgres://", 11))
+		return LKS_BACKEND_POSTGRESQL;
+	if (!strncmp(url, "mysql://", 8) || !strncmp(url, "mariadb://", 10))
+		return LKS_BACKEND_MYSQL;
+	return LKS_BACKEND_NONE;
+}
+
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (err && errsz)
+		vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+	return LKS_EINVAL;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9') return ch - '0';
+	if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode s[0..n) into a new string; NULL on a bad escape or NUL. */
+static char *decode(const char *s, size_t n, int *bad)
+{
+	char *out = malloc(n + 1), *o = out;
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%') {
+			int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
+			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+				*bad = 1;
+				free(out);
+				return NULL;
+			}
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static int parse_uint(const char *s, size_t n, unsigned long max, unsigned int *out)
+{
+	unsigned long v = 0;
+	if (n == 0 || n > 10)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v == 0 || v > max)
+		return -1;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+void lks_url_free(lks_url *u)
+{
+	if (!u)
+		return;
+	free(u->user);
+	free(u->password);
+	free(u->host);
+	free(u->socket);
+	free(u->database);
+	memset(u, 0, sizeof *u);
+}
+
+static int parse_params(const char *q, lks_url *u, char *err, size_t errsz)
+{
+	while (*q) {
+		const char *amp = strchr(q, '&'), *eq;
+		size_t len = amp ? (size_t)(amp - q) : strlen(q);
+		int bad = 0;
+		char *val;
+		eq = memchr(q, '=', len);
+		if (!eq)
+			return fail(err, errsz, "URL parameter without '=': %.*s", (int)len, q);
+		val = decode(eq + 1, len - (size_t)(eq + 1 - q), &bad);
+		if (!val)
+			return bad ? fail(err, errsz, "bad percent escape in URL parameter")
+			           : LKS_ENOMEM;
+		size_t klen = (size_t)(eq - q);
+		if ((klen == 6 && !strncmp(q, "socket", 6)) ||
+		    (klen == 11 && !strncmp(q, "unix_socket", 11))) {
+			free(u->socket);
+			u->socket = val;
+		} else if (klen == 15 && !strncmp(q, "connect_timeout", 15)) {
+			int rc = parse_uint(val, strlen(val), 3600, &u->connect_timeout);
+			free(val);
+			if (rc)
+				return fail(err, errsz, "connect_timeout must be 1..3600 seconds");
+		} else {
+			free(val);
+			return fail(err, errsz, "unknown URL parameter: %.*s", (int)klen, q);
+		}
+		q += len + (amp ? 1 : 0);
+	}
+	return LKS_OK;
+}
+
+int lks_url_parse(const char *url, lks_url *u, char *err, size_t errsz)
+{
+	const char *p, *auth_end, *host_end, *at, *slash, *qmark;
+	int bad = 0, rc;
+	memset(u, 0, sizeof *u);
+	if (!url)
+		return fail(err, errsz, "URL is NULL");
+	if (strnlen(url, LKS_URL_MAX + 1) > LKS_URL_MAX)
+		return fail(err, errsz, "URL longer than %d bytes", LKS_URL_MAX);
+	u->backend = lks_url_backend(url);
+	if (u->backend == LKS_BACKEND_NONE)
+		return fail(err, errsz, "URL must start with postgresql://, postgres://, mysql:// or mariadb://");
+	p = strstr(url, "://") + 3;
+	for (const char *s = url; *s; s++)
+		if ((unsigned char)*s <= ' ')
+			return fail(err, errsz, "URL contains a space or control character");
+	/* authority ends at the first '/' or '?' */
+	auth_end = p + strcspn(p, "/?");
+	at = NULL;
+	for (const char *s = p; s < auth_end; s++)
+		if (*s == '@')
+			at = s;
+	if (at) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
+		u->user = decode(p, ulen, &bad);
+		if (!u->user)
+			goto bad_escape;
+		if (colon) {
+			u->password = decode(colon + 1, (size_t)(at - colon - 1), &bad);
+			if (!u->password)
+				goto bad_escape;
+		}
+		p = at + 1;
+	}
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(auth_end - p));
+		if (!close) {
+			rc = fail(err, errsz, "unterminated [IPv6] host in URL");
+			goto out;
+		}
+		u->host = decode(p + 1, (size_t)(close - p - 1), &bad);
+		host_end = close + 1;
+	} else {
+		host_end = memchr(p, ':', (size_t)(auth_end - p));
+		if (!host_end)
+			host_end = auth_end;
+		u->host = decode(p, (size_t)(host_end - p), &bad);
+	}
+	if (!u->host)
+		goto bad_escape;
+	if (host_end < auth_end) {
+		if (*host_end != ':' ||
+		    parse_uint(host_end + 1, (size_t)(auth_end - host_end - 1), 65535, &u->port)) {
+			rc = fail(err, errsz, "bad port in URL (1..65535)");
+			goto out;
+		}
+	}
+	slash = *auth_end == '/' ? auth_end : NULL;
+	qmark = strchr(auth_end, '?');
+	if (slash) {
+		size_t dlen = qmark ? (size_t)(qmark - slash - 1) : strlen(slash + 1);
+		if (dlen > 0) {
+			u->database = decode(slash + 1, dlen, &bad);
+			if (!u->database)
+				goto bad_escape;
+			if (strchr(u->database, '/')) {
+				rc = fail(err, errsz, "database name in URL contains '/'");
+				goto out;
+			}
+		}
+	}
+	if (qmark && (rc = parse_params(qmark + 1, u, err, errsz)) != LKS_OK)
+		goto out;
+	if (!*u->host && !u->socket) {
+		free(u->host);
+		u->host = strdup("localhost");
+		if (!u->host) {
+			rc = LKS_ENOMEM;
+			goto out;
+		}
+	}
+	return LKS_OK;
+bad_escape:
+	rc = bad ? fail(err, errsz, "bad percent escape in URL") : LKS_ENOMEM;
+out:
+	lks_url_free(u);
+	return rc;
+}

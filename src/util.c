@@ -1,0 +1,188 @@
+/* Small pure helpers: identifiers, integers, result rows, time, randomness,
+ * backoff. Everything here is covered by the unit suite. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include "internal.h"
+
+static bool ident_part_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > LKS_IDENT_MAX)
+		return false;
+	if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char ch = s[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_'))
+			return false;
+	}
+	return true;
+}
+
+bool lks_ident_valid(const char *s)
+{
+	const char *dot;
+	if (!s)
+		return false;
+	/* bounded scan: a 10 KB string is rejected without reading it all */
+	size_t n = strnlen(s, 2 * LKS_IDENT_MAX + 2);
+	if (n > 2 * LKS_IDENT_MAX + 1)
+		return false;
+	dot = memchr(s, '.', n);
+	if (!dot)
+		return ident_part_valid(s, n);
+	return ident_part_valid(s, (size_t)(dot - s)) &&
+	       ident_part_valid(dot + 1, n - (size_t)(dot - s) - 1);
+}
+
+/* Quote a valid identifier part by part: schema.table -> "schema"."table". */
+int lks_ident_quote(const char *s, char quote, char *out, size_t outsz)
+{
+	size_t o = 0;
+	if (!lks_ident_valid(s))
+		return LKS_EINVAL;
+	if (outsz < strlen(s) + 5)
+		return LKS_EINVAL;
+	out[o++] = quote;
+	for (; *s; s++) {
+		if (*s == '.') {
+			out[o++] = quote;
+			out[o++] = '.';
+			out[o++] = quote;
+		} else {
+			out[o++] = *s;
+		}
+	}
+	out[o++] = quote;
+	out[o] = '\0';
+	return LKS_OK;
+}
+
+int lks_parse_i64(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+	if (!s || !*s)
+		return LKS_EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end)
+		return LKS_EINVAL;
+	*out = v;
+	return LKS_OK;
+}
+
+void lks_rows_clear(lks_rows *r)
+{
+	if (!r)
+		return;
+	if (r->cells) {
+		for (int i = 0; i < r->nrows * r->ncols; i++)
+			free(r->cells[i]);
+		free(r->cells);
+	}
+	memset(r, 0, sizeof *r);
+}
+
+const char *lks_rows_get(const lks_rows *r, int row, int col)
+{
+	if (row < 0 || row >= r->nrows || col < 0 || col >= r->ncols)
+		return NULL;
+	return r->cells[row * r->ncols + col];
+}
+
+int64_t lks_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void lks_sleep_us(int64_t us)
+{
+	struct timespec ts;
+	if (us <= 0)
+		return;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (us % 1000000) * 1000;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+int lks_random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return LKS_EDB;
+		}
+		p += got;
+		n -= (size_t)got;
+	}
+	return LKS_OK;
+}
+
+uint64_t lks_rng_next(uint64_t *state)
+{
+	uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ULL;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* 128 random bits as hex: unguessable, unlike a hostname or a pid. */
+void lks_holder_id(char out[LKS_HOLDER_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[LKS_HOLDER_LEN / 2];
+	if (lks_random_bytes(b, sizeof b) != LKS_OK) {
+		/* getrandom cannot fail on Linux >= 3.17 with a valid buffer;
+		 * fall back to a time-seeded generator rather than a fixed id */
+		uint64_t s = (uint64_t)lks_now_us() ^ (uint64_t)(uintptr_t)out;
+		for (size_t i = 0; i < sizeof b; i++)
+			b[i] = (unsigned char)lks_rng_next(&s);
+	}
+	for (size_t i = 0; i < sizeof b; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[LKS_HOLDER_LEN] = '\0';
+}
+
+int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
+                       uint64_t *rng)
+{
+	int64_t ceiling = base_us > 0 ? base_us : 1;
+	if (cap_us < ceiling)
+		cap_us = ceiling;
+	for (int i = 0; i < attempt && ceiling < cap_us; i++)
+		ceiling *= 2;
+	if (ceiling > cap_us)
+		ceiling = cap_us;
+	return (int64_t)(lks_rng_next(rng) % (uint64_t)(ceiling + 1));
+}
+
+void lks_sql_add(lks_sql *q, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	if (q->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(q->buf + q->len, sizeof q->buf - q->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof q->buf - q->len)
+		q->overflow = true;
+	else
+		q->len += (size_t)n;
+}
