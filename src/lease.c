@@ -56,9 +56,17 @@ static int check_ttl(lks_conn *c, int64_t ttl_ms)
 	return LKS_OK;
 }
 
+static int64_t margin_of(const lks_lease *l, int64_t ttl_us)
+{
+	return l->margin_us < 0 ? ttl_us / 10 : l->margin_us;
+}
+
+/* send time + remaining TTL as the server computed it - margin: never later
+ * than the server's own expiry, since the server started counting after we
+ * sent the request */
 static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 {
-	atomic_store(&l->deadline_us, sent_us + remaining_us - l->margin_us);
+	atomic_store(&l->deadline_us, sent_us + remaining_us - margin_of(l, l->ttl_us));
 }
 
 int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
@@ -94,7 +102,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		return lks_set_error(c, LKS_EINVAL,
 		                     "acquire options: need -1 <= margin_ms < ttl and 0 <= base_delay_us <= max_delay_us");
 	ttl_us = ttl_ms * 1000;
-	margin_us = o.margin_ms < 0 ? ttl_us / 10 : o.margin_ms * 1000;
+	margin_us = o.margin_ms < 0 ? -1 : o.margin_ms * 1000;
 	lks_holder_id(holder);
 	if (lks_random_bytes(&rng, sizeof rng))
 		rng = (uint64_t)lks_now_us();
@@ -183,7 +191,7 @@ int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms)
 	int rc = check_lease(c, lease);
 	if (rc || (rc = check_ttl(c, ttl_ms)))
 		return rc;
-	if (lease->margin_us >= ttl_ms * 1000)
+	if (margin_of(lease, ttl_ms * 1000) >= ttl_ms * 1000)
 		return lks_set_error(c, LKS_EINVAL, "TTL must be longer than the lease's margin");
 	return lks_lease_renew_on(c, lease, ttl_ms * 1000);
 }

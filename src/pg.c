@@ -53,9 +53,31 @@ static int pg_init_state(lks_conn *c)
 	return c->backend ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
 }
 
+/* libpq accepts any port text and fails only when connecting; a malformed
+ * URL should be told apart from an unreachable server. */
+static bool ports_valid(const char *v)
+{
+	while (*v) {
+		size_t n = strspn(v, "0123456789");
+		long port = n && n <= 5 ? strtol(v, NULL, 10) : 0;
+		if (port < 1 || port > 65535 || (v[n] != ',' && v[n] != '\0'))
+			return false;
+		v += n + (v[n] == ',');
+	}
+	return true;
+}
+
+/* Server notices (DROP ... CASCADE and such) are not the caller's output. */
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 int lks_pg_open(lks_conn *c, const char *url)
 {
 	char *err = NULL;
+	bool ok = true;
 	PQconninfoOption *opts = PQconninfoParse(url, &err);
 	if (!opts) {
 		lks_set_error(c, err ? LKS_EINVAL : LKS_ENOMEM, "malformed URL: %s",
@@ -63,7 +85,12 @@ int lks_pg_open(lks_conn *c, const char *url)
 		PQfreemem(err);
 		return c->err;
 	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (!strcmp(o->keyword, "port") && o->val && !ports_valid(o->val))
+			ok = false;
 	PQconninfoFree(opts);
+	if (!ok)
+		return lks_set_error(c, LKS_EINVAL, "malformed URL: bad port (1..65535)");
 	if (pg_init_state(c))
 		return c->err;
 	c->native = PQconnectdb(url);
@@ -75,6 +102,7 @@ int lks_pg_open(lks_conn *c, const char *url)
 		c->native = NULL;
 		return c->err;
 	}
+	PQsetNoticeProcessor(PG(c), quiet_notice, NULL);
 	c->url = strdup(url);
 	return c->url ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
 }

@@ -1,0 +1,43 @@
+/* Integration suite: every case against a real server, each in a fresh
+ * schema (PostgreSQL) or database (MySQL). Usage: integration postgresql|mysql */
+#include <stdio.h>
+#include <string.h>
+#include "it.h"
+
+#define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		T(cas_applied_conflict_not_found),
+		T(cas_read_null_and_text_key),
+		T(cas_inside_caller_transaction),
+		T(cas_version_overflow),
+		T(retry_threads_no_lost_update),
+		T(retry_never_retries_not_found),
+		T(retry_transient_server_errors),
+		T(retry_gives_up_on_attempts_and_deadline),
+		T(lease_basic_cycle),
+		T(lease_list_and_names),
+		T(lease_contention_never_two_holders),
+		T(lease_expired_is_taken_over),
+		T(lease_timeout_when_held),
+		T(lease_paused_holder_cannot_write),
+		T(lease_takeover_waits_for_inflight_fenced_write),
+		T(lease_sigkilled_holder_is_replaced),
+		T(autorenew_keeps_lease_alive),
+		T(autorenew_reports_takeover),
+		T(bad_input_changes_nothing),
+		T(bad_urls_and_servers),
+		T(server_gone_mid_call),
+		T(adopt_native_connection),
+		/* these stop or restart the server: last */
+		T(lease_tokens_survive_server_restart),
+		T(autorenew_reports_server_gone),
+	};
+	char name[64];
+	if (argc != 2 || support_init(argv[1]))
+		return 1;
+	snprintf(name, sizeof name, "integration-%s", argv[1]);
+	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
+}

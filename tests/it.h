@@ -1,0 +1,32 @@
+/* Integration test cases, run once per backend by integration.c. */
+#ifndef LKS_IT_H
+#define LKS_IT_H
+#include "support.h"
+
+void cas_applied_conflict_not_found(void **state);
+void cas_read_null_and_text_key(void **state);
+void cas_inside_caller_transaction(void **state);
+void cas_version_overflow(void **state);
+void retry_threads_no_lost_update(void **state);
+void retry_never_retries_not_found(void **state);
+void retry_transient_server_errors(void **state);
+void retry_gives_up_on_attempts_and_deadline(void **state);
+
+void lease_basic_cycle(void **state);
+void lease_list_and_names(void **state);
+void lease_contention_never_two_holders(void **state);
+void lease_expired_is_taken_over(void **state);
+void lease_timeout_when_held(void **state);
+void lease_paused_holder_cannot_write(void **state);
+void lease_takeover_waits_for_inflight_fenced_write(void **state);
+void lease_sigkilled_holder_is_replaced(void **state);
+void lease_tokens_survive_server_restart(void **state);
+void autorenew_keeps_lease_alive(void **state);
+void autorenew_reports_takeover(void **state);
+void autorenew_reports_server_gone(void **state);
+
+void bad_input_changes_nothing(void **state);
+void bad_urls_and_servers(void **state);
+void server_gone_mid_call(void **state);
+void adopt_native_connection(void **state);
+#endif

@@ -1,0 +1,275 @@
+/* Integration: optimistic CAS, reads, retry helper, caller transactions. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "it.h"
+
+static void make_items(lks_conn *c)
+{
+	t_exec(c, "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL,"
+	          " note varchar(100), small_version int NOT NULL DEFAULT 0,"
+	          " version bigint NOT NULL DEFAULT 0)");
+	t_exec(c, "INSERT INTO items (id, qty, note) VALUES (1, 10, 'a'), (2, 20, NULL)");
+}
+
+static const lks_row_ref item1 = {"items", "id", "version", {LKS_TYPE_INT, 1, NULL}};
+
+void cas_applied_conflict_not_found(void **state)
+{
+	fx *f = *state;
+	const char *cols[] = {"qty", "note"};
+	lks_value vals[] = {LKS_INT(9), LKS_TEXT("it's \"quoted\"; DROP TABLE items")};
+	lks_row_ref missing = item1;
+	const char *const *texts;
+	int64_t v = -7;
+	make_items(f->c);
+
+	assert_int_equal(lks_cas_update(f->c, &item1, 0, cols, vals, 2, &v), LKS_OK);
+	assert_int_equal(v, 1);
+	/* same expected version again: somebody (we) already won */
+	vals[0] = LKS_INT(8);
+	v = -7;
+	assert_int_equal(lks_cas_update(f->c, &item1, 0, cols, vals, 2, &v), LKS_CONFLICT);
+	assert_int_equal(v, 1);
+	missing.key = LKS_INT(99);
+	assert_int_equal(lks_cas_update(f->c, &missing, 0, cols, vals, 2, &v), LKS_NOT_FOUND);
+	assert_int_equal(lks_cas_read(f->c, &missing, NULL, 0, &v, NULL), LKS_NOT_FOUND);
+
+	/* the applied values landed, the rejected ones did not */
+	assert_int_equal(lks_cas_read(f->c, &item1, cols, 2, &v, &texts), LKS_OK);
+	assert_int_equal(v, 1);
+	assert_string_equal(texts[0], "9");
+	assert_string_equal(texts[1], "it's \"quoted\"; DROP TABLE items");
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM items"), 2);
+}
+
+void cas_read_null_and_text_key(void **state)
+{
+	fx *f = *state;
+	const char *cols[] = {"note", "qty"};
+	lks_row_ref r2 = {"items", "id", "version", LKS_INT(2)};
+	lks_row_ref bykey = {"kv", "k", "version", LKS_TEXT("alpha")};
+	const char *const *texts;
+	lks_value nullv = LKS_NULLV;
+	int64_t v;
+	make_items(f->c);
+	assert_int_equal(lks_cas_read(f->c, &r2, cols, 2, &v, &texts), LKS_OK);
+	assert_null(texts[0]);
+	assert_string_equal(texts[1], "20");
+	/* a NULL value can be written */
+	assert_int_equal(lks_cas_update(f->c, &item1, 0, cols, &nullv, 1, &v), LKS_OK);
+	assert_int_equal(lks_cas_read(f->c, &item1, cols, 1, &v, &texts), LKS_OK);
+	assert_null(texts[0]);
+	/* text keys, long values */
+	t_exec(f->c, "CREATE TABLE kv (k varchar(64) PRIMARY KEY, val text, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO kv VALUES ('alpha', 'x', 41)");
+	char big[5000];
+	memset(big, 'z', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	const char *vc[] = {"val"};
+	lks_value bv = LKS_TEXT(big);
+	assert_int_equal(lks_cas_update(f->c, &bykey, 41, vc, &bv, 1, &v), LKS_OK);
+	assert_int_equal(v, 42);
+	assert_int_equal(lks_cas_read(f->c, &bykey, vc, 1, &v, &texts), LKS_OK);
+	assert_int_equal(strlen(texts[0]), sizeof big - 1);
+}
+
+void cas_inside_caller_transaction(void **state)
+{
+	fx *f = *state;
+	const char *cols[] = {"qty"};
+	lks_value one = LKS_INT(1);
+	int64_t v;
+	make_items(f->c);
+	t_exec(f->c, "BEGIN");
+	assert_int_equal(lks_cas_update(f->c, &item1, 0, cols, &one, 1, &v), LKS_OK);
+	assert_int_equal(v, 1);
+	/* visible inside the transaction, and the library did not commit it */
+	assert_int_equal(t_int1(f->c, "SELECT version FROM items WHERE id = 1"), 1);
+	t_exec(f->c, "ROLLBACK");
+	assert_int_equal(t_int1(f->c, "SELECT version FROM items WHERE id = 1"), 0);
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM items WHERE id = 1"), 10);
+}
+
+void cas_version_overflow(void **state)
+{
+	fx *f = *state;
+	const char *cols[] = {"qty"};
+	lks_value one = LKS_INT(1);
+	lks_row_ref small = {"items", "id", "small_version", LKS_INT(1)};
+	int64_t v;
+	make_items(f->c);
+	t_exec(f->c, "UPDATE items SET small_version = 2147483647, version = 9223372036854775806 WHERE id = 1");
+	/* int column at its maximum: the server refuses, we say overflow */
+	assert_int_equal(lks_cas_update(f->c, &small, 2147483647, cols, &one, 1, &v), LKS_EOVERFLOW);
+	assert_int_equal(lks_conn_errcode(f->c), LKS_EOVERFLOW);
+	/* bigint: one step to the maximum is fine, the next is an error */
+	assert_int_equal(lks_cas_update(f->c, &item1, INT64_MAX - 1, cols, &one, 1, &v), LKS_OK);
+	assert_true(v == INT64_MAX);
+	assert_int_equal(lks_cas_update(f->c, &item1, INT64_MAX, cols, &one, 1, &v), LKS_EOVERFLOW);
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM items WHERE id = 1"), 1);
+	assert_int_equal(t_int1(f->c, "SELECT small_version FROM items WHERE id = 1"), 2147483647);
+}
+
+/* ---- retry: N threads x M increments through read-decide-write ---- */
+
+typedef struct incr {
+	const char *url;
+	pthread_barrier_t *bar;
+	int m;
+	int failures;
+	lks_retry_stats total;
+} incr;
+
+static int increment(lks_conn *c, int attempt, void *arg)
+{
+	const char *cols[] = {"qty"};
+	const char *const *texts;
+	int64_t v, qty;
+	int rc;
+	(void)attempt;
+	(void)arg;
+	if ((rc = lks_cas_read(c, &item1, cols, 1, &v, &texts)))
+		return rc;
+	qty = strtoll(texts[0], NULL, 10);
+	lks_value nv = LKS_INT(qty + 1);
+	return lks_cas_update(c, &item1, v, cols, &nv, 1, NULL);
+}
+
+static void *incr_thread(void *arg)
+{
+	incr *w = arg;
+	lks_conn *c = NULL;
+	lks_retry_options o = LKS_RETRY_OPTIONS_INIT;
+	o.max_attempts = 1000;
+	o.timeout_ms = 60000;
+	o.base_delay_us = 100;
+	o.max_delay_us = 5000;
+	if (lks_conn_open(&c, w->url)) {
+		w->failures = w->m;
+		lks_conn_close(c);
+		pthread_barrier_wait(w->bar);
+		return NULL;
+	}
+	pthread_barrier_wait(w->bar);
+	for (int i = 0; i < w->m; i++) {
+		lks_retry_stats st;
+		if (lks_retry(c, &o, increment, NULL, &st) != LKS_OK)
+			w->failures++;
+		w->total.attempts += st.attempts;
+		w->total.conflicts += st.conflicts;
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+void retry_threads_no_lost_update(void **state)
+{
+	enum { N = 8, M = 60 };
+	fx *f = *state;
+	pthread_t th[N];
+	incr w[N];
+	pthread_barrier_t bar;
+	int conflicts = 0, attempts = 0;
+	make_items(f->c);
+	t_exec(f->c, "UPDATE items SET qty = 0 WHERE id = 1");
+	pthread_barrier_init(&bar, NULL, N);
+	for (int i = 0; i < N; i++) {
+		w[i] = (incr){.url = f->url, .bar = &bar, .m = M};
+		pthread_create(&th[i], NULL, incr_thread, &w[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].failures, 0);
+		conflicts += w[i].total.conflicts;
+		attempts += w[i].total.attempts;
+	}
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM items WHERE id = 1"), N * M);
+	assert_int_equal(t_int1(f->c, "SELECT version FROM items WHERE id = 1"), N * M);
+	assert_int_equal(attempts, N * M + conflicts);
+	print_message("    %d increments, %d attempts, %d conflicts retried\n", N * M, attempts, conflicts);
+}
+
+static int count_calls(lks_conn *c, int attempt, void *arg)
+{
+	lks_row_ref missing = item1;
+	const char *cols[] = {"qty"};
+	lks_value one = LKS_INT(1);
+	(*(int *)arg)++;
+	missing.key = LKS_INT(404);
+	(void)attempt;
+	return lks_cas_update(c, &missing, 0, cols, &one, 1, NULL);
+}
+
+void retry_never_retries_not_found(void **state)
+{
+	fx *f = *state;
+	int calls = 0;
+	lks_retry_stats st;
+	make_items(f->c);
+	assert_int_equal(lks_retry(f->c, NULL, count_calls, &calls, &st), LKS_NOT_FOUND);
+	assert_int_equal(calls, 1);
+	assert_int_equal(st.attempts, 1);
+	assert_int_equal(st.gave_up, 0);
+}
+
+/* The server's own transient errors (deadlock, serialization failure) are
+ * retried in a fresh transaction. */
+static int transient_then_apply(lks_conn *c, int attempt, void *arg)
+{
+	const char *cols[] = {"qty"};
+	lks_value v = LKS_INT(77);
+	int rc;
+	(void)arg;
+	if ((rc = lks_conn_exec(c, "BEGIN")))
+		return rc;
+	if (attempt <= 2) {
+		rc = lks_conn_exec(c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+		                          ? "DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40001'; END $$"
+		                          : "SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'simulated deadlock'");
+		return rc; /* left the transaction open: the helper rolls back */
+	}
+	if ((rc = lks_cas_update(c, &item1, 0, cols, &v, 1, NULL)))
+		return rc;
+	return lks_conn_exec(c, "COMMIT");
+}
+
+void retry_transient_server_errors(void **state)
+{
+	fx *f = *state;
+	lks_retry_stats st;
+	make_items(f->c);
+	assert_int_equal(lks_retry(f->c, NULL, transient_then_apply, NULL, &st), LKS_OK);
+	assert_int_equal(st.attempts, 3);
+	assert_int_equal(st.transient, 2);
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM items WHERE id = 1"), 77);
+}
+
+static int always_conflict(lks_conn *c, int attempt, void *arg)
+{
+	(void)c; (void)attempt; (void)arg;
+	return LKS_CONFLICT;
+}
+
+void retry_gives_up_on_attempts_and_deadline(void **state)
+{
+	fx *f = *state;
+	lks_retry_options o = LKS_RETRY_OPTIONS_INIT;
+	lks_retry_stats st;
+	o.max_attempts = 4;
+	o.base_delay_us = 10;
+	o.max_delay_us = 100;
+	assert_int_equal(lks_retry(f->c, &o, always_conflict, NULL, &st), LKS_CONFLICT);
+	assert_int_equal(st.attempts, 4);
+	assert_int_equal(st.conflicts, 4);
+	assert_int_equal(st.gave_up, LKS_CONFLICT);
+	o.max_attempts = 1000000;
+	o.timeout_ms = 50;
+	o.base_delay_us = 1000;
+	o.max_delay_us = 2000;
+	assert_int_equal(lks_retry(f->c, &o, always_conflict, NULL, &st), LKS_TIMEOUT);
+	assert_int_equal(st.gave_up, LKS_TIMEOUT);
+	assert_true(st.attempts > 1);
+}

@@ -1,0 +1,326 @@
+/* Integration: bad input changes nothing; a server that goes away mid-call
+ * is a connection error, never a success; adopted native connections. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "it.h"
+#include "lockstock-mysql.h"
+#include "lockstock-pg.h"
+
+static int64_t lease_rows(lks_conn *c)
+{
+	return t_int1(c, "SELECT count(*) FROM lks_lease");
+}
+
+void bad_input_changes_nothing(void **state)
+{
+	fx *f = *state;
+	char huge[10 * 1024], longname[LKS_LEASE_NAME_MAX + 2];
+	const char *bad_idents[] = {"x; DROP TABLE y", "it\"ems", "it`ems", "items'", "",
+	                            "1items", "a.b.c", "items ", huge, "ite\tms"};
+	const char *cols[] = {"qty"};
+	lks_value one = LKS_INT(1);
+	lks_lease *l = NULL;
+	int64_t v;
+	memset(huge, 'a', sizeof huge - 1);
+	huge[sizeof huge - 1] = '\0';
+	memset(longname, 'n', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	t_exec(f->c, "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO items VALUES (1, 5, 3)");
+	t_exec(f->c, "CREATE TABLE y (n int)");
+
+	/* identifiers: every place a name goes */
+	for (size_t i = 0; i < sizeof bad_idents / sizeof *bad_idents; i++) {
+		lks_row_ref r = {"items", "id", "version", LKS_INT(1)};
+		const char *bc[] = {bad_idents[i]};
+		r.table = bad_idents[i];
+		assert_int_equal(lks_cas_update(f->c, &r, 3, cols, &one, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_conn_errcode(f->c), LKS_EINVAL);
+		assert_true(strlen(lks_conn_errmsg(f->c)) > 0);
+		r.table = "items";
+		r.key_column = bad_idents[i];
+		assert_int_equal(lks_cas_update(f->c, &r, 3, cols, &one, 1, &v), LKS_EINVAL);
+		r.key_column = "id";
+		r.version_column = bad_idents[i];
+		assert_int_equal(lks_cas_read(f->c, &r, NULL, 0, &v, NULL), LKS_EINVAL);
+		r.version_column = "version";
+		assert_int_equal(lks_cas_update(f->c, &r, 3, bc, &one, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_lease_set_table(f->c, bad_idents[i]), LKS_EINVAL);
+	}
+	/* an embedded NUL ends the C string: "items\0; DROP" is just "items" */
+	{
+		lks_row_ref r = {"items", "id", "version", LKS_INT(1)};
+		const char *dup[] = {"qty", "qty"}, *ver[] = {"version"}, *key[] = {"id"};
+		lks_value two[] = {LKS_INT(1), LKS_INT(2)}, badtext = {LKS_TYPE_TEXT, 0, NULL};
+		assert_int_equal(lks_cas_update(f->c, &r, 3, dup, two, 2, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, &r, 3, ver, &one, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, &r, 3, key, &one, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, &r, 3, cols, &badtext, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, &r, 3, cols, NULL, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, &r, -1, cols, &one, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, NULL, 3, cols, &one, 1, &v), LKS_EINVAL);
+		r.key = LKS_NULLV;
+		assert_int_equal(lks_cas_update(f->c, &r, 3, cols, &one, 1, &v), LKS_EINVAL);
+		assert_int_equal(lks_cas_update(NULL, &r, 3, cols, &one, 1, &v), LKS_EINVAL);
+	}
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM y"), 0);
+	assert_int_equal(t_int1(f->c, "SELECT version FROM items"), 3);
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM items"), 5);
+
+	/* leases: names, TTLs, waits, NULLs */
+	int64_t before = lease_rows(f->c);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "", 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, NULL, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, longname, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, huge, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 0, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", -5, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", LKS_LEASE_TTL_MAX_MS + 1, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", INT64_MAX, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, -1, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(NULL, f->c, "ok", 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&l, NULL, "ok", 1000, 0, NULL), LKS_EINVAL);
+	{
+		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		o.version = 99;
+		assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, 0, &o), LKS_EINVAL);
+		o = (lks_acquire_options)LKS_ACQUIRE_OPTIONS_INIT;
+		o.margin_ms = 1000;
+		assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, 0, &o), LKS_EINVAL);
+	}
+	assert_null(l);
+	assert_int_equal(lease_rows(f->c), before);
+	l = NULL;
+	lks_lease *ok = NULL;
+	assert_int_equal(lks_lease_acquire(&ok, f->c, "ok", 1000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_renew(f->c, ok, 0), LKS_EINVAL);
+	assert_int_equal(lks_lease_renew(f->c, ok, -1), LKS_EINVAL);
+	assert_int_equal(lks_lease_renew(f->c, NULL, 1000), LKS_EINVAL);
+	assert_int_equal(lks_lease_renew(NULL, ok, 1000), LKS_EINVAL);
+	assert_int_equal(lks_lease_release(f->c, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_release(NULL, ok), LKS_EINVAL);
+	assert_int_equal(lks_lease_fenced_write(f->c, ok, NULL, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_fenced_write(f->c, NULL, NULL, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_inspect(f->c, "", &(lks_lease_info){0}), LKS_EINVAL);
+	assert_int_equal(lks_lease_inspect(f->c, "ok", NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_list(f->c, NULL, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_autorenew_start(NULL, f->c, NULL, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_autorenew_start(ok, NULL, NULL, NULL), LKS_EINVAL);
+	{
+		lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+		ao.interval_ms = 5000; /* longer than the TTL */
+		assert_int_equal(lks_lease_autorenew_start(ok, f->c, NULL, &ao), LKS_EINVAL);
+		assert_int_equal(lks_lease_autorenew_start(ok, f->c, "mysql://nowhere:0/x", NULL), LKS_EINVAL);
+	}
+	/* still held, unchanged, after all that */
+	lks_lease_info info;
+	assert_int_equal(lks_lease_inspect(f->c, "ok", &info), LKS_OK);
+	assert_true(info.held);
+	assert_int_equal(info.fence, lks_lease_fence(ok));
+	assert_int_equal(lks_lease_release(f->c, ok), LKS_OK);
+	lks_lease_free(ok);
+	assert_int_equal(lks_conn_exec(f->c, NULL), LKS_EINVAL);
+	assert_int_equal(lks_conn_exec(f->c, ""), LKS_EINVAL);
+	assert_int_equal(lks_conn_exec(NULL, "SELECT 1"), LKS_EINVAL);
+	assert_int_equal(lks_retry(f->c, NULL, NULL, NULL, NULL), LKS_EINVAL);
+	{
+		lks_retry_options ro = LKS_RETRY_OPTIONS_INIT;
+		ro.max_attempts = 0;
+		assert_int_equal(lks_retry(f->c, &ro, (lks_attempt_fn)1, NULL, NULL), LKS_EINVAL);
+	}
+}
+
+void bad_urls_and_servers(void **state)
+{
+	fx *f = *state;
+	const char *bad[] = {
+		"", "nonsense", "http://x/y", "mysql://u:p@host:99999/db", "mysql://u:p@host:0/db",
+		"mysql://u:p@host:12ab/db", "mysql://[::1/db", "mysql://u:p@h/db?bogus=1",
+		"mysql://u:p@h/db?connect_timeout=0", "mysql://u%zz@h/db", "mysql://h/a/b",
+		"mysql://h/db?socket", "postgresql://[::1", "postgresql://h/db?nosuchparam=1",
+		"postgresql://h:port/db", "mysql://u p@h/db"};
+	char url[1024];
+	lks_conn *c;
+	int rc;
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		c = NULL;
+		rc = lks_conn_open(&c, bad[i]);
+		if (rc != LKS_EINVAL)
+			fail_msg("URL '%s': %s (%s)", bad[i], lks_strerror(rc), lks_conn_errmsg(c));
+		assert_non_null(c);
+		assert_true(strlen(lks_conn_errmsg(c)) > 0);
+		/* a failed handle is safe to use: every call says not connected */
+		assert_int_equal(lks_conn_exec(c, "SELECT 1"), LKS_ECONN);
+		lks_conn_close(c);
+	}
+	assert_int_equal(lks_conn_open(&c, NULL), LKS_EINVAL);
+	lks_conn_close(c);
+	assert_int_equal(lks_conn_open(NULL, "mysql://h/db"), LKS_EINVAL);
+	/* unreachable: a closed port on loopback */
+	snprintf(url, sizeof url, "%s://lks:lkspw@127.0.0.1:1/lockstock",
+	         T_BACKEND == LKS_BACKEND_POSTGRESQL ? "postgresql" : "mysql");
+	assert_int_equal(lks_conn_open(&c, url), LKS_ECONN);
+	print_message("    unreachable: %s\n", lks_conn_errmsg(c));
+	lks_conn_close(c);
+	/* wrong password on the real server */
+	const char *at = strchr(f->url, '@');
+	const char *auth = strstr(f->url, "://") + 3;
+	snprintf(url, sizeof url, "%.*snobody:wrongpw%s", (int)(auth - f->url), f->url, at);
+	assert_int_equal(lks_conn_open(&c, url), LKS_ECONN);
+	print_message("    wrong password: %s\n", lks_conn_errmsg(c));
+	assert_non_null(strstr(lks_conn_errmsg(c), T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                                                ? "password authentication failed"
+	                                                : "Access denied"));
+	lks_conn_close(c);
+}
+
+/* ---- the server goes away in the middle of a call ---- */
+
+typedef struct killer {
+	const char *url;
+	int64_t session;
+	int delay_ms;
+} killer;
+
+static void *kill_later(void *arg)
+{
+	killer *k = arg;
+	usleep((useconds_t)k->delay_ms * 1000);
+	t_kill_session(k->url, k->session);
+	return NULL;
+}
+
+static int write_then_sleep(lks_conn *c, int64_t fence, void *arg)
+{
+	int64_t n;
+	int rc;
+	(void)fence;
+	(void)arg;
+	if ((rc = t_int(c, &n, "UPDATE items SET qty = qty - 1", NULL, 0)))
+		return rc;
+	return t_int(c, &n, t_sleep_sql(), NULL, 0); /* killed here */
+}
+
+void server_gone_mid_call(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_conn *victim;
+	lks_lease *l, *held, *none = NULL;
+	killer k = {.url = f->url, .delay_ms = 300};
+	pthread_t th;
+	const char *cols[] = {"qty"};
+	lks_value zero = LKS_INT(0);
+	lks_row_ref r = {"items", "id", "version", LKS_INT(1)};
+	int rc;
+	t_exec(f->c, "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO items VALUES (1, 5, 0)");
+
+	/* 1. inside a fenced write: the write is not committed */
+	victim = t_open(f->url);
+	l = NULL;
+	assert_int_equal(lks_lease_acquire(&l, victim, "mid", 10000, 0, NULL), LKS_OK);
+	k.session = t_session_id(victim);
+	pthread_create(&th, NULL, kill_later, &k);
+	rc = lks_lease_fenced_write(victim, l, write_then_sleep, NULL);
+	pthread_join(th, NULL);
+	assert_int_equal(rc, LKS_ECONN);
+	assert_int_equal(t_int1(other, "SELECT qty FROM items"), 5);
+	/* later calls on the dead handle fail too, never succeed */
+	assert_int_equal(lks_lease_renew(victim, l, 10000), LKS_ECONN);
+	lks_conn_close(victim);
+	lks_lease_free(l);
+
+	/* 2. while waiting for a held lease */
+	held = NULL;
+	assert_int_equal(lks_lease_acquire(&held, other, "busy", 10000, 0, NULL), LKS_OK);
+	victim = t_open(f->url);
+	k.session = t_session_id(victim);
+	pthread_create(&th, NULL, kill_later, &k);
+	rc = lks_lease_acquire(&none, victim, "busy", 1000, 3000, NULL);
+	pthread_join(th, NULL);
+	assert_int_equal(rc, LKS_ECONN);
+	assert_null(none);
+	lks_conn_close(victim);
+
+	/* 3. a CAS blocked on a row lock */
+	t_exec(other, "BEGIN");
+	t_exec(other, "UPDATE items SET qty = qty WHERE id = 1");
+	victim = t_open(f->url);
+	k.session = t_session_id(victim);
+	pthread_create(&th, NULL, kill_later, &k);
+	rc = lks_cas_update(victim, &r, 0, cols, &zero, 1, NULL);
+	pthread_join(th, NULL);
+	assert_int_equal(rc, LKS_ECONN);
+	t_exec(other, "ROLLBACK");
+	assert_int_equal(t_int1(other, "SELECT qty FROM items"), 5);
+	assert_int_equal(t_int1(other, "SELECT version FROM items"), 0);
+	lks_conn_close(victim);
+	assert_int_equal(lks_lease_release(other, held), LKS_OK);
+	lks_lease_free(held);
+	lks_conn_close(other);
+}
+
+/* ---- adopting the service's own connection ---- */
+
+void adopt_native_connection(void **state)
+{
+	fx *f = *state;
+	lks_conn *c = NULL;
+	lks_lease *l = NULL;
+	const char *cols[] = {"qty"};
+	lks_value nine = LKS_INT(9);
+	lks_row_ref r = {"items", "id", "version", LKS_INT(1)};
+	int64_t v;
+	t_exec(f->c, "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO items VALUES (1, 5, 0)");
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL) {
+		PGconn *pg = PQconnectdb(f->url);
+		assert_int_equal(PQstatus(pg), CONNECTION_OK);
+		assert_int_equal(lks_conn_adopt_pg(&c, pg), LKS_OK);
+		assert_ptr_equal(lks_conn_pg(c), pg);
+		assert_int_equal(lks_cas_update(c, &r, 0, cols, &nine, 1, &v), LKS_OK);
+		assert_int_equal(lks_lease_acquire(&l, c, "adopted", 5000, 0, NULL), LKS_OK);
+		assert_int_equal(lks_lease_renew(c, l, 5000), LKS_OK);
+		/* no URL of its own: auto-renew needs one */
+		assert_int_equal(lks_lease_autorenew_start(l, c, NULL, NULL), LKS_EINVAL);
+		assert_int_equal(lks_lease_autorenew_start(l, c, f->url, NULL), LKS_OK);
+		assert_int_equal(lks_lease_release(c, l), LKS_OK);
+		lks_conn_close(c); /* borrowed: still open */
+		assert_int_equal(PQstatus(pg), CONNECTION_OK);
+		PGresult *res = PQexec(pg, "SELECT qty FROM items");
+		assert_string_equal(PQgetvalue(res, 0, 0), "9");
+		PQclear(res);
+		PQfinish(pg);
+	} else {
+		/* deliberately without CLIENT_FOUND_ROWS: matched rows come from
+		 * mysql_info() */
+		MYSQL *my = mysql_init(NULL);
+		lks_conn *probe = t_open(f->url);
+		char host[64], user[32], pw[32], db[64];
+		unsigned int port;
+		/* take the parts from the URL the fixture uses */
+		assert_int_equal(sscanf(f->url, "mysql://%31[^:]:%31[^@]@%63[^:]:%u/%63s", user, pw, host,
+		                        &port, db), 5);
+		assert_non_null(mysql_real_connect(my, host, user, pw, db, port, NULL, 0));
+		lks_conn_close(probe);
+		assert_int_equal(lks_conn_adopt_mysql(&c, my), LKS_OK);
+		assert_ptr_equal(lks_conn_mysql(c), my);
+		assert_int_equal(lks_cas_update(c, &r, 0, cols, &nine, 1, &v), LKS_OK);
+		assert_int_equal(v, 1);
+		assert_int_equal(lks_cas_update(c, &r, 0, cols, &nine, 1, &v), LKS_CONFLICT);
+		assert_int_equal(lks_lease_acquire(&l, c, "adopted", 5000, 0, NULL), LKS_OK);
+		for (int i = 0; i < 20; i++) /* back-to-back renewals still match */
+			assert_int_equal(lks_lease_renew(c, l, 5000), LKS_OK);
+		assert_int_equal(lks_lease_autorenew_start(l, c, f->url, NULL), LKS_OK);
+		assert_int_equal(lks_lease_release(c, l), LKS_OK);
+		lks_conn_close(c);
+		assert_int_equal(mysql_query(my, "SELECT 1"), 0);
+		mysql_free_result(mysql_store_result(my));
+		mysql_close(my);
+	}
+	lks_lease_free(l);
+}

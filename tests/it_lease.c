@@ -1,0 +1,477 @@
+/* Integration: leases under contention, expiry, takeover, fencing, crashes,
+ * restarts and auto-renew. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "it.h"
+
+static lks_lease *must_acquire(lks_conn *c, const char *name, int64_t ttl, int64_t wait)
+{
+	lks_lease *l = NULL;
+	int rc = lks_lease_acquire(&l, c, name, ttl, wait, NULL);
+	if (rc)
+		fail_msg("acquire %s: %s (%s)", name, lks_strerror(rc), lks_conn_errmsg(c));
+	return l;
+}
+
+void lease_basic_cycle(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *a, *b = NULL;
+	lks_lease_info info;
+	int64_t fences[4];
+
+	a = must_acquire(f->c, "job:nightly", 10000, 0);
+	fences[0] = lks_lease_fence(a);
+	assert_true(fences[0] >= 1);
+	assert_int_equal(strlen(lks_lease_holder(a)), 32);
+	assert_true(lks_lease_remaining_ms(a) > 8000 && lks_lease_remaining_ms(a) <= 9000);
+	assert_false(lks_lease_is_lost(a));
+	/* held: a second caller is told busy, with nothing changed */
+	assert_int_equal(lks_lease_acquire(&b, other, "job:nightly", 10000, 0, NULL), LKS_BUSY);
+	assert_null(b);
+	assert_int_equal(lks_lease_inspect(other, "job:nightly", &info), LKS_OK);
+	assert_true(info.held);
+	assert_string_equal(info.holder, lks_lease_holder(a));
+	assert_int_equal(info.fence, fences[0]);
+	assert_true(info.remaining_ms > 9000 && info.remaining_ms <= 10000);
+	/* renew keeps holder and fence */
+	assert_int_equal(lks_lease_renew(f->c, a, 20000), LKS_OK);
+	assert_true(lks_lease_remaining_ms(a) > 17000);
+	assert_int_equal(lks_lease_inspect(other, "job:nightly", &info), LKS_OK);
+	assert_int_equal(info.fence, fences[0]);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	/* released: free, and a second release says it was lost */
+	assert_int_equal(lks_lease_inspect(other, "job:nightly", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(info.fence, fences[0]);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_LOST);
+	assert_int_equal(lks_lease_renew(f->c, a, 1000), LKS_LOST);
+	lks_lease_free(a);
+	/* tokens keep growing across release */
+	for (int i = 1; i < 4; i++) {
+		b = must_acquire(i % 2 ? other : f->c, "job:nightly", 5000, 0);
+		fences[i] = lks_lease_fence(b);
+		assert_true(fences[i] > fences[i - 1]);
+		assert_int_equal(lks_lease_release(i % 2 ? other : f->c, b), LKS_OK);
+		lks_lease_free(b);
+	}
+	/* never granted: free, fence 0 */
+	assert_int_equal(lks_lease_inspect(other, "never", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(info.fence, 0);
+	lks_conn_close(other);
+}
+
+static int collect(const lks_lease_info *i, void *arg)
+{
+	char *names = arg;
+	strcat(names, i->name);
+	strcat(names, ",");
+	return 0;
+}
+
+void lease_list_and_names(void **state)
+{
+	fx *f = *state;
+	char names[256] = "";
+	char longname[LKS_LEASE_NAME_MAX + 1];
+	lks_lease *a = must_acquire(f->c, "b", 10000, 0);
+	lks_lease *b = must_acquire(f->c, "a", 10000, 0);
+	lks_lease *c = must_acquire(f->c, "c", 10000, 0);
+	lks_lease *d, *e;
+	/* names are exact bytes: no case folding, no trailing-space padding */
+	d = must_acquire(f->c, "A", 10000, 0);
+	e = must_acquire(f->c, "a ", 10000, 0);
+	memset(longname, 'n', LKS_LEASE_NAME_MAX);
+	longname[LKS_LEASE_NAME_MAX] = '\0';
+	lks_lease *g = must_acquire(f->c, longname, 10000, 0);
+	assert_int_equal(lks_lease_release(f->c, c), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, g), LKS_OK);
+	assert_int_equal(lks_lease_list(f->c, collect, names), LKS_OK);
+	assert_string_equal(names, "A,a,a ,b,");
+	lks_lease_free(a); lks_lease_free(b); lks_lease_free(c);
+	lks_lease_free(d); lks_lease_free(e); lks_lease_free(g);
+}
+
+/* ---- 16 threads contend for one name ---- */
+
+typedef struct contend {
+	const char *url;
+	pthread_barrier_t *bar;
+	atomic_int *inside;
+	pthread_mutex_t *mu;
+	int64_t *last_fence;
+	int iters;
+	int overlaps, regressions, errors, waits;
+} contend;
+
+static void *contend_thread(void *arg)
+{
+	contend *w = arg;
+	lks_conn *c = NULL;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_acquire_stats st;
+	o.base_delay_us = 200;
+	o.max_delay_us = 5000;
+	o.stats = &st;
+	if (lks_conn_open(&c, w->url))
+		w->errors = w->iters;
+	pthread_barrier_wait(w->bar);
+	for (int i = 0; i < w->iters && !w->errors; i++) {
+		lks_lease *l = NULL;
+		int64_t n = 0;
+		if (lks_lease_acquire(&l, c, "hot", 30000, 60000, &o) != LKS_OK) {
+			w->errors++;
+			break;
+		}
+		w->waits += st.attempts > 1;
+		if (atomic_fetch_add(w->inside, 1) != 0)
+			w->overlaps++;
+		pthread_mutex_lock(w->mu);
+		if (lks_lease_fence(l) <= *w->last_fence)
+			w->regressions++;
+		*w->last_fence = lks_lease_fence(l);
+		pthread_mutex_unlock(w->mu);
+		/* an unprotected read-modify-write: safe only if exclusive */
+		if (t_int(c, &n, "SELECT n FROM counter", NULL, 0) != LKS_OK) {
+			w->errors++;
+		} else {
+			lks_value p = LKS_INT(n + 1);
+			if (t_int(c, &n, "UPDATE counter SET n = ?", &p, 1) != LKS_OK)
+				w->errors++;
+		}
+		atomic_fetch_sub(w->inside, 1);
+		if (lks_lease_release(c, l) != LKS_OK)
+			w->errors++;
+		lks_lease_free(l);
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+void lease_contention_never_two_holders(void **state)
+{
+	enum { N = 16 };
+	fx *f = *state;
+	const char *env = getenv("LKS_TEST_LEASE_ITERS");
+	int iters = env ? atoi(env) : 150;
+	pthread_t th[N];
+	contend w[N];
+	pthread_barrier_t bar;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	atomic_int inside = 0;
+	int64_t last_fence = 0;
+	int waits = 0;
+	lks_lease_info info;
+	t_exec(f->c, "CREATE TABLE counter (n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO counter VALUES (0)");
+	pthread_barrier_init(&bar, NULL, N);
+	for (int i = 0; i < N; i++) {
+		w[i] = (contend){.url = f->url, .bar = &bar, .inside = &inside, .mu = &mu,
+		                 .last_fence = &last_fence, .iters = iters};
+		pthread_create(&th[i], NULL, contend_thread, &w[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].errors, 0);
+		assert_int_equal(w[i].overlaps, 0);
+		assert_int_equal(w[i].regressions, 0);
+		waits += w[i].waits;
+	}
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM counter"), N * iters);
+	assert_int_equal(lks_lease_inspect(f->c, "hot", &info), LKS_OK);
+	assert_int_equal(info.fence, N * iters); /* one token per grant, no gaps */
+	assert_true(waits > 0);                   /* there was contention */
+	print_message("    %d grants, %d had to wait, last fence %lld\n", N * iters, waits,
+	              (long long)info.fence);
+}
+
+void lease_expired_is_taken_over(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_acquire_stats st;
+	lks_lease *a = must_acquire(f->c, "tk", 300, 0), *b = NULL;
+	o.stats = &st;
+	/* waiting: granted once the server says it expired, not before */
+	int64_t t0 = lks_lease_remaining_ms(a);
+	assert_int_equal(lks_lease_acquire(&b, other, "tk", 5000, 3000, &o), LKS_OK);
+	assert_true(st.waited_us >= (t0 - 20) * 1000);
+	assert_true(st.attempts >= 2);
+	assert_true(lks_lease_fence(b) == lks_lease_fence(a) + 1);
+	assert_true(lks_lease_is_lost(a));
+	/* the old holder can do nothing any more */
+	assert_int_equal(lks_lease_renew(f->c, a, 5000), LKS_LOST);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_LOST);
+	assert_int_equal(lks_lease_release(other, b), LKS_OK);
+	lks_lease_free(a);
+	lks_lease_free(b);
+	lks_conn_close(other);
+}
+
+void lease_timeout_when_held(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *a = must_acquire(f->c, "held", 10000, 0), *b = NULL;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_acquire_stats st;
+	o.stats = &st;
+	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
+	assert_null(b);
+	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
+	assert_true(st.attempts >= 3);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	lks_conn_close(other);
+}
+
+typedef struct write_arg {
+	const char *who;
+	int64_t sleep_ms;
+} write_arg;
+
+static int write_owner(lks_conn *c, int64_t fence, void *arg)
+{
+	write_arg *w = arg;
+	lks_value p[2] = {LKS_TEXT(w->who), LKS_INT(fence)};
+	int64_t n;
+	if (w->sleep_ms)
+		usleep((useconds_t)(w->sleep_ms * 1000));
+	return t_int(c, &n, "UPDATE resource SET owner = ?, fence = ?", p, 2);
+}
+
+void lease_paused_holder_cannot_write(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *a, *b;
+	write_arg wa = {"A", 0}, wb = {"B", 0};
+	t_exec(f->c, "CREATE TABLE resource (owner varchar(8), fence bigint)");
+	t_exec(f->c, "INSERT INTO resource VALUES ('none', 0)");
+	a = must_acquire(f->c, "res", 300, 0);
+	assert_int_equal(lks_lease_fenced_write(f->c, a, write_owner, &wa), LKS_OK);
+	usleep(450 * 1000); /* A stalls past its TTL */
+	b = must_acquire(other, "res", 5000, 0);
+	assert_int_equal(lks_lease_fenced_write(other, b, write_owner, &wb), LKS_OK);
+	/* A wakes up and writes: rejected, nothing changes */
+	assert_int_equal(lks_lease_fenced_write(f->c, a, write_owner, &wa), LKS_LOST);
+	assert_int_equal(lks_conn_errcode(f->c), LKS_LOST);
+	assert_int_equal(t_int1(f->c, "SELECT fence FROM resource"), lks_lease_fence(b));
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM resource WHERE owner = 'B'"), 1);
+	assert_int_equal(lks_lease_release(other, b), LKS_OK);
+	lks_lease_free(a);
+	lks_lease_free(b);
+	lks_conn_close(other);
+}
+
+/* A write in flight when the TTL passes is ordered before the takeover: the
+ * taker waits for its commit. */
+typedef struct taker {
+	const char *url;
+	lks_lease *l;
+	int rc;
+	int64_t acquired_at;
+} taker;
+
+static void *take(void *arg)
+{
+	taker *t = arg;
+	lks_conn *c = NULL;
+	lks_conn_open(&c, t->url);
+	t->rc = lks_lease_acquire(&t->l, c, "res", 5000, 5000, NULL);
+	t->acquired_at = lks_lease_fence(t->l);
+	lks_conn_close(c);
+	return NULL;
+}
+
+void lease_takeover_waits_for_inflight_fenced_write(void **state)
+{
+	fx *f = *state;
+	lks_lease *a;
+	pthread_t th;
+	taker t = {.url = f->url};
+	write_arg slow = {"A", 600};
+	t_exec(f->c, "CREATE TABLE resource (owner varchar(8), fence bigint)");
+	t_exec(f->c, "INSERT INTO resource VALUES ('none', 0)");
+	a = must_acquire(f->c, "res", 300, 0);
+	pthread_create(&th, NULL, take, &t);
+	/* locked in share mode at once, then sleeps past the TTL and writes */
+	assert_int_equal(lks_lease_fenced_write(f->c, a, write_owner, &slow), LKS_OK);
+	pthread_join(th, NULL);
+	assert_int_equal(t.rc, LKS_OK);
+	assert_true(lks_lease_fence(t.l) > lks_lease_fence(a));
+	assert_int_equal(t_int1(f->c, "SELECT fence FROM resource"), lks_lease_fence(a));
+	lks_lease_free(t.l);
+	lks_lease_free(a);
+}
+
+void lease_sigkilled_holder_is_replaced(void **state)
+{
+	fx *f = *state;
+	int fds[2];
+	pid_t pid;
+	int64_t child_fence = 0;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_acquire_stats st;
+	lks_lease *l;
+	int status;
+	o.stats = &st;
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		lks_conn *c = NULL;
+		lks_lease *cl = NULL;
+		close(fds[0]);
+		if (lks_conn_open(&c, f->url) == LKS_OK &&
+		    lks_lease_acquire(&cl, c, "crashy", 800, 0, NULL) == LKS_OK) {
+			int64_t fence = lks_lease_fence(cl);
+			if (write(fds[1], &fence, sizeof fence) != sizeof fence)
+				_exit(3);
+		}
+		for (;;)
+			pause(); /* holding the lease until killed */
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &child_fence, sizeof child_fence), (ssize_t)sizeof child_fence);
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(lks_lease_acquire(&l, f->c, "crashy", 1000, 5000, &o), LKS_OK);
+	assert_true(lks_lease_fence(l) > child_fence);
+	assert_true(st.waited_us > 200000); /* had to wait for the expiry */
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+}
+
+void lease_tokens_survive_server_restart(void **state)
+{
+	fx *f = *state;
+	int64_t last = 0;
+	lks_lease *l;
+	if (!T_CTL)
+		fail_msg("needs LKS_PG_CTL / LKS_MYSQL_CTL to restart the server");
+	for (int i = 0; i < 3; i++) {
+		l = must_acquire(f->c, "durable", 5000, 0);
+		assert_true(lks_lease_fence(l) > last);
+		last = lks_lease_fence(l);
+		assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+		lks_lease_free(l);
+	}
+	l = must_acquire(f->c, "durable", 60000, 0);
+	last = lks_lease_fence(l);
+	t_ctl("restart"); /* a crash restart: immediate stop / SIGKILL */
+	/* the old connection is gone, and says so */
+	lks_lease_info info;
+	int rc = lks_lease_inspect(f->c, "durable", &info);
+	if (rc != LKS_ECONN)
+		fail_msg("after restart: %s (%s)", lks_strerror(rc), lks_conn_errmsg(f->c));
+	lks_conn_close(f->c);
+	f->c = t_open(f->url);
+	/* the lease survived the restart: still held by us */
+	rc = lks_lease_inspect(f->c, "durable", &info);
+	if (rc != LKS_OK)
+		fail_msg("after restart: %s (%s)", lks_strerror(rc), lks_conn_errmsg(f->c));
+	assert_true(info.held);
+	assert_int_equal(info.fence, last);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	l = must_acquire(f->c, "durable", 5000, 0);
+	assert_true(lks_lease_fence(l) == last + 1);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+}
+
+static atomic_int lost_calls, lost_status;
+static void on_lost(const lks_lease *l, int status, void *arg)
+{
+	(void)l;
+	(void)arg;
+	atomic_store(&lost_status, status);
+	atomic_fetch_add(&lost_calls, 1);
+}
+
+void autorenew_keeps_lease_alive(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease *l = must_acquire(f->c, "renewed", 300, 0), *b = NULL;
+	lks_lease_info info;
+	atomic_store(&lost_calls, 0);
+	ao.on_lost = on_lost;
+	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
+	for (int i = 0; i < 6; i++) { /* 1.2 s: four TTLs */
+		usleep(200 * 1000);
+		assert_false(lks_lease_is_lost(l));
+		assert_int_equal(lks_lease_acquire(&b, other, "renewed", 1000, 0, NULL), LKS_BUSY);
+	}
+	assert_int_equal(lks_lease_inspect(other, "renewed", &info), LKS_OK);
+	assert_string_equal(info.holder, lks_lease_holder(l));
+	assert_int_equal(info.fence, lks_lease_fence(l));
+	assert_int_equal(atomic_load(&lost_calls), 0);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	lks_conn_close(other);
+}
+
+void autorenew_reports_takeover(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = must_acquire(f->c, "stolen", 600, 0);
+	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	atomic_store(&lost_calls, 0);
+	ao.on_lost = on_lost;
+	ao.interval_ms = 100;
+	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
+	/* an operator force-expires it and somebody else takes it */
+	t_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                 ? "UPDATE lks_lease SET expires_at = clock_timestamp() WHERE name = 'stolen'"
+	                 : "UPDATE lks_lease SET expires_at = UTC_TIMESTAMP(6) WHERE name = 'stolen'");
+	lks_lease *b = must_acquire(f->c, "stolen", 5000, 0);
+	for (int i = 0; i < 100 && !atomic_load(&lost_calls); i++)
+		usleep(10 * 1000);
+	assert_int_equal(atomic_load(&lost_calls), 1);
+	assert_int_equal(atomic_load(&lost_status), LKS_LOST);
+	assert_true(lks_lease_is_lost(l));
+	assert_int_equal(lks_lease_release(f->c, l), LKS_LOST);
+	assert_int_equal(lks_lease_release(f->c, b), LKS_OK);
+	lks_lease_free(l);
+	lks_lease_free(b);
+}
+
+void autorenew_reports_server_gone(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = must_acquire(f->c, "fragile", 600, 0);
+	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	if (!T_CTL)
+		fail_msg("needs LKS_PG_CTL / LKS_MYSQL_CTL to stop the server");
+	atomic_store(&lost_calls, 0);
+	ao.on_lost = on_lost;
+	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
+	usleep(300 * 1000);
+	assert_false(lks_lease_is_lost(l));
+	t_ctl("stop");
+	for (int i = 0; i < 300 && !atomic_load(&lost_calls); i++)
+		usleep(10 * 1000);
+	int calls = atomic_load(&lost_calls), status = atomic_load(&lost_status);
+	t_ctl("start");
+	assert_int_equal(calls, 1);
+	assert_int_equal(status, LKS_ECONN);
+	assert_true(lks_lease_is_lost(l));
+	lks_lease_free(l);
+	lks_conn_close(f->c);
+	f->c = t_open(f->url);
+}

@@ -1,0 +1,36 @@
+/* Integration-test support: which server, a fresh namespace per test, and
+ * helpers that hide the two SQL dialects' small differences. */
+#ifndef LKS_TEST_SUPPORT_H
+#define LKS_TEST_SUPPORT_H
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "lockstock.h"
+
+typedef struct fx {
+	char url[1024];  /* URL whose default schema/database is the fresh one */
+	char ns[64];     /* that schema (PostgreSQL) or database (MySQL) */
+	lks_conn *c;     /* open on url, lease table installed */
+} fx;
+
+extern lks_backend T_BACKEND;
+extern const char *T_BASE_URL; /* server given by the environment */
+extern const char *T_CTL;      /* script: start|stop|restart (may be NULL) */
+
+int support_init(const char *backend); /* reads the environment */
+int fx_setup(void **state);
+int fx_teardown(void **state);
+
+/* Open on url, asserting success. */
+lks_conn *t_open(const char *url);
+/* Run SQL with '?' placeholders (rewritten to $n on PostgreSQL). */
+int t_int(lks_conn *c, int64_t *out, const char *sql, const lks_value *p, size_t n);
+int64_t t_int1(lks_conn *c, const char *sql); /* asserts success */
+void t_exec(lks_conn *c, const char *sql);    /* asserts success */
+int64_t t_session_id(lks_conn *c);
+void t_kill_session(const char *url, int64_t id);
+const char *t_sleep_sql(void); /* a statement that sleeps 5 s */
+void t_ctl(const char *what);  /* runs T_CTL what; fails the test if absent */
+#endif

@@ -1,0 +1,295 @@
+/* Unit suite: pure logic, no server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "retry.h"
+
+static void identifiers(void **state)
+{
+	char big[200], out[160];
+	(void)state;
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	const char *good[] = {"items", "_x", "Items2", "public.items", "a_b.c_d",
+	                      "a123456789012345678901234567890123456789012345678901234567890ab"};
+	const char *bad[] = {"", "1a", "a b", "a;b", "x; DROP TABLE y", "a\"b", "a`b", "a'b",
+	                     "a.b.c", ".a", "a.", "a-b", "é", "a\nb", big,
+	                     "a1234567890123456789012345678901234567890123456789012345678901234"};
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		assert_true(lks_ident_valid(good[i]));
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		assert_false(lks_ident_valid(bad[i]));
+	assert_false(lks_ident_valid(NULL));
+	assert_int_equal(lks_ident_quote("public.items", '"', out, sizeof out), LKS_OK);
+	assert_string_equal(out, "\"public\".\"items\"");
+	assert_int_equal(lks_ident_quote("items", '`', out, sizeof out), LKS_OK);
+	assert_string_equal(out, "`items`");
+	assert_int_equal(lks_ident_quote("it`ems", '`', out, sizeof out), LKS_EINVAL);
+	assert_int_equal(lks_ident_quote("items", '`', out, 4), LKS_EINVAL);
+}
+
+static void urls(void **state)
+{
+	lks_url u;
+	char err[256];
+	(void)state;
+	assert_int_equal(lks_url_parse("mysql://user:p%40ss@db.example:3307/shop?connect_timeout=5", &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.backend, LKS_BACKEND_MYSQL);
+	assert_string_equal(u.user, "user");
+	assert_string_equal(u.password, "p@ss");
+	assert_string_equal(u.host, "db.example");
+	assert_int_equal(u.port, 3307);
+	assert_string_equal(u.database, "shop");
+	assert_int_equal(u.connect_timeout, 5);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mariadb://[::1]:3306/x", &u, err, sizeof err), LKS_OK);
+	assert_string_equal(u.host, "::1");
+	assert_null(u.user);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://root@/db?socket=%2Ftmp%2Fmy.sock", &u, err, sizeof err), LKS_OK);
+	assert_string_equal(u.socket, "/tmp/my.sock");
+	assert_string_equal(u.host, "");
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://h", &u, err, sizeof err), LKS_OK);
+	assert_null(u.database);
+	assert_int_equal(u.port, 0);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://", &u, err, sizeof err), LKS_OK);
+	assert_string_equal(u.host, "localhost");
+	lks_url_free(&u);
+
+	const char *bad[] = {"", "mysql:/h", "ftp://h", "mysql://h:0", "mysql://h:65536",
+	                     "mysql://h:x", "mysql://h:1:2/db", "mysql://[::1", "mysql://h/db?x",
+	                     "mysql://h/db?socket", "mysql://h/db?what=1", "mysql://h/a/b",
+	                     "mysql://u%2@h", "mysql://u%00@h", "mysql://h/d b",
+	                     "mysql://h/db?connect_timeout=9999"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		err[0] = '\0';
+		if (lks_url_parse(bad[i], &u, err, sizeof err) != LKS_EINVAL)
+			fail_msg("accepted bad URL '%s'", bad[i]);
+		assert_true(strlen(err) > 0);
+	}
+	assert_int_equal(lks_url_parse(NULL, &u, err, sizeof err), LKS_EINVAL);
+	assert_int_equal(lks_url_backend("postgres://x"), LKS_BACKEND_POSTGRESQL);
+	assert_int_equal(lks_url_backend("postgresql://x"), LKS_BACKEND_POSTGRESQL);
+	assert_int_equal(lks_url_backend("mariadb://x"), LKS_BACKEND_MYSQL);
+	assert_int_equal(lks_url_backend("sqlite://x"), LKS_BACKEND_NONE);
+}
+
+static void backoff_schedule(void **state)
+{
+	uint64_t rng = 42;
+	(void)state;
+	/* full jitter: within [0, min(cap, base * 2^attempt)], ceilings double */
+	for (int attempt = 0; attempt < 20; attempt++) {
+		int64_t ceiling = 1000LL << (attempt < 10 ? attempt : 10);
+		if (ceiling > 50000)
+			ceiling = 50000;
+		int64_t max_seen = 0, min_seen = INT64_MAX;
+		for (int i = 0; i < 2000; i++) {
+			int64_t d = lks_backoff_us(attempt, 1000, 50000, &rng);
+			assert_true(d >= 0 && d <= ceiling);
+			if (d > max_seen) max_seen = d;
+			if (d < min_seen) min_seen = d;
+		}
+		/* spread over the whole range, not clustered */
+		assert_true(max_seen > ceiling * 9 / 10);
+		assert_true(min_seen < ceiling / 10);
+	}
+	/* same seed, same schedule */
+	uint64_t a = 7, b = 7;
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(lks_backoff_us(i % 8, 100, 10000, &a), lks_backoff_us(i % 8, 100, 10000, &b));
+	/* degenerate inputs stay sane */
+	assert_true(lks_backoff_us(1000, 0, 0, &a) <= 1);
+	assert_true(lks_backoff_us(62, INT64_MAX / 4, INT64_MAX / 2, &a) <= INT64_MAX / 2);
+}
+
+/* fake clock for the retry loop */
+typedef struct fake {
+	int64_t now;
+	int64_t slept;
+	int rollbacks;
+	int script[16];
+	int n, calls;
+} fake;
+static int64_t f_now(void *ctx) { return ((fake *)ctx)->now; }
+static void f_sleep(void *ctx, int64_t us) { ((fake *)ctx)->now += us; ((fake *)ctx)->slept += us; }
+static void f_rollback(void *ctx, lks_conn *c) { (void)c; ((fake *)ctx)->rollbacks++; }
+static int f_attempt(lks_conn *c, int attempt, void *arg)
+{
+	fake *f = arg;
+	(void)c;
+	assert_int_equal(attempt, f->calls + 1);
+	f->now += 100; /* each attempt costs 100 us */
+	return f->script[f->calls < f->n ? f->calls++ : (f->calls++, f->n - 1)];
+}
+
+static int run(fake *f, lks_retry_options o, lks_retry_stats *st)
+{
+	lks_retry_env env = {f_now, f_sleep, f_rollback, f};
+	return lks_retry_run(&o, &env, f_attempt, NULL, f, st);
+}
+
+static void retry_loop(void **state)
+{
+	lks_retry_options o = LKS_RETRY_OPTIONS_INIT;
+	lks_retry_stats st;
+	(void)state;
+	o.seed = 1;
+	/* conflict, transient, then applied */
+	fake f = {.script = {LKS_CONFLICT, LKS_ETRANSIENT, LKS_OK}, .n = 3};
+	assert_int_equal(run(&f, o, &st), LKS_OK);
+	assert_int_equal(st.attempts, 3);
+	assert_int_equal(st.conflicts, 1);
+	assert_int_equal(st.transient, 1);
+	assert_int_equal(f.rollbacks, 1);
+	assert_int_equal(st.slept_us, f.slept);
+	assert_int_equal(st.gave_up, 0);
+	/* not found: never retried */
+	f = (fake){.script = {LKS_NOT_FOUND}, .n = 1};
+	assert_int_equal(run(&f, o, &st), LKS_NOT_FOUND);
+	assert_int_equal(st.attempts, 1);
+	assert_int_equal(f.slept, 0);
+	/* hard errors are not retried either */
+	f = (fake){.script = {LKS_EDB}, .n = 1};
+	assert_int_equal(run(&f, o, &st), LKS_EDB);
+	assert_int_equal(st.attempts, 1);
+	/* attempts exhausted */
+	o.max_attempts = 5;
+	o.timeout_ms = 0;
+	f = (fake){.script = {LKS_CONFLICT}, .n = 1};
+	assert_int_equal(run(&f, o, &st), LKS_CONFLICT);
+	assert_int_equal(st.attempts, 5);
+	assert_int_equal(st.gave_up, LKS_CONFLICT);
+	/* deadline: stops without sleeping past it */
+	o.max_attempts = 1000000;
+	o.timeout_ms = 50;
+	o.base_delay_us = 1000;
+	o.max_delay_us = 10000;
+	f = (fake){.script = {LKS_CONFLICT}, .n = 1};
+	assert_int_equal(run(&f, o, &st), LKS_TIMEOUT);
+	assert_int_equal(st.gave_up, LKS_TIMEOUT);
+	assert_true(f.now <= 50000 + 100);
+	assert_true(st.attempts > 5);
+	/* the backoff grows: the later half of the sleeps is longer on average */
+	o.timeout_ms = 0;
+	o.max_attempts = 12;
+	o.max_delay_us = 1 << 20;
+	f = (fake){.script = {LKS_CONFLICT}, .n = 1};
+	run(&f, o, &st);
+	assert_true(st.slept_us > 1000 * 11 / 2);
+}
+
+static void errors_and_mapping(void **state)
+{
+	(void)state;
+	int codes[] = {LKS_OK, LKS_CONFLICT, LKS_NOT_FOUND, LKS_BUSY, LKS_TIMEOUT, LKS_LOST,
+	               LKS_EINVAL, LKS_ECONN, LKS_EDB, LKS_ENOMEM, LKS_EOVERFLOW, LKS_EUNKNOWN,
+	               LKS_EUNSUPPORTED, LKS_ETRANSIENT};
+	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+		const char *s = lks_strerror(codes[i]);
+		assert_non_null(s);
+		assert_string_not_equal(s, "unknown status code");
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(s, lks_strerror(codes[j]));
+	}
+	assert_string_equal(lks_strerror(12345), "unknown status code");
+	assert_int_equal(lks_map_sqlstate("40001"), LKS_ETRANSIENT);
+	assert_int_equal(lks_map_sqlstate("40P01"), LKS_ETRANSIENT);
+	assert_int_equal(lks_map_sqlstate("22003"), LKS_EOVERFLOW);
+	assert_int_equal(lks_map_sqlstate("08006"), LKS_ECONN);
+	assert_int_equal(lks_map_sqlstate("57P01"), LKS_ECONN);
+	assert_int_equal(lks_map_sqlstate("42P01"), LKS_EDB);
+	assert_int_equal(lks_map_sqlstate(NULL), LKS_ECONN);
+	assert_int_equal(lks_map_mysql_errno(1213), LKS_ETRANSIENT);
+	assert_int_equal(lks_map_mysql_errno(1205), LKS_ETRANSIENT);
+	assert_int_equal(lks_map_mysql_errno(1264), LKS_EOVERFLOW);
+	assert_int_equal(lks_map_mysql_errno(1690), LKS_EOVERFLOW);
+	assert_int_equal(lks_map_mysql_errno(2013), LKS_ECONN);
+	assert_int_equal(lks_map_mysql_errno(2006), LKS_ECONN);
+	assert_int_equal(lks_map_mysql_errno(1146), LKS_EDB);
+	/* accessors are NULL-safe */
+	assert_int_equal(lks_conn_errcode(NULL), LKS_EINVAL);
+	assert_non_null(lks_conn_errmsg(NULL));
+	assert_string_equal(lks_conn_sqlstate(NULL), "");
+	assert_int_equal(lks_conn_errno(NULL), 0);
+	assert_int_equal(lks_conn_backend(NULL), LKS_BACKEND_NONE);
+	lks_conn_close(NULL);
+	lks_lease_free(NULL);
+	lks_lease_autorenew_stop(NULL);
+	assert_null(lks_lease_name(NULL));
+	assert_true(lks_lease_is_lost(NULL));
+}
+
+static void holder_ids(void **state)
+{
+	char a[LKS_HOLDER_LEN + 1], b[LKS_HOLDER_LEN + 1];
+	(void)state;
+	lks_holder_id(a);
+	lks_holder_id(b);
+	assert_int_equal(strlen(a), 32);
+	assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+	assert_string_not_equal(a, b);
+}
+
+static void sql_builder(void **state)
+{
+	lks_sql q = {.len = 0};
+	(void)state;
+	lks_sql_add(&q, "UPDATE %s SET ", "\"t\"");
+	lks_sql_add(&q, "%s = $%d", "\"a\"", 1);
+	assert_string_equal(q.buf, "UPDATE \"t\" SET \"a\" = $1");
+	assert_false(q.overflow);
+	for (int i = 0; i < 1000; i++)
+		lks_sql_add(&q, "%s", "0123456789");
+	assert_true(q.overflow);
+	assert_true(strlen(q.buf) < sizeof q.buf);
+}
+
+static void rows_and_ints(void **state)
+{
+	int64_t v;
+	lks_rows r = {0};
+	(void)state;
+	assert_int_equal(lks_parse_i64("9223372036854775807", &v), LKS_OK);
+	assert_true(v == INT64_MAX);
+	assert_int_equal(lks_parse_i64("-3", &v), LKS_OK);
+	assert_int_equal(v, -3);
+	assert_int_equal(lks_parse_i64("9223372036854775808", &v), LKS_EINVAL);
+	assert_int_equal(lks_parse_i64("12x", &v), LKS_EINVAL);
+	assert_int_equal(lks_parse_i64("", &v), LKS_EINVAL);
+	assert_int_equal(lks_parse_i64(NULL, &v), LKS_EINVAL);
+	assert_null(lks_rows_get(&r, 0, 0));
+	lks_rows_clear(&r);
+	lks_rows_clear(NULL);
+}
+
+static void conn_without_server(void **state)
+{
+	lks_conn *c = NULL;
+	(void)state;
+	assert_int_equal(lks_conn_open(&c, "redis://x"), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(c), "malformed URL"));
+	assert_int_equal(lks_conn_exec(c, "SELECT 1"), LKS_ECONN);
+	lks_lease *l = NULL;
+	assert_int_equal(lks_lease_acquire(&l, c, "x", 1000, 0, NULL), LKS_ECONN);
+	lks_conn_close(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls),
+		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
+		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
+		cmocka_unit_test(sql_builder),   cmocka_unit_test(rows_and_ints),
+		cmocka_unit_test(conn_without_server),
+	};
+	return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
+}
