@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole lockstock test suite on a fresh Debian 12 machine:
+#   unit (no server), integration-postgresql, integration-mysql,
+#   once built with AddressSanitizer + UndefinedBehaviorSanitizer and once
+#   under valgrind. Installs what is missing (as root), starts throwaway
+#   PostgreSQL and MariaDB servers unless LKS_PG_URL / LKS_MYSQL_URL point at
+#   existing ones, stops them afterwards, exits non-zero if any test fails.
+# Options (environment): LKS_VALGRIND=0 skips the valgrind pass.
+source "$(dirname "$0")/common.sh"
+
+ensure_packages
+start_servers
+
+log "building (sanitizers, and plain for valgrind)"
+build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+build "$LKS_ROOT/build-plain" -Dbuildtype=debug
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+PASSED=0 FAILED=0 SUITES_FAILED=()
+# run_suite LABEL COMMAND...: runs one cmocka binary, counts its results
+run_suite() {
+	local label=$1 out rc p f
+	shift
+	out=$(mktemp)
+	log "suite $label"
+	set +e
+	"$@" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	set -e
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$out" | tail -1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$out" | tail -1)
+	p=${p:-0} f=${f:-0}
+	# a crash, a sanitizer report or a missing server leaves no cmocka totals
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	PASSED=$((PASSED + p)) FAILED=$((FAILED + f))
+	[ "$f" -eq 0 ] || SUITES_FAILED+=("$label")
+	rm -f "$out"
+}
+
+for b in asan plain; do
+	dir="$LKS_ROOT/build-$b"
+	wrap=()
+	if [ "$b" = plain ]; then
+		[ "${LKS_VALGRIND:-1}" = 0 ] && continue
+		wrap=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+		      --show-leak-kinds=definite --track-fds=no)
+		export LKS_TEST_LEASE_ITERS=25 # valgrind runs one thread at a time
+	fi
+	run_suite "$b/unit" "${wrap[@]}" "$dir/tests/unit"
+	run_suite "$b/integration-postgresql" "${wrap[@]}" "$dir/tests/integration" postgresql
+	run_suite "$b/integration-mysql" "${wrap[@]}" "$dir/tests/integration" mysql
+done
+
+echo
+if [ ${#SUITES_FAILED[@]} -gt 0 ]; then
+	log "failed suites: ${SUITES_FAILED[*]}"
+fi
+echo "tests: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
