@@ -112,9 +112,12 @@ int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
 	rc = c->ops->cas_update(c, q.table, q.key, q.version, row->key, expected,
 	                        (const char *const *)cols, values, ncolumns, &v);
 	free(cols);
-	if (rc == LKS_EOVERFLOW)
+	if (rc == LKS_EOVERFLOW) {
+		char server[LKS_ERRMSG_MAX];
+		memcpy(server, c->errmsg, sizeof server); /* vsnprintf must not overlap */
 		lks_set_error(c, LKS_EOVERFLOW, "version column %s cannot go past %lld: %s",
-		              row->version_column, (long long)expected, c->errmsg);
+		              row->version_column, (long long)expected, server);
+	}
 	if (version && (rc == LKS_OK || rc == LKS_CONFLICT))
 		*version = v;
 	return rc;

@@ -261,23 +261,26 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn
 	if (rc != LKS_OK) {
 		if (c->native && c->ops->in_transaction(c)) {
 			/* keep the first error: rollback must not overwrite it */
-			lks_conn saved_err;
-			memcpy(saved_err.errmsg, c->errmsg, sizeof c->errmsg);
-			memcpy(saved_err.sqlstate, c->sqlstate, sizeof c->sqlstate);
-			saved_err.err = c->err;
-			saved_err.err_no = c->err_no;
+			char msg[LKS_ERRMSG_MAX], state[6];
+			int err = c->err;
+			unsigned int err_no = c->err_no;
+			memcpy(msg, c->errmsg, sizeof msg);
+			memcpy(state, c->sqlstate, sizeof state);
 			c->ops->exec(c, "ROLLBACK");
-			memcpy(c->errmsg, saved_err.errmsg, sizeof c->errmsg);
-			memcpy(c->sqlstate, saved_err.sqlstate, sizeof c->sqlstate);
-			c->err = saved_err.err;
-			c->err_no = saved_err.err_no;
+			memcpy(c->errmsg, msg, sizeof msg);
+			memcpy(c->sqlstate, state, sizeof state);
+			c->err = err;
+			c->err_no = err_no;
 		}
 		return rc;
 	}
 	rc = c->ops->commit(c);
-	if (rc == LKS_ECONN)
+	if (rc == LKS_ECONN) {
+		char cause[LKS_ERRMSG_MAX];
+		memcpy(cause, c->errmsg, sizeof cause);
 		rc = lks_set_error(c, LKS_EUNKNOWN, "connection lost during COMMIT of fenced write: %s",
-		                   c->errmsg);
+		                   cause);
+	}
 	return rc;
 }
 
