@@ -115,8 +115,10 @@ static int strategies_arg(const char *v, workload *w)
 			continue;
 		}
 		for (int s = 0; s < S_COUNT; s++)
-			if (!strcmp(tok, strategy_names[s]))
-				w->strategies[s] = found = 1;
+			if (!strcmp(tok, strategy_names[s])) {
+				w->strategies[s] = true;
+				found = 1;
+			}
 		if (!found)
 			return bad("--strategy", tok, "unknown strategy");
 	}

@@ -1,0 +1,34 @@
+/* A buyer thread: its connection, its counters, its latency samples. */
+#ifndef INVENTORY_WORKER_H
+#define INVENTORY_WORKER_H
+#include "inventory.h"
+
+enum { BUY_OK = 0, BUY_SOLD_OUT = 1, BUY_GAVE_UP = 2, BUY_ERROR = 3 };
+
+typedef struct samples {
+	double *v;
+	size_t n, cap;
+} samples;
+
+typedef struct worker {
+	const workload *w;
+	strategy s;
+	lks_backend backend;
+	int id;
+	const char *run_id;
+	lks_conn *c;
+	uint64_t rng;
+	samples latency_ms, wait_ms;
+	int64_t purchases, attempts, retries, lock_waits, timeouts, errors;
+	int64_t fenced_rejections, pauses, crashes;
+	bool dead; /* connection lost: the worker stops */
+	char first_error[256];
+} worker;
+
+int strategy_buy(worker *k, int product);
+void worker_error(worker *k, int rc);
+void worker_wait(worker *k, int64_t waited_us, bool waited);
+double worker_random(worker *k); /* uniform [0, 1) */
+int64_t worker_now_us(void);
+void samples_add(samples *s, double v);
+#endif
