@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole lockstock test suite on a fresh Debian 12 machine:
-#   unit (no server), integration-postgresql, integration-mysql,
+#   unit (no server), integration-postgresql, integration-mysql, and the
+#   inventory example's tests on both databases,
 #   once built with AddressSanitizer + UndefinedBehaviorSanitizer and once
 #   under valgrind. Installs what is missing (as root), starts throwaway
 #   PostgreSQL and MariaDB servers unless LKS_PG_URL / LKS_MYSQL_URL point at
@@ -52,6 +53,8 @@ for b in asan plain; do
 	run_suite "$b/unit" "${wrap[@]}" "$dir/tests/unit"
 	run_suite "$b/integration-postgresql" "${wrap[@]}" "$dir/tests/integration" postgresql
 	run_suite "$b/integration-mysql" "${wrap[@]}" "$dir/tests/integration" mysql
+	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
+	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"
 done
 
 echo

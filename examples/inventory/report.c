@@ -117,17 +117,19 @@ int report_csv(const char *path, const result *rs, int n)
 	fprintf(f, "strategy,backend,workers,products,initial_stock,final_stock,orders,units_sold,"
 	           "oversold,lost_updates,invariants_ok,elapsed_s,throughput_per_s,latency_p50_ms,"
 	           "latency_p95_ms,latency_p99_ms,latency_max_ms,attempts,retries,lock_waits,"
-	           "lock_wait_p50_ms,lock_wait_p99_ms,timeouts,errors,fenced_rejections\n");
+	           "lock_wait_p50_ms,lock_wait_p99_ms,timeouts,errors,fenced_rejections,paused_holders,"
+	           "crashed_holders\n");
 	for (int i = 0; i < n; i++) {
 		const result *r = &rs[i];
-		fprintf(f, "%s,%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%s,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%lld,%lld\n",
+		fprintf(f, "%s,%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%s,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%lld,%lld,%lld,%lld\n",
 		        strategy_names[r->s], db_name(r->backend), r->workers, r->products,
 		        (long long)r->initial_stock, (long long)r->final_stock, (long long)r->orders,
 		        (long long)r->units_sold, (long long)r->oversold, (long long)r->lost_updates,
 		        r->invariants_ok ? "true" : "false", r->elapsed_s, r->throughput, r->p50, r->p95,
 		        r->p99, r->max_ms, (long long)r->attempts, (long long)r->retries,
 		        (long long)r->lock_waits, r->wait_p50, r->wait_p99, (long long)r->timeouts,
-		        (long long)r->errors, (long long)r->fenced_rejections);
+		        (long long)r->errors, (long long)r->fenced_rejections, (long long)r->pauses,
+		        (long long)r->crashes);
 	}
 	return close_out(f);
 }

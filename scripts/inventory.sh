@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The main job: the flash-sale comparison on PostgreSQL and MariaDB.
+# Installs what is missing (as root), starts throwaway servers unless
+# LKS_PG_URL / LKS_MYSQL_URL point at existing ones, builds, runs the default
+# comparison (one hot product, limited stock, 16 buyers, until sold out),
+# then a contention sweep, and writes to out/:
+#   inventory.json, inventory.csv            the comparison
+#   inventory-sweep.csv, inventory-sweep.svg the sweep and its chart
+# Extra arguments go to the comparison run (see --help), e.g.
+#   scripts/inventory.sh --pause 0.1 --lease-ttl-ms 300
+# LKS_SWEEP=0 skips the sweep.
+source "$(dirname "$0")/common.sh"
+
+ensure_packages
+start_servers
+build "$LKS_ROOT/build-release" -Dbuildtype=release -Dtests=disabled
+bin="$LKS_ROOT/build-release/examples/inventory/inventory"
+out="$LKS_ROOT/out"
+mkdir -p "$out"
+
+set +e
+log "flash sale: every strategy on PostgreSQL and MariaDB"
+"$bin" --json "$out/inventory.json" --csv "$out/inventory.csv" "$@"
+rc=$?
+if [ $rc -eq 0 ] && [ "${LKS_SWEEP:-1}" != 0 ]; then
+	log "contention sweep (workers 1..32, 1 and 8 products): a few minutes"
+	"$bin" --sweep --quiet --stock 100 --csv "$out/inventory-sweep.csv" \
+		--chart "$out/inventory-sweep.svg" >/dev/null
+	rc=$?
+fi
+set -e
+[ $rc -eq 0 ] && log "results in $out/"
+exit $rc

@@ -1,0 +1,240 @@
+/* Integration tests of examples/inventory: short driver runs against a real
+ * server. Usage: inventory_test postgresql|mysql PATH-TO-INVENTORY */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "support.h"
+
+static const char *driver;
+
+typedef struct row {
+	char strategy[32], backend[16];
+	long long initial, final, orders, sold, oversold, lost, attempts, retries, waits;
+	long long timeouts, errors, fenced, paused, crashed;
+	int ok;
+} row;
+
+/* run the driver with args on f's database; returns its exit status */
+static int run(fx *f, const char *args, const char *csv)
+{
+	char cmd[4096];
+	int st;
+	snprintf(cmd, sizeof cmd, "%s --quiet --url '%s' %s %s%s >%s.out 2>&1", driver, f->url, args,
+	         csv ? "--csv " : "", csv ? csv : "", csv ? csv : "/tmp/lks-inv");
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int read_rows(const char *csv, row *rows, int max)
+{
+	char line[2048];
+	int n = 0;
+	FILE *fp = fopen(csv, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(line, sizeof line, fp)); /* header */
+	while (n < max && fgets(line, sizeof line, fp)) {
+		row *r = &rows[n];
+		char ok[8];
+		double skip;
+		int got = sscanf(line,
+		                 "%31[^,],%15[^,],%*d,%*d,%lld,%lld,%lld,%lld,%lld,%lld,%7[^,],%lf,%lf,%lf,%lf,%lf,%lf,"
+		                 "%lld,%lld,%lld,%lf,%lf,%lld,%lld,%lld,%lld,%lld",
+		                 r->strategy, r->backend, &r->initial, &r->final, &r->orders, &r->sold,
+		                 &r->oversold, &r->lost, ok, &skip, &skip, &skip, &skip, &skip, &skip,
+		                 &r->attempts, &r->retries, &r->waits, &skip, &skip, &r->timeouts,
+		                 &r->errors, &r->fenced, &r->paused, &r->crashed);
+		if (got != 25)
+			fail_msg("bad CSV line (%d fields): %s", got, line);
+		r->ok = !strcmp(ok, "true");
+		n++;
+	}
+	fclose(fp);
+	return n;
+}
+
+static const row *find(const row *rows, int n, const char *strategy)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(rows[i].strategy, strategy))
+			return &rows[i];
+	fail_msg("no row for %s", strategy);
+	return NULL;
+}
+
+#include <unistd.h>
+static void tmpname(char *out, size_t n, const char *what)
+{
+	snprintf(out, n, "/tmp/lks-inv-%d-%s", (int)getpid(), what);
+}
+
+static void naive_oversells(void **state)
+{
+	fx *f = *state;
+	char csv[128];
+	row rows[4];
+	tmpname(csv, sizeof csv, "naive.csv");
+	assert_int_equal(run(f, "--strategy naive --workers 8 --stock 40", csv), 0);
+	assert_int_equal(read_rows(csv, rows, 4), 1);
+	assert_true(rows[0].oversold > 0);
+	assert_true(rows[0].lost > 0);
+	assert_false(rows[0].ok);
+	assert_int_equal(rows[0].sold - rows[0].lost, rows[0].initial - rows[0].final);
+	print_message("    naive oversold %lld of %lld\n", rows[0].oversold, rows[0].initial);
+	remove(csv);
+}
+
+static void safe_strategies_sell_exactly_the_stock(void **state)
+{
+	fx *f = *state;
+	const char *safe[] = {"optimistic", "pessimistic", "select-for-update", "atomic"};
+	char csv[128];
+	row rows[8];
+	tmpname(csv, sizeof csv, "safe.csv");
+	assert_int_equal(run(f, "--strategy optimistic,pessimistic,select-for-update,atomic "
+	                        "--workers 8 --products 3 --stock 30 --qty 2 --skew 0.5",
+	                     csv),
+	                 0);
+	assert_int_equal(read_rows(csv, rows, 8), 4);
+	for (int i = 0; i < 4; i++) {
+		const row *r = find(rows, 4, safe[i]);
+		assert_true(r->ok);
+		assert_int_equal(r->initial, 90);
+		assert_int_equal(r->sold, 90); /* 30 per product, 2 at a time */
+		assert_int_equal(r->final, 0);
+		assert_int_equal(r->orders, 45);
+		assert_int_equal(r->oversold, 0);
+		assert_int_equal(r->lost, 0);
+		assert_int_equal(r->errors, 0);
+	}
+	assert_true(find(rows, 4, "optimistic")->retries > 0);
+	remove(csv);
+}
+
+static void json_has_the_documented_shape(void **state)
+{
+	fx *f = *state;
+	char json[128], cmd[4096];
+	tmpname(json, sizeof json, "out.json");
+	char args[256];
+	snprintf(args, sizeof args, "--strategy naive,atomic,optimistic --workers 4 --stock 20 --json %s", json);
+	assert_int_equal(run(f, args, NULL), 0);
+	/* python's json module: a real parser, and the arithmetic checks */
+	snprintf(cmd, sizeof cmd,
+	         "python3 -c '\n"
+	         "import json, sys\n"
+	         "d = json.load(open(\"%s\"))\n"
+	         "assert set(d) >= {\"workload\", \"results\"}\n"
+	         "assert len(d[\"results\"]) == 3\n"
+	         "keys = {\"strategy\",\"backend\",\"initial_stock\",\"final_stock\",\"orders\",\"units_sold\","
+	         "\"oversold\",\"lost_updates\",\"invariants_ok\",\"throughput_per_s\",\"latency_ms\",\"attempts\","
+	         "\"retries\",\"lock_waits\",\"timeouts\",\"errors\"}\n"
+	         "for r in d[\"results\"]:\n"
+	         "    assert keys <= set(r), keys - set(r)\n"
+	         "    assert set(r[\"latency_ms\"]) >= {\"p50\",\"p95\",\"p99\",\"max\"}\n"
+	         "    assert r[\"backend\"] in (\"postgresql\", \"mysql\")\n"
+	         "    assert r[\"lost_updates\"] == r[\"units_sold\"] - (r[\"initial_stock\"] - r[\"final_stock\"])\n"
+	         "    assert r[\"initial_stock\"] == 20\n"
+	         "    l = r[\"latency_ms\"]\n"
+	         "    assert 0 <= l[\"p50\"] <= l[\"p95\"] <= l[\"p99\"] <= l[\"max\"]\n"
+	         "    assert r[\"throughput_per_s\"] > 0\n"
+	         "    assert r[\"invariants_ok\"] == (r[\"oversold\"] == 0 and r[\"lost_updates\"] == 0)\n"
+	         "    if r[\"strategy\"] != \"naive\": assert r[\"units_sold\"] == 20 and r[\"invariants_ok\"]\n"
+	         "'",
+	         json);
+	assert_int_equal(system(cmd), 0);
+	remove(json);
+}
+
+static void pause_fencing_demonstration(void **state)
+{
+	fx *f = *state;
+	char csv[128];
+	row rows[4];
+	tmpname(csv, sizeof csv, "pause.csv");
+	assert_int_equal(run(f, "--strategy pessimistic,pessimistic-unfenced --pause 0.3 "
+	                        "--lease-ttl-ms 150 --workers 6 --stock 40",
+	                     csv),
+	                 0);
+	assert_int_equal(read_rows(csv, rows, 4), 2);
+	const row *fenced = find(rows, 2, "pessimistic"), *unfenced = find(rows, 2, "pessimistic-unfenced");
+	assert_true(fenced->ok);
+	assert_int_equal(fenced->sold, 40);
+	assert_true(fenced->paused > 0);
+	assert_true(fenced->fenced > 0); /* stale writes were refused */
+	assert_true(unfenced->paused > 0);
+	assert_true(unfenced->lost > 0 || unfenced->oversold > 0);
+	print_message("    unfenced: %lld lost updates, %lld oversold; fenced: %lld stale writes refused\n",
+	              unfenced->lost, unfenced->oversold, fenced->fenced);
+	remove(csv);
+}
+
+static void crash_demonstration(void **state)
+{
+	fx *f = *state;
+	char csv[128];
+	row rows[4];
+	tmpname(csv, sizeof csv, "crash.csv");
+	assert_int_equal(run(f, "--strategy pessimistic --crash 0.1 --lease-ttl-ms 150 --workers 6 --stock 40",
+	                     csv),
+	                 0);
+	assert_int_equal(read_rows(csv, rows, 4), 1);
+	assert_true(rows[0].crashed > 0);
+	assert_true(rows[0].ok);
+	assert_int_equal(rows[0].sold, 40);
+	assert_int_equal(rows[0].final, 0);
+	remove(csv);
+}
+
+static void bad_options_exit_2_and_touch_nothing(void **state)
+{
+	fx *f = *state;
+	const char *bad[] = {"--workers -1", "--workers 0", "--stock 0", "--strategy bogus",
+	                     "--strategy naive,bogus", "--qty 0", "--pause 2", "--crash -0.1",
+	                     "--lease-ttl-ms 0", "--duration -1", "--no-such-option", "--workers",
+	                     "--url mysql://lks:x@127.0.0.1:1/db", "--url postgresql://lks:x@127.0.0.1:1/db",
+	                     "--url redis://x", "--qty 5 --stock 4", "extra-argument"};
+	char cmd[2048];
+	t_exec(f->c, "CREATE TABLE inv_products (id int PRIMARY KEY, stock int NOT NULL, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO inv_products VALUES (1, 12345, 7)");
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		int st;
+		/* the bad option last, so it is the one that decides */
+		snprintf(cmd, sizeof cmd, "%s --quiet --url '%s' %s >/tmp/lks-inv-bad.out 2>&1", driver,
+		         strstr(bad[i], "--url") ? "postgresql://unused:1/x" : f->url, bad[i]);
+		if (strstr(bad[i], "--url"))
+			snprintf(cmd, sizeof cmd, "%s --quiet %s >/tmp/lks-inv-bad.out 2>&1", driver, bad[i]);
+		st = system(cmd);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 2)
+			fail_msg("'%s' exited %d, want 2", bad[i], WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		FILE *fp = fopen("/tmp/lks-inv-bad.out", "r");
+		char msg[512] = "";
+		assert_non_null(fp);
+		assert_non_null(fgets(msg, sizeof msg, fp));
+		fclose(fp);
+		assert_non_null(strstr(msg, "inventory:")); /* a message, not silence */
+	}
+	assert_int_equal(t_int1(f->c, "SELECT stock FROM inv_products WHERE id = 1"), 12345);
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM inv_products"), 1);
+	remove("/tmp/lks-inv-bad.out");
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		T(naive_oversells),
+		T(safe_strategies_sell_exactly_the_stock),
+		T(json_has_the_documented_shape),
+		T(pause_fencing_demonstration),
+		T(crash_demonstration),
+		T(bad_options_exit_2_and_touch_nothing),
+	};
+	char name[64];
+	if (argc != 3 || support_init(argv[1]))
+		return 1;
+	driver = argv[2];
+	snprintf(name, sizeof name, "inventory-%s", argv[1]);
+	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
+}
