@@ -23,7 +23,13 @@ static int run(fx *f, const char *args, const char *csv)
 	snprintf(cmd, sizeof cmd, "%s --quiet --url '%s' %s %s%s >%s.out 2>&1", driver, f->url, args,
 	         csv ? "--csv " : "", csv ? csv : "", csv ? csv : "/tmp/lks-inv");
 	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	st = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	if (st != 0) { /* show what the driver said */
+		snprintf(cmd, sizeof cmd, "cat %s.out >&2", csv ? csv : "/tmp/lks-inv");
+		if (system(cmd) != 0)
+			print_error("no driver output\n");
+	}
+	return st;
 }
 
 static int read_rows(const char *csv, row *rows, int max)

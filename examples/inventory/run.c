@@ -232,8 +232,10 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 		free(k->latency_ms.v);
 		free(k->wait_ms.v);
 	}
-	qsort(lat.v, lat.n, sizeof *lat.v, cmp_double);
-	qsort(waits.v, waits.n, sizeof *waits.v, cmp_double);
+	if (lat.n) /* qsort(NULL, 0) is undefined */
+		qsort(lat.v, lat.n, sizeof *lat.v, cmp_double);
+	if (waits.n)
+		qsort(waits.v, waits.n, sizeof *waits.v, cmp_double);
 	r->p50 = pct(&lat, 50);
 	r->p95 = pct(&lat, 95);
 	r->p99 = pct(&lat, 99);
