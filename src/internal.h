@@ -139,6 +139,18 @@ typedef struct lks_sql {
 } lks_sql;
 void lks_sql_add(lks_sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Statement helpers shared by the backends (placeholder: "$1" or "?"). */
+/* SELECT version[, cols...] FROM table WHERE key = <placeholder> */
+void lks_sql_select_by_key(lks_sql *q, const char *table, const char *key, const char *version,
+                           const char *const *cols, size_t n, const char *placeholder);
+/* After a CAS matched nothing: LKS_CONFLICT with the current version, or
+ * LKS_NOT_FOUND. */
+int lks_classify_miss(lks_conn *c, const char *table, const char *key, const char *version,
+                      lks_value keyv, const char *placeholder, int64_t *current);
+/* A lease statement that matches only the current grant: LKS_OK when one
+ * row matched, LKS_LOST otherwise; *first gets a returned integer. */
+int lks_query_grant(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n, int64_t *first);
+
 int lks_pg_open(lks_conn *c, const char *url);
 int lks_mysql_open(lks_conn *c, const char *url);
 

@@ -324,25 +324,6 @@ static int my_quote(const char *ident, char *out, size_t outsz)
 	return lks_ident_quote(ident, '`', out, outsz);
 }
 
-static int my_version_of(lks_conn *c, const char *table, const char *key,
-                         const char *ver, lks_value keyv, int64_t *version)
-{
-	lks_sql q = {.len = 0};
-	lks_rows r;
-	int rc;
-	lks_sql_add(&q, "SELECT %s FROM %s WHERE %s = ?", ver, table, key);
-	if ((rc = my_query(c, q.buf, &keyv, 1, &r)))
-		return rc;
-	if (r.nrows == 0) {
-		rc = LKS_NOT_FOUND;
-	} else {
-		rc = LKS_CONFLICT;
-		if (!lks_rows_get(&r, 0, 0) || lks_parse_i64(lks_rows_get(&r, 0, 0), version))
-			*version = -1;
-	}
-	lks_rows_clear(&r);
-	return rc;
-}
 
 static int my_cas_update(lks_conn *c, const char *table, const char *key,
                          const char *ver, lks_value keyv, int64_t expected,
@@ -375,7 +356,7 @@ static int my_cas_update(lks_conn *c, const char *table, const char *key,
 		*version = expected + 1; /* no RETURNING; never re-read */
 		return LKS_OK;
 	}
-	return my_version_of(c, table, key, ver, keyv, version);
+	return lks_classify_miss(c, table, key, ver, keyv, "?", version);
 }
 
 static int my_cas_read(lks_conn *c, const char *table, const char *key,
@@ -383,10 +364,7 @@ static int my_cas_read(lks_conn *c, const char *table, const char *key,
                        size_t n, lks_rows *out)
 {
 	lks_sql q = {.len = 0};
-	lks_sql_add(&q, "SELECT %s", ver);
-	for (size_t i = 0; i < n; i++)
-		lks_sql_add(&q, ", %s", cols[i]);
-	lks_sql_add(&q, " FROM %s WHERE %s = ?", table, key);
+	lks_sql_select_by_key(&q, table, key, ver, cols, n, "?");
 	if (q.overflow)
 		return lks_set_error(c, LKS_EINVAL, "statement too long");
 	return my_query(c, q.buf, &keyv, 1, out);
@@ -478,20 +456,14 @@ static int my_lease_renew(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[4] = {LKS_INT(ttl_us), LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_rows r;
 	int rc;
 	lks_sql_add(&q,
 	            "UPDATE %s SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND"
 	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
 	            t);
-	if ((rc = my_query(c, q.buf, p, 4, &r)))
-		return rc;
-	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
-	lks_rows_clear(&r);
-	if (rc)
-		return rc;
-	*remaining_us = ttl_us;
-	return LKS_OK;
+	if ((rc = lks_query_grant(c, &q, p, 4, NULL)) == LKS_OK)
+		*remaining_us = ttl_us; /* from the statement's own UTC_TIMESTAMP(6) */
+	return rc;
 }
 
 static int my_lease_release(lks_conn *c, const char *t, const char *name,
@@ -499,17 +471,11 @@ static int my_lease_release(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "UPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)"
 	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
 	            t);
-	if ((rc = my_query(c, q.buf, p, 3, &r)))
-		return rc;
-	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
-	lks_rows_clear(&r);
-	return rc;
+	return lks_query_grant(c, &q, p, 3, NULL);
 }
 
 static int my_lease_lock_shared(lks_conn *c, const char *t, const char *name,
@@ -517,17 +483,11 @@ static int my_lease_lock_shared(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "SELECT 1 FROM %s WHERE name = ? AND holder = ? AND fence = ?"
 	            " AND expires_at > UTC_TIMESTAMP(6) LOCK IN SHARE MODE",
 	            t);
-	if ((rc = my_query(c, q.buf, p, 3, &r)))
-		return rc;
-	rc = r.nrows == 1 ? LKS_OK : LKS_LOST;
-	lks_rows_clear(&r);
-	return rc;
+	return lks_query_grant(c, &q, p, 3, NULL);
 }
 
 static int my_lease_select(lks_conn *c, const char *t, const char *name, lks_rows *out)

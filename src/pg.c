@@ -296,19 +296,7 @@ static int pg_cas_update(lks_conn *c, const char *table, const char *key,
 	}
 	lks_rows_clear(&r);
 	/* no row matched: classify with a second, read-only query */
-	q.len = 0;
-	lks_sql_add(&q, "SELECT %s FROM %s WHERE %s = $1", ver, table, key);
-	if ((rc = pg_query(c, q.buf, &keyv, 1, &r)))
-		return rc;
-	if (r.nrows == 0) {
-		rc = LKS_NOT_FOUND;
-	} else {
-		rc = LKS_CONFLICT;
-		if (!lks_rows_get(&r, 0, 0) || lks_parse_i64(lks_rows_get(&r, 0, 0), version))
-			*version = -1;
-	}
-	lks_rows_clear(&r);
-	return rc;
+	return lks_classify_miss(c, table, key, ver, keyv, "$1", version);
 }
 
 static int pg_cas_read(lks_conn *c, const char *table, const char *key,
@@ -316,10 +304,7 @@ static int pg_cas_read(lks_conn *c, const char *table, const char *key,
                        size_t n, lks_rows *out)
 {
 	lks_sql q = {.len = 0};
-	lks_sql_add(&q, "SELECT %s", ver);
-	for (size_t i = 0; i < n; i++)
-		lks_sql_add(&q, ", %s", cols[i]);
-	lks_sql_add(&q, " FROM %s WHERE %s = $1", table, key);
+	lks_sql_select_by_key(&q, table, key, ver, cols, n, "$1");
 	if (q.overflow)
 		return lks_set_error(c, LKS_EINVAL, "statement too long");
 	return pg_query(c, q.buf, &keyv, 1, out);
@@ -380,20 +365,12 @@ static int pg_lease_renew(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[4] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence), LKS_INT(ttl_us)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "UPDATE %s SET expires_at = clock_timestamp() + $4::bigint * interval '1 microsecond'"
 	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()"
 	            " RETURNING " REMAINING_US,
 	            t);
-	if ((rc = pg_query(c, q.buf, p, 4, &r)))
-		return rc;
-	rc = r.nrows == 1 ? LKS_OK : LKS_LOST;
-	if (rc == LKS_OK)
-		lks_parse_i64(lks_rows_get(&r, 0, 0), remaining_us);
-	lks_rows_clear(&r);
-	return rc;
+	return lks_query_grant(c, &q, p, 4, remaining_us);
 }
 
 static int pg_lease_release(lks_conn *c, const char *t, const char *name,
@@ -401,17 +378,11 @@ static int pg_lease_release(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "UPDATE %s SET holder = NULL, expires_at = clock_timestamp()"
 	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()",
 	            t);
-	if ((rc = pg_query(c, q.buf, p, 3, &r)))
-		return rc;
-	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
-	lks_rows_clear(&r);
-	return rc;
+	return lks_query_grant(c, &q, p, 3, NULL);
 }
 
 static int pg_lease_lock_shared(lks_conn *c, const char *t, const char *name,
@@ -419,17 +390,11 @@ static int pg_lease_lock_shared(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "SELECT 1 FROM %s WHERE name = $1 AND holder = $2 AND fence = $3"
 	            " AND expires_at > clock_timestamp() FOR SHARE",
 	            t);
-	if ((rc = pg_query(c, q.buf, p, 3, &r)))
-		return rc;
-	rc = r.nrows == 1 ? LKS_OK : LKS_LOST;
-	lks_rows_clear(&r);
-	return rc;
+	return lks_query_grant(c, &q, p, 3, NULL);
 }
 
 static int pg_lease_select(lks_conn *c, const char *t, const char *name, lks_rows *out)

@@ -186,3 +186,47 @@ void lks_sql_add(lks_sql *q, const char *fmt, ...)
 	else
 		q->len += (size_t)n;
 }
+
+void lks_sql_select_by_key(lks_sql *q, const char *table, const char *key, const char *version,
+                           const char *const *cols, size_t n, const char *placeholder)
+{
+	lks_sql_add(q, "SELECT %s", version);
+	for (size_t i = 0; i < n; i++)
+		lks_sql_add(q, ", %s", cols[i]);
+	lks_sql_add(q, " FROM %s WHERE %s = %s", table, key, placeholder);
+}
+
+int lks_classify_miss(lks_conn *c, const char *table, const char *key, const char *version,
+                      lks_value keyv, const char *placeholder, int64_t *current)
+{
+	lks_sql q = {.len = 0};
+	lks_rows r;
+	int rc;
+	lks_sql_select_by_key(&q, table, key, version, NULL, 0, placeholder);
+	if ((rc = c->ops->query(c, q.buf, &keyv, 1, &r)))
+		return rc;
+	if (r.nrows == 0) {
+		rc = LKS_NOT_FOUND;
+	} else {
+		rc = LKS_CONFLICT;
+		if (lks_parse_i64(lks_rows_get(&r, 0, 0), current))
+			*current = -1; /* NULL or not an integer: say so, do not guess */
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
+int lks_query_grant(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n, int64_t *first)
+{
+	lks_rows r;
+	int rc;
+	if (q->overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	if ((rc = c->ops->query(c, q->buf, p, n, &r)))
+		return rc;
+	rc = r.affected == 1 ? LKS_OK : LKS_LOST;
+	if (rc == LKS_OK && first && r.ncols > 0)
+		lks_parse_i64(lks_rows_get(&r, 0, 0), first);
+	lks_rows_clear(&r);
+	return rc;
+}
