@@ -234,6 +234,9 @@ void lks_lease_free(lks_lease *lease);
 const char *lks_lease_name(const lks_lease *lease);
 const char *lks_lease_holder(const lks_lease *lease); /* 32 hex chars */
 int64_t lks_lease_fence(const lks_lease *lease);      /* fencing token */
+/* The TTL the server reported left at the last grant or renewal, computed
+ * on its own clock (ms). */
+int64_t lks_lease_granted_ms(const lks_lease *lease);
 /* Milliseconds left before the local deadline (<= 0 once passed). */
 int64_t lks_lease_remaining_ms(const lks_lease *lease);
 /* 1 when the local deadline passed, a renewal found it lost, or auto-renew

@@ -66,6 +66,7 @@ static int64_t margin_of(const lks_lease *l, int64_t ttl_us)
  * sent the request */
 static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 {
+	atomic_store(&l->granted_us, remaining_us);
 	atomic_store(&l->deadline_us, sent_us + remaining_us - margin_of(l, l->ttl_us));
 }
 
@@ -223,6 +224,10 @@ void lks_lease_free(lks_lease *lease)
 const char *lks_lease_name(const lks_lease *l) { return l ? l->name : NULL; }
 const char *lks_lease_holder(const lks_lease *l) { return l ? l->holder : NULL; }
 int64_t lks_lease_fence(const lks_lease *l) { return l ? l->fence : 0; }
+int64_t lks_lease_granted_ms(const lks_lease *l)
+{
+	return l ? atomic_load(&l->granted_us) / 1000 : 0;
+}
 
 int64_t lks_lease_remaining_ms(const lks_lease *l)
 {

@@ -6,8 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 #include "it.h"
+#ifdef LKS_WITH_MYSQL
 #include "lockstock-mysql.h"
+#endif
+#ifdef LKS_WITH_PG
 #include "lockstock-pg.h"
+#endif
 
 static int64_t lease_rows(lks_conn *c)
 {
@@ -278,6 +282,7 @@ void adopt_native_connection(void **state)
 	t_exec(f->c, "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
 	t_exec(f->c, "INSERT INTO items VALUES (1, 5, 0)");
 	if (T_BACKEND == LKS_BACKEND_POSTGRESQL) {
+#ifdef LKS_WITH_PG
 		PGconn *pg = PQconnectdb(f->url);
 		assert_int_equal(PQstatus(pg), CONNECTION_OK);
 		assert_int_equal(lks_conn_adopt_pg(&c, pg), LKS_OK);
@@ -295,7 +300,9 @@ void adopt_native_connection(void **state)
 		assert_string_equal(PQgetvalue(res, 0, 0), "9");
 		PQclear(res);
 		PQfinish(pg);
+#endif
 	} else {
+#ifdef LKS_WITH_MYSQL
 		/* deliberately without CLIENT_FOUND_ROWS: matched rows come from
 		 * mysql_info() */
 		MYSQL *my = mysql_init(NULL);
@@ -321,6 +328,7 @@ void adopt_native_connection(void **state)
 		assert_int_equal(mysql_query(my, "SELECT 1"), 0);
 		mysql_free_result(mysql_store_result(my));
 		mysql_close(my);
+#endif
 	}
 	lks_lease_free(l);
 }

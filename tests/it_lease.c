@@ -32,6 +32,9 @@ void lease_basic_cycle(void **state)
 	assert_true(fences[0] >= 1);
 	assert_int_equal(strlen(lks_lease_holder(a)), 32);
 	assert_true(lks_lease_remaining_ms(a) > 8000 && lks_lease_remaining_ms(a) <= 9000);
+	/* the server's own view of the TTL left, and the local deadline is earlier */
+	assert_true(lks_lease_granted_ms(a) > 9000 && lks_lease_granted_ms(a) <= 10000);
+	assert_true(lks_lease_remaining_ms(a) < lks_lease_granted_ms(a));
 	assert_false(lks_lease_is_lost(a));
 	/* held: a second caller is told busy, with nothing changed */
 	assert_int_equal(lks_lease_acquire(&b, other, "job:nightly", 10000, 0, NULL), LKS_BUSY);

@@ -252,6 +252,19 @@ static void sql_builder(void **state)
 	assert_true(strlen(q.buf) < sizeof q.buf);
 }
 
+static void statement_text(void **state)
+{
+	lks_sql q = {.len = 0};
+	const char *cols[] = {"\"qty\"", "\"note\""};
+	(void)state;
+	/* identifiers arrive quoted; values only ever as placeholders */
+	lks_sql_select_by_key(&q, "\"s\".\"items\"", "\"id\"", "\"version\"", cols, 2, "$1");
+	assert_string_equal(q.buf, "SELECT \"version\", \"qty\", \"note\" FROM \"s\".\"items\" WHERE \"id\" = $1");
+	q.len = 0;
+	lks_sql_select_by_key(&q, "`items`", "`id`", "`v`", NULL, 0, "?");
+	assert_string_equal(q.buf, "SELECT `v` FROM `items` WHERE `id` = ?");
+}
+
 static void rows_and_ints(void **state)
 {
 	int64_t v;
@@ -288,7 +301,8 @@ int main(void)
 		cmocka_unit_test(identifiers),   cmocka_unit_test(urls),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
-		cmocka_unit_test(sql_builder),   cmocka_unit_test(rows_and_ints),
+		cmocka_unit_test(sql_builder),   cmocka_unit_test(statement_text),
+		cmocka_unit_test(rows_and_ints),
 		cmocka_unit_test(conn_without_server),
 	};
 	return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
