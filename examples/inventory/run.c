@@ -117,6 +117,7 @@ static void *buyer(void *arg)
 			break;
 		}
 	}
+	k->finished_us = worker_now_us();
 	lks_conn_close(k->c);
 	k->c = NULL;
 	atomic_fetch_add(&sh->finished, 1);
@@ -210,9 +211,12 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 		if (show)
 			progress(&sh, s, r->backend, t0, done);
 	}
-	r->elapsed_s = (worker_now_us() - t0) / 1e6;
-	for (int i = 0; i < w->workers; i++)
+	for (int i = 0; i < w->workers; i++) {
 		pthread_join(th[i], NULL);
+		/* the run ends when the last buyer stops, not when we notice */
+		if ((ta[i].k.finished_us - t0) / 1e6 > r->elapsed_s)
+			r->elapsed_s = (ta[i].k.finished_us - t0) / 1e6;
+	}
 	pthread_barrier_destroy(&sh.start);
 	for (int i = 0; i < w->workers; i++) {
 		worker *k = &ta[i].k;

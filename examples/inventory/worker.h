@@ -22,6 +22,7 @@ typedef struct worker {
 	int64_t purchases, attempts, retries, lock_waits, timeouts, errors;
 	int64_t fenced_rejections, pauses, crashes;
 	bool dead; /* connection lost: the worker stops */
+	int64_t finished_us; /* when it stopped buying */
 	char first_error[256];
 } worker;
 
