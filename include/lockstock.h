@@ -205,8 +205,13 @@ typedef struct lks_acquire_options {
 	int64_t base_delay_us;   /* backoff while waiting; default 2000 */
 	int64_t max_delay_us;    /* backoff cap; default 200000 */
 	lks_acquire_stats *stats;/* optional out: filled on every return */
+	/* PostgreSQL, on connections lockstock opened: LISTEN for releases and
+	 * wake at once instead of at the next poll. Best for few waiters on a
+	 * long-held lease; with many waiters every release wakes them all
+	 * (measured: 16 buyers on one lease, 220 vs 300 purchases/s). Default 0. */
+	int wake_on_release;
 } lks_acquire_options;
-#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL}
+#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0}
 
 /*
  * Acquire lease `name` for ttl_ms (1..LKS_LEASE_TTL_MAX_MS). wait_ms = 0

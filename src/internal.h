@@ -80,6 +80,9 @@ struct lks_backend_ops {
 	                   int64_t *remaining_us);
 	int (*lease_release)(lks_conn *c, const char *table_q, const char *name,
 	                     const char *holder, int64_t fence);
+	/* sleep up to timeout_us while the lease is busy; may wake early when
+	 * it is released (NULL: plain sleep) */
+	int (*lease_wait)(lks_conn *c, const char *name, int64_t timeout_us);
 	/* inside an open transaction: share-lock the row if it is the grant */
 	int (*lease_lock_shared)(lks_conn *c, const char *table_q,
 	                         const char *name, const char *holder,

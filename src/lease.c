@@ -134,7 +134,14 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			delay = g.remaining_us + 500;
 		if (delay > deadline - now)
 			delay = deadline - now;
-		lks_sleep_us(delay);
+		if (o.wake_on_release && c->ops->lease_wait) {
+			if ((rc = c->ops->lease_wait(c, name, delay))) {
+				st->waited_us = lks_now_us() - start;
+				return rc;
+			}
+		} else {
+			lks_sleep_us(delay);
+		}
 	}
 	st->waited_us = lks_now_us() - start;
 

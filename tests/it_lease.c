@@ -505,3 +505,49 @@ void lease_table_from_sql_file(void **state)
 	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
 	lks_lease_free(l);
 }
+
+typedef struct waiter {
+	const char *url;
+	int rc;
+	int64_t waited_us;
+	lks_lease *l;
+} waiter;
+
+static void *wait_for_lease(void *arg)
+{
+	waiter *w = arg;
+	lks_conn *c = NULL;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_acquire_stats st;
+	o.base_delay_us = o.max_delay_us = 2000000; /* polls alone would be slow */
+	o.stats = &st;
+	o.wake_on_release = 1;
+	lks_conn_open(&c, w->url);
+	w->rc = lks_lease_acquire(&w->l, c, "handoff", 5000, 5000, &o);
+	w->waited_us = st.waited_us;
+	lks_conn_close(c);
+	return NULL;
+}
+
+/* PostgreSQL with wake_on_release: a release wakes the waiters
+ * (LISTEN/NOTIFY), so the hand-off does not wait for the next poll. MySQL
+ * polls: only correctness is checked there. */
+void lease_release_wakes_waiter(void **state)
+{
+	fx *f = *state;
+	lks_lease *a = must_acquire(f->c, "handoff", 10000, 0);
+	waiter w = {.url = f->url};
+	pthread_t th;
+	pthread_create(&th, NULL, wait_for_lease, &w);
+	usleep(300 * 1000);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, LKS_OK);
+	assert_true(lks_lease_fence(w.l) == lks_lease_fence(a) + 1);
+	print_message("    acquired %lld ms after it started waiting (released at 300 ms)\n",
+	              (long long)w.waited_us / 1000);
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
+		assert_true(w.waited_us < 700000);
+	lks_lease_free(a);
+	lks_lease_free(w.l);
+}
