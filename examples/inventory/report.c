@@ -150,9 +150,18 @@ static double xpos(const panel *p, int workers, int maxw)
 	return p->x + p->w * (log2(workers) / (maxw > 1 ? log2(maxw) : 1));
 }
 
+/* Throughput spans three decades (atomic vs the read-write strategies), so
+ * its axis is logarithmic; units oversold are linear. */
+static double yfrac(const panel *p, double v, double ymax)
+{
+	if (!p->oversold)
+		return v <= 10 ? 0 : log10(v / 10) / log10(ymax / 10);
+	return v / ymax;
+}
+
 static void draw_panel(FILE *f, const panel *p, const result *rs, int n, int maxw)
 {
-	double ymax = 1;
+	double ymax = p->oversold ? 1 : 100;
 	for (int i = 0; i < n; i++) {
 		if (rs[i].products != p->products)
 			continue;
@@ -160,14 +169,16 @@ static void draw_panel(FILE *f, const panel *p, const result *rs, int n, int max
 		if (v > ymax)
 			ymax = v;
 	}
-	ymax *= 1.1;
+	ymax = p->oversold ? ymax * 1.1 : pow(10, ceil(log10(ymax)));
 	fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='#999'/>\n",
 	        p->x, p->y, p->w, p->h);
 	fprintf(f, "<text x='%.0f' y='%.0f' font-size='14' font-weight='bold'>%s, %d product%s</text>\n",
-	        p->x, p->y - 8, p->oversold ? "Units oversold" : "Purchases per second", p->products,
-	        p->products == 1 ? " (one hot item)" : "s");
-	for (int t = 0; t <= 4; t++) {
-		double yv = ymax * t / 4, y = p->y + p->h - p->h * t / 4;
+	        p->x, p->y - 8, p->oversold ? "Units oversold" : "Purchases per second (log scale)",
+	        p->products, p->products == 1 ? " (one hot item)" : "s");
+	int ticks = p->oversold ? 4 : (int)lround(log10(ymax / 10));
+	for (int t = 0; t <= ticks; t++) {
+		double yv = p->oversold ? ymax * t / 4 : 10 * pow(10, t);
+		double y = p->y + p->h - p->h * yfrac(p, yv, ymax);
 		fprintf(f, "<line x1='%.0f' x2='%.0f' y1='%.1f' y2='%.1f' stroke='#eee'/>\n", p->x, p->x + p->w, y, y);
 		fprintf(f, "<text x='%.0f' y='%.1f' font-size='11' text-anchor='end'>%.0f</text>\n", p->x - 4, y + 4, yv);
 	}
@@ -186,7 +197,7 @@ static void draw_panel(FILE *f, const panel *p, const result *rs, int n, int max
 				if ((int)r->s != s || (int)r->backend != b || r->products != p->products)
 					continue;
 				double v = p->oversold ? (double)r->oversold : r->throughput;
-				fprintf(f, "%.1f,%.1f ", xpos(p, r->workers, maxw), p->y + p->h - p->h * v / ymax);
+				fprintf(f, "%.1f,%.1f ", xpos(p, r->workers, maxw), p->y + p->h - p->h * yfrac(p, v, ymax));
 			}
 			fprintf(f, "'/>\n");
 		}
