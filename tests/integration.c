@@ -13,6 +13,7 @@ int main(int argc, char **argv)
 		T(cas_read_null_and_text_key),
 		T(cas_inside_caller_transaction),
 		T(cas_version_overflow),
+		T(statements_prepared_once),
 		T(retry_threads_no_lost_update),
 		T(retry_never_retries_not_found),
 		T(retry_transient_server_errors),

@@ -7,6 +7,7 @@ void cas_applied_conflict_not_found(void **state);
 void cas_read_null_and_text_key(void **state);
 void cas_inside_caller_transaction(void **state);
 void cas_version_overflow(void **state);
+void statements_prepared_once(void **state);
 void retry_threads_no_lost_update(void **state);
 void retry_never_retries_not_found(void **state);
 void retry_transient_server_errors(void **state);

@@ -273,3 +273,31 @@ void retry_gives_up_on_attempts_and_deadline(void **state)
 	assert_int_equal(st.gave_up, LKS_TIMEOUT);
 	assert_true(st.attempts > 1);
 }
+
+/* Statements are prepared once per connection and reused: the server's own
+ * count of prepared statements does not grow with the number of calls. */
+void statements_prepared_once(void **state)
+{
+	fx *f = *state;
+	const char *cols[] = {"qty"};
+	int64_t v = 0, before, after;
+	lks_lease *l = NULL;
+	make_items(f->c);
+	const char *count = T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                        ? "SELECT count(*) FROM pg_prepared_statements"
+	                        : "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS"
+	                          " WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'";
+	for (int round = 0; round < 2; round++) {
+		before = t_int1(f->c, count);
+		for (int i = 0; i < 50; i++) {
+			lks_value q = LKS_INT(i);
+			assert_int_equal(lks_cas_update(f->c, &item1, v, cols, &q, 1, &v), LKS_OK);
+			assert_int_equal(lks_lease_acquire(&l, f->c, "p", 1000, 0, NULL), LKS_OK);
+			assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+			lks_lease_free(l);
+		}
+		after = t_int1(f->c, count);
+		if (round == 1) /* warmed up: 150 calls, no new prepares */
+			assert_int_equal(after, before);
+	}
+}

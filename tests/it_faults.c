@@ -23,7 +23,8 @@ void bad_input_changes_nothing(void **state)
 	fx *f = *state;
 	char huge[10 * 1024], longname[LKS_LEASE_NAME_MAX + 2];
 	const char *bad_idents[] = {"x; DROP TABLE y", "it\"ems", "it`ems", "items'", "",
-	                            "1items", "a.b.c", "items ", huge, "ite\tms"};
+	                            "1items", "a.b.c", "items ", huge, "ite\tms",
+	                            "\0items; DROP TABLE y" /* a NUL byte ends it: empty */};
 	const char *cols[] = {"qty"};
 	lks_value one = LKS_INT(1);
 	lks_lease *l = NULL;
