@@ -282,7 +282,8 @@ typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
 typedef struct lks_autorenew_options {
 	unsigned int version;
 	int64_t interval_ms;  /* default ttl/3 */
-	lks_lost_fn on_lost;  /* called once, from the renew thread */
+	lks_lost_fn on_lost;  /* called once, from the renew thread; it must
+	                         not free or release the lease itself */
 	void *arg;
 } lks_autorenew_options;
 #define LKS_AUTORENEW_OPTIONS_INIT {LKS_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL}

@@ -283,7 +283,6 @@ typedef struct taker {
 	const char *url;
 	lks_lease *l;
 	int rc;
-	int64_t acquired_at;
 } taker;
 
 static void *take(void *arg)
@@ -292,7 +291,6 @@ static void *take(void *arg)
 	lks_conn *c = NULL;
 	lks_conn_open(&c, t->url);
 	t->rc = lks_lease_acquire(&t->l, c, "res", 5000, 5000, NULL);
-	t->acquired_at = lks_lease_fence(t->l);
 	lks_conn_close(c);
 	return NULL;
 }
