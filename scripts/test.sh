@@ -2,8 +2,8 @@
 # The whole lockstock test suite on a fresh Debian 12 machine:
 #   unit (no server), integration-postgresql, integration-mysql, and the
 #   inventory example's tests on both databases,
-#   once built with AddressSanitizer + UndefinedBehaviorSanitizer and once
-#   under valgrind. Installs what is missing (as root), starts throwaway
+#   built with AddressSanitizer + UndefinedBehaviorSanitizer, with
+#   ThreadSanitizer, and plain under valgrind. Installs what is missing (as root), starts throwaway
 #   PostgreSQL and MariaDB servers unless LKS_PG_URL / LKS_MYSQL_URL point at
 #   existing ones, stops them afterwards, exits non-zero if any test fails.
 # Options (environment): LKS_VALGRIND=0 skips the valgrind pass.
@@ -12,12 +12,14 @@ source "$(dirname "$0")/common.sh"
 ensure_packages
 start_servers
 
-log "building (sanitizers, and plain for valgrind)"
+log "building (ASan+UBSan, TSan, and plain for valgrind)"
 build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+build "$LKS_ROOT/build-tsan" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
 build "$LKS_ROOT/build-plain" -Dbuildtype=debug
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export TSAN_OPTIONS=halt_on_error=1
 
 PASSED=0 FAILED=0 SUITES_FAILED=()
 # run_suite LABEL COMMAND...: runs one cmocka binary, counts its results
@@ -41,7 +43,7 @@ run_suite() {
 	rm -f "$out"
 }
 
-for b in asan plain; do
+for b in asan tsan plain; do
 	dir="$LKS_ROOT/build-$b"
 	wrap=()
 	if [ "$b" = plain ]; then
