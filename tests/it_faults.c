@@ -323,6 +323,11 @@ void adopt_native_connection(void **state)
 		assert_int_equal(lks_lease_acquire(&l, c, "adopted", 5000, 0, NULL), LKS_OK);
 		for (int i = 0; i < 20; i++) /* back-to-back renewals still match */
 			assert_int_equal(lks_lease_renew(c, l, 5000), LKS_OK);
+		/* a statement that matches a row without changing it counts as
+		 * matched: read from mysql_info() ("Rows matched: 1 Changed: 0") */
+		int64_t matched = -1;
+		assert_int_equal(lks_conn_query_int(c, "UPDATE items SET qty = qty WHERE id = 1", NULL, 0, &matched), LKS_OK);
+		assert_int_equal(matched, 1);
 		assert_int_equal(lks_lease_autorenew_start(l, c, f->url, NULL), LKS_OK);
 		assert_int_equal(lks_lease_release(c, l), LKS_OK);
 		lks_conn_close(c);
