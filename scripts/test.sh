@@ -21,10 +21,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1
 
-PASSED=0 FAILED=0 SUITES_FAILED=()
+PASSED=0 FAILED=0 SKIPPED=0 SUITES_FAILED=()
 # run_suite LABEL COMMAND...: runs one cmocka binary, counts its results
 run_suite() {
-	local label=$1 out rc p f
+	local label=$1 out rc p f k
 	shift
 	out=$(mktemp)
 	log "suite $label"
@@ -34,11 +34,12 @@ run_suite() {
 	set -e
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$out" | tail -1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$out" | tail -1)
-	p=${p:-0} f=${f:-0}
+	k=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test(s), listed below:/\1/p' "$out" | tail -1)
+	p=${p:-0} f=${f:-0} k=${k:-0}
 	# a crash, a sanitizer report or a missing server leaves no cmocka totals
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-	PASSED=$((PASSED + p)) FAILED=$((FAILED + f))
+	PASSED=$((PASSED + p)) FAILED=$((FAILED + f)) SKIPPED=$((SKIPPED + k))
 	[ "$f" -eq 0 ] || SUITES_FAILED+=("$label")
 	rm -f "$out"
 }
@@ -63,5 +64,5 @@ echo
 if [ ${#SUITES_FAILED[@]} -gt 0 ]; then
 	log "failed suites: ${SUITES_FAILED[*]}"
 fi
-echo "tests: $PASSED passed, $FAILED failed"
+echo "tests: $PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" -eq 0 ]

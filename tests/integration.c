@@ -33,6 +33,7 @@ int main(int argc, char **argv)
 		T(bad_input_changes_nothing),
 		T(bad_urls_and_servers),
 		T(server_gone_mid_call),
+		T(connection_lost_during_commit_is_unknown),
 		T(adopt_native_connection),
 		/* these stop or restart the server: last */
 		T(lease_tokens_survive_server_restart),

@@ -31,5 +31,6 @@ void autorenew_reports_server_gone(void **state);
 void bad_input_changes_nothing(void **state);
 void bad_urls_and_servers(void **state);
 void server_gone_mid_call(void **state);
+void connection_lost_during_commit_is_unknown(void **state);
 void adopt_native_connection(void **state);
 #endif

@@ -338,3 +338,46 @@ void adopt_native_connection(void **state)
 	}
 	lks_lease_free(l);
 }
+
+/* The connection dies while COMMIT is running: the outcome is unknown and
+ * must be reported as such (LKS_EUNKNOWN), never as success. PostgreSQL only:
+ * a deferred constraint trigger makes COMMIT itself slow, which MySQL cannot. */
+static int insert_slow_commit(lks_conn *c, int64_t fence, void *arg)
+{
+	int64_t n;
+	(void)arg;
+	lks_value p = LKS_INT(fence);
+	return t_int(c, &n, "INSERT INTO slow_commit VALUES (?)", &p, 1);
+}
+
+void connection_lost_during_commit_is_unknown(void **state)
+{
+	fx *f = *state;
+	lks_conn *victim;
+	lks_lease *l = NULL;
+	killer k = {.url = f->url, .delay_ms = 400};
+	pthread_t th;
+	int rc;
+	if (T_BACKEND != LKS_BACKEND_POSTGRESQL) {
+		print_message("    MySQL has no deferred triggers to hold COMMIT open\n");
+		skip();
+	}
+	t_exec(f->c, "CREATE TABLE slow_commit (fence bigint)");
+	t_exec(f->c, "CREATE FUNCTION slow_commit_fn() RETURNS trigger LANGUAGE plpgsql AS"
+	             " $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$");
+	t_exec(f->c, "CREATE CONSTRAINT TRIGGER slow_commit_tr AFTER INSERT ON slow_commit"
+	             " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit_fn()");
+	victim = t_open(f->url);
+	assert_int_equal(lks_lease_acquire(&l, victim, "commit", 10000, 0, NULL), LKS_OK);
+	k.session = t_session_id(victim);
+	pthread_create(&th, NULL, kill_later, &k);
+	rc = lks_lease_fenced_write(victim, l, insert_slow_commit, NULL);
+	pthread_join(th, NULL);
+	if (rc != LKS_EUNKNOWN)
+		fail_msg("want LKS_EUNKNOWN, got %s (%s)", lks_strerror(rc), lks_conn_errmsg(victim));
+	assert_non_null(strstr(lks_conn_errmsg(victim), "COMMIT"));
+	/* here the server had not committed: nothing landed */
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM slow_commit"), 0);
+	lks_conn_close(victim);
+	lks_lease_free(l);
+}
