@@ -1,7 +1,8 @@
 /* Overhead of lockstock against the raw client library, measured in one run:
  * the same CAS statement through lks_cas_update and through hand-written
  * prepared statements (libpq / libmysqlclient), and a lease acquire+release
- * against the raw round-trip floor (two trivial statements).
+ * against a minimal hand-written grant and release on the raw library, with
+ * the round-trip floor (two trivial statements) for scale.
  * Usage: bench postgresql|mysql [iterations]   (URL from LKS_PG_URL / LKS_MYSQL_URL) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,77 @@ static double lks_lease_cycle(lks_conn *c, int n)
 	return (now_s() - t0) / n;
 }
 
+/* raw baseline for a lease: the minimal hand-written grant and release a
+ * service might write itself (no insert of new names, no holder report) */
+static double raw_lease_pg(PGconn *pg, int n)
+{
+	const char *grant = "UPDATE lks_lease SET holder = $2, fence = fence + 1, acquired_at = clock_timestamp(),"
+	                    " expires_at = clock_timestamp() + interval '10 seconds'"
+	                    " WHERE name = $1 AND expires_at <= clock_timestamp() RETURNING fence";
+	const char *release = "UPDATE lks_lease SET holder = NULL, expires_at = clock_timestamp()"
+	                      " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()";
+	char fence[24];
+	const char *p[3] = {"bench-raw", "0123456789abcdef0123456789abcdef", fence};
+	PQclear(PQprepare(pg, "raw_grant", grant, 2, NULL));
+	PQclear(PQprepare(pg, "raw_release", release, 3, NULL));
+	PQclear(PQexec(pg, "INSERT INTO lks_lease VALUES ('bench-raw', NULL, 0, NULL, '-infinity') ON CONFLICT DO NOTHING"));
+	double t0 = now_s();
+	for (int i = 0; i < n; i++) {
+		PGresult *r = PQexecPrepared(pg, "raw_grant", 2, p, NULL, NULL, 0);
+		if (PQntuples(r) != 1) {
+			fprintf(stderr, "bench: raw grant failed: %s\n", PQerrorMessage(pg));
+			exit(1);
+		}
+		snprintf(fence, sizeof fence, "%s", PQgetvalue(r, 0, 0));
+		PQclear(r);
+		r = PQexecPrepared(pg, "raw_release", 3, p, NULL, NULL, 0);
+		PQclear(r);
+	}
+	return (now_s() - t0) / n;
+}
+
+static double raw_lease_my(MYSQL *my, int n)
+{
+	const char *grant = "UPDATE lks_lease SET holder = ?, fence = LAST_INSERT_ID(fence + 1),"
+	                    " acquired_at = UTC_TIMESTAMP(6), expires_at = UTC_TIMESTAMP(6) + INTERVAL 10 SECOND"
+	                    " WHERE name = ? AND expires_at <= UTC_TIMESTAMP(6)";
+	const char *release = "UPDATE lks_lease SET holder = NULL, expires_at = UTC_TIMESTAMP(6)"
+	                      " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)";
+	char name[] = "bench-raw", holder[] = "0123456789abcdef0123456789abcdef";
+	unsigned long nlen = strlen(name), hlen = strlen(holder);
+	long long fence = 0;
+	MYSQL_STMT *g = mysql_stmt_init(my), *r = mysql_stmt_init(my);
+	MYSQL_BIND bg[2], br[3];
+	mysql_query(my, "INSERT INTO lks_lease VALUES ('bench-raw', NULL, 0, NULL, '1970-01-01') ON DUPLICATE KEY UPDATE name = name");
+	mysql_stmt_prepare(g, grant, strlen(grant));
+	mysql_stmt_prepare(r, release, strlen(release));
+	memset(bg, 0, sizeof bg);
+	memset(br, 0, sizeof br);
+	bg[0].buffer_type = bg[1].buffer_type = br[0].buffer_type = br[1].buffer_type = MYSQL_TYPE_STRING;
+	bg[0].buffer = br[1].buffer = holder;
+	bg[0].buffer_length = br[1].buffer_length = hlen;
+	bg[0].length = br[1].length = &hlen;
+	bg[1].buffer = br[0].buffer = name;
+	bg[1].buffer_length = br[0].buffer_length = nlen;
+	bg[1].length = br[0].length = &nlen;
+	br[2].buffer_type = MYSQL_TYPE_LONGLONG;
+	br[2].buffer = &fence;
+	mysql_stmt_bind_param(g, bg);
+	mysql_stmt_bind_param(r, br);
+	double t0 = now_s();
+	for (int i = 0; i < n; i++) {
+		if (mysql_stmt_execute(g) || mysql_stmt_affected_rows(g) != 1) {
+			fprintf(stderr, "bench: raw grant failed: %s\n", mysql_stmt_error(g));
+			exit(1);
+		}
+		fence = (long long)mysql_stmt_insert_id(g);
+		mysql_stmt_execute(r);
+	}
+	mysql_stmt_close(g);
+	mysql_stmt_close(r);
+	return (now_s() - t0) / n;
+}
+
 static double round_trips(lks_conn *c, int n, int per_op)
 {
 	int64_t one;
@@ -141,7 +213,7 @@ int main(int argc, char **argv)
 		die(c, "open");
 	setup(c);
 	/* warm up both paths (prepare, caches), then measure interleaved */
-	double raw = 0, lib = 0, lease = 0, floor2 = 0;
+	double raw = 0, lib = 0, lease = 0, floor2 = 0, raw_lease = 0;
 	if (lks_conn_pg(c)) {
 		raw_cas_pg(lks_conn_pg(c), 200);
 	} else {
@@ -150,17 +222,20 @@ int main(int argc, char **argv)
 	lks_cas(c, 200);
 	lks_lease_cycle(c, 200);
 	round_trips(c, 200, 2);
+	lks_conn_pg(c) ? raw_lease_pg(lks_conn_pg(c), 200) : raw_lease_my(lks_conn_mysql(c), 200);
 	for (int round = 0; round < 3; round++) {
 		raw += lks_conn_pg(c) ? raw_cas_pg(lks_conn_pg(c), n / 3) : raw_cas_my(lks_conn_mysql(c), n / 3);
 		lib += lks_cas(c, n / 3);
 		lease += lks_lease_cycle(c, n / 3);
 		floor2 += round_trips(c, n / 3, 2);
+		raw_lease += lks_conn_pg(c) ? raw_lease_pg(lks_conn_pg(c), n / 3) : raw_lease_my(lks_conn_mysql(c), n / 3);
 	}
 	printf("%s, %d iterations, 1 connection, per operation:\n", argv[1], n / 3 * 3);
 	printf("  CAS update      lockstock %7.1f us   raw %-8s %7.1f us   ratio %.2f\n", lib / 3 * 1e6,
 	       lks_conn_pg(c) ? "libpq" : "mysql", raw / 3 * 1e6, lib / raw);
-	printf("  lease acquire+release %7.1f us   two SELECT 1 round trips %7.1f us   ratio %.2f\n",
-	       lease / 3 * 1e6, floor2 / 3 * 1e6, lease / floor2);
+	printf("  lease acquire+release lockstock %7.1f us   raw grant+release %7.1f us   ratio %.2f\n",
+	       lease / 3 * 1e6, raw_lease / 3 * 1e6, lease / raw_lease);
+	printf("  (floor: two SELECT 1 round trips %7.1f us)\n", floor2 / 3 * 1e6);
 	lks_conn_exec(c, "DROP TABLE bench_items");
 	lks_conn_close(c);
 	return 0;

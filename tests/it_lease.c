@@ -506,6 +506,7 @@ void lease_table_from_sql_file(void **state)
 
 typedef struct waiter {
 	const char *url;
+	pthread_barrier_t ready; /* connected: the wait is about to start */
 	int rc;
 	int64_t waited_us;
 	lks_lease *l;
@@ -520,7 +521,8 @@ static void *wait_for_lease(void *arg)
 	o.base_delay_us = o.max_delay_us = 2000000; /* polls alone would be slow */
 	o.stats = &st;
 	o.wake_on_release = 1;
-	lks_conn_open(&c, w->url);
+	lks_conn_open(&c, w->url); /* slow under valgrind (SCRAM): not timed */
+	pthread_barrier_wait(&w->ready);
 	w->rc = lks_lease_acquire(&w->l, c, "handoff", 5000, 5000, &o);
 	w->waited_us = st.waited_us;
 	lks_conn_close(c);
@@ -536,12 +538,16 @@ void lease_release_wakes_waiter(void **state)
 	lks_lease *a = must_acquire(f->c, "handoff", 10000, 0);
 	waiter w = {.url = f->url};
 	pthread_t th;
+	pthread_barrier_init(&w.ready, NULL, 2);
 	pthread_create(&th, NULL, wait_for_lease, &w);
+	pthread_barrier_wait(&w.ready);
 	usleep(300 * 1000);
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
 	pthread_join(th, NULL);
+	pthread_barrier_destroy(&w.ready);
 	assert_int_equal(w.rc, LKS_OK);
 	assert_true(lks_lease_fence(w.l) == lks_lease_fence(a) + 1);
+	assert_true(w.waited_us >= 250000); /* it did wait for the release */
 	print_message("    acquired %lld ms after it started waiting (released at 300 ms)\n",
 	              (long long)w.waited_us / 1000);
 	if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
