@@ -192,6 +192,21 @@ static void crash_demonstration(void **state)
 	remove(csv);
 }
 
+/* thousands of products: the reset fills them in one statement */
+static void many_products(void **state)
+{
+	fx *f = *state;
+	char csv[128];
+	row rows[2];
+	tmpname(csv, sizeof csv, "many.csv");
+	assert_int_equal(run(f, "--strategy atomic --products 3000 --stock 1 --workers 4", csv), 0);
+	assert_int_equal(read_rows(csv, rows, 2), 1);
+	assert_true(rows[0].ok);
+	assert_int_equal(rows[0].initial, 3000);
+	assert_int_equal(rows[0].sold, 3000);
+	remove(csv);
+}
+
 static void bad_options_exit_2_and_touch_nothing(void **state)
 {
 	fx *f = *state;
@@ -235,6 +250,7 @@ int main(int argc, char **argv)
 		T(json_has_the_documented_shape),
 		T(pause_fencing_demonstration),
 		T(crash_demonstration),
+		T(many_products),
 		T(bad_options_exit_2_and_touch_nothing),
 	};
 	char name[64];
