@@ -194,34 +194,59 @@ int lks_lease_set_table(lks_conn *c, const char *table);
 
 typedef struct lks_lease lks_lease;
 
-#define LKS_ACQUIRE_OPTIONS_VERSION 1
+#define LKS_ACQUIRE_OPTIONS_VERSION 2
 typedef struct lks_acquire_stats {
 	int attempts;     /* grant statements sent */
 	int64_t waited_us;/* time spent waiting for the lease */
+	/* version 2 */
+	int queued;       /* waits in the server-side waiting room */
 } lks_acquire_stats;
 typedef struct lks_acquire_options {
-	unsigned int version;
+	unsigned int version;    /* LKS_ACQUIRE_OPTIONS_VERSION; 1 is accepted */
 	int64_t margin_ms;       /* local deadline safety margin; -1 = ttl/10 */
-	int64_t base_delay_us;   /* backoff while waiting; default 2000 */
-	int64_t max_delay_us;    /* backoff cap; default 200000 */
-	lks_acquire_stats *stats;/* optional out: filled on every return */
-	/* PostgreSQL, on connections lockstock opened: LISTEN for releases and
-	 * wake at once instead of at the next poll. Best for few waiters on a
-	 * long-held lease; with many waiters every release wakes them all
-	 * (measured: 16 buyers on one lease, 220 vs 300 purchases/s). Default 0. */
+	int64_t base_delay_us;   /* poll interval of the head waiter, and first
+	                            backoff without a waiting room; default 2000,
+	                            0..60000000 */
+	int64_t max_delay_us;    /* backoff cap without a waiting room; default
+	                            200000, base_delay_us..60000000 */
+	lks_acquire_stats *stats;/* optional out: filled on every return (only
+	                            the version 1 fields for version 1 options) */
+	/* Accepted for compatibility and ignored: releases always wake the
+	 * next waiter through the waiting room now, without NOTIFY. */
 	int wake_on_release;
+	/* version 2. 1 (default): waiters line up in a server-side waiting room
+	 * (a session lock per name: pg_advisory_lock / GET_LOCK) instead of
+	 * polling; only the head of the line polls, and the holder's release
+	 * hands the lease on at once. 0: every waiter polls with backoff (for
+	 * transaction poolers, where session locks do not work). The waiting
+	 * room needs PostgreSQL or MariaDB >= 10.5; elsewhere waiters poll. */
+	int waiting_room;
 } lks_acquire_options;
-#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0}
+#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1}
 
 /*
  * Acquire lease `name` for ttl_ms (1..LKS_LEASE_TTL_MAX_MS). wait_ms = 0
- * tries once (LKS_BUSY when held); wait_ms > 0 retries with jittered backoff,
- * never sleeping past the current holder's remaining time or the deadline,
- * and returns LKS_TIMEOUT when the deadline passes. An expired lease is taken
- * over. On LKS_OK *out is a new lease owned by the caller (lks_lease_free).
+ * tries once (LKS_BUSY when held); wait_ms > 0 waits until the deadline and
+ * returns LKS_TIMEOUT when it passes. No statement blocks past the deadline:
+ * row-lock waits are bounded by the time left, and a locked row, a
+ * serialization failure or a deadlock during a poll means "busy".
+ * An expired lease is taken over. On LKS_OK *out is a new lease owned by the
+ * caller (lks_lease_free).
+ *
+ * Waiting: see lks_acquire_options.waiting_room. Waiters are served roughly
+ * in arrival order; a newcomer does not overtake a line. The holder keeps the
+ * name's baton (a session lock) on `c` until lks_lease_release on `c`, or
+ * lks_lease_free, gives it back; release on another handle still frees the
+ * lease, but the line moves on only at lks_lease_free or when `c` closes.
+ * The waiting room never decides a grant: a lost baton (connection gone,
+ * server restart) costs at most a poll interval or the holder's TTL.
+ *
  * Expiry is decided by the server's clock; the lease's local deadline is
  * (send time + remaining TTL reported by the server - margin) on the
  * monotonic clock, so it is never later than the server's.
+ *
+ * Needs a handle without an open transaction (LKS_EINVAL otherwise): a
+ * grant the caller could roll back would hand the same fence out twice.
  */
 int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
                       int64_t ttl_ms, int64_t wait_ms,
@@ -233,7 +258,10 @@ int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms);
 /* Free the lease for others. LKS_LOST when it was no longer held (it had
  * expired or was taken over): never a silent success. Stops auto-renew. */
 int lks_lease_release(lks_conn *c, lks_lease *lease);
-/* Stops auto-renew (if running) and frees memory; does not release. */
+/* Stops auto-renew (if running) and frees memory; does not release. If the
+ * acquiring handle still holds the lease's waiting-room baton, one statement
+ * on that handle gives it back, so call it on the thread that uses that
+ * handle (or after closing the handle, which drops the baton with it). */
 void lks_lease_free(lks_lease *lease);
 
 const char *lks_lease_name(const lks_lease *lease);

@@ -63,6 +63,7 @@ void lks_conn_close(lks_conn *c)
 {
 	if (!c)
 		return;
+	lks_lease_forget_batons(c);
 	if (c->ops)
 		c->ops->close(c);
 	lks_rows_clear(&c->last);

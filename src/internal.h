@@ -26,9 +26,27 @@ int lks_parse_i64(const char *s, int64_t *out);
 /* Outcome of one grant attempt. */
 typedef struct lks_grant {
 	int granted;
-	int64_t fence;        /* granted: new token; busy: current holder's */
+	int64_t fence;        /* granted: new token; busy: current holder's (0 unknown) */
 	int64_t remaining_us; /* granted: TTL left; busy: holder's time left, -1 unknown */
+	int baton;            /* this connection holds the name's baton afterwards */
 } lks_grant;
+
+/*
+ * The waiting room (see lease.c): a session-level server lock per lease name,
+ * the "baton". The holder keeps it while it holds the lease; waiters block on
+ * it in the server instead of polling, and the release hands it to the first
+ * in line. It is only an optimisation: the lease row alone decides grants.
+ */
+/* A lease free this long while another connection keeps its baton is
+ * granted without the baton: the baton was left behind (a stalled or
+ * departed holder), not handed to a waiter about to take the lease. */
+#define LKS_BATON_STALE_MS 50
+typedef enum lks_baton_mode {
+	LKS_BATON_TRY = 0,  /* take the baton if free; without it, grant only a
+	                       new name or a lease free for LKS_BATON_STALE_MS */
+	LKS_BATON_HELD = 1, /* this connection holds the baton already */
+	LKS_BATON_NONE = 2  /* no waiting room: never touch the baton */
+} lks_baton_mode;
 
 typedef struct lks_backend_ops lks_backend_ops;
 
@@ -47,6 +65,7 @@ struct lks_conn {
 	lks_rows last;
 	const char **texts;
 	void *backend;        /* backend private state (statement cache...) */
+	struct lks_lease *batons; /* leases whose baton this connection holds */
 };
 
 /*
@@ -73,16 +92,24 @@ struct lks_backend_ops {
 	                const char *version_q, lks_value key,
 	                const char *const *cols_q, size_t n, lks_rows *out);
 	int (*lease_install)(lks_conn *c, const char *table_q);
+	/* One grant poll. Never waits on a row lock longer than lock_wait_us;
+	 * a locked row, a serialization failure or a deadlock is "busy". */
 	int (*lease_try)(lks_conn *c, const char *table_q, const char *name,
-	                 const char *holder, int64_t ttl_us, lks_grant *g);
+	                 const char *holder, int64_t ttl_us, lks_baton_mode mode,
+	                 uint64_t baton, int64_t lock_wait_us, lks_grant *g);
 	int (*lease_renew)(lks_conn *c, const char *table_q, const char *name,
 	                   const char *holder, int64_t fence, int64_t ttl_us,
 	                   int64_t *remaining_us);
+	/* Frees the lease; with give_baton, hands this connection's baton to
+	 * the next waiter after the release has committed. */
 	int (*lease_release)(lks_conn *c, const char *table_q, const char *name,
-	                     const char *holder, int64_t fence);
-	/* sleep up to timeout_us while the lease is busy; may wake early when
-	 * it is released (NULL: plain sleep) */
-	int (*lease_wait)(lks_conn *c, const char *name, int64_t timeout_us);
+	                     const char *holder, int64_t fence, bool give_baton,
+	                     uint64_t baton);
+	/* waiting room; baton_supported false: leases poll instead */
+	bool (*baton_supported)(lks_conn *c);
+	/* block up to timeout_us for the baton; *got = 1 when taken */
+	int (*baton_wait)(lks_conn *c, uint64_t baton, int64_t timeout_us, int *got);
+	int (*baton_give)(lks_conn *c, uint64_t baton);
 	/* inside an open transaction: share-lock the row if it is the grant */
 	int (*lease_lock_shared)(lks_conn *c, const char *table_q,
 	                         const char *name, const char *holder,
@@ -115,6 +142,8 @@ void lks_sleep_us(int64_t us);
 int lks_random_bytes(void *buf, size_t n);
 uint64_t lks_rng_next(uint64_t *state); /* xorshift64*, state != 0 */
 void lks_holder_id(char out[LKS_HOLDER_LEN + 1]);
+/* 64-bit FNV-1a of the quoted lease table and the name: the baton key */
+uint64_t lks_baton_key(const char *table_q, const char *name);
 /* full jitter: uniform in [0, min(cap, base * 2^attempt)] */
 int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
                        uint64_t *rng);
@@ -131,6 +160,8 @@ void lks_url_free(lks_url *u);
 lks_backend lks_url_backend(const char *url);
 
 lks_conn *lks_conn_new(void);
+/* lks_conn_close: the connection's batons are gone with its session */
+void lks_lease_forget_batons(lks_conn *c);
 /* entry check for public calls: non-NULL, connected; clears the error */
 int lks_conn_check(lks_conn *c);
 

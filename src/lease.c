@@ -1,5 +1,6 @@
 /* Pessimistic leases: validation, holder ids, the waiting loop, local
  * deadlines, renew/release, fenced writes and inspection. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,85 +71,221 @@ static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 	atomic_store(&l->deadline_us, sent_us + remaining_us - margin_of(l, l->ttl_us));
 }
 
+/* A waiter in the server's line polls once on its own after this long, so a
+ * stalled head or a baton left behind costs at most this per hand-off. */
+#define QUEUE_PATIENCE_MAX_US 1000000
+/* The lease is free but another connection holds the baton: normally a head
+ * about to take it; after LKS_BATON_STALE_MS a grant goes without it. */
+#define QUEUE_PATIENCE_FREE_US (LKS_BATON_STALE_MS * 1000 + 1000)
+#define DELAY_MAX_US 60000000LL
+
+static void baton_register(lks_conn *c, lks_lease *l)
+{
+	l->baton_conn = c;
+	l->baton_next = c->batons;
+	c->batons = l;
+}
+
+static void baton_unregister(lks_lease *l)
+{
+	lks_conn *c = l->baton_conn;
+	if (!c)
+		return;
+	for (lks_lease **p = &c->batons; *p; p = &(*p)->baton_next)
+		if (*p == l) {
+			*p = l->baton_next;
+			break;
+		}
+	l->baton_conn = NULL;
+	l->baton_next = NULL;
+}
+
+void lks_lease_forget_batons(lks_conn *c)
+{
+	while (c->batons)
+		baton_unregister(c->batons);
+}
+
+/* Give the baton back without losing the error the caller will see. */
+static void baton_give_quietly(lks_conn *c, uint64_t baton)
+{
+	char msg[LKS_ERRMSG_MAX], state[6];
+	int err = c->err;
+	unsigned int err_no = c->err_no;
+	if (!c->native)
+		return;
+	memcpy(msg, c->errmsg, sizeof msg);
+	memcpy(state, c->sqlstate, sizeof state);
+	c->ops->baton_give(c, baton);
+	memcpy(c->errmsg, msg, sizeof msg);
+	memcpy(c->sqlstate, state, sizeof state);
+	c->err = err;
+	c->err_no = err_no;
+}
+
+static int check_acquire_options(lks_conn *c, const lks_acquire_options *opts,
+                                 int64_t ttl_ms, lks_acquire_options *o)
+{
+	static const lks_acquire_options defaults = LKS_ACQUIRE_OPTIONS_INIT;
+	*o = defaults;
+	if (opts && opts->version == 1)
+		memcpy(o, opts, offsetof(lks_acquire_options, waiting_room));
+	else if (opts && opts->version == LKS_ACQUIRE_OPTIONS_VERSION)
+		*o = *opts;
+	else if (opts)
+		return lks_set_error(c, LKS_EINVAL, "acquire options: unknown version %u", opts->version);
+	o->version = opts ? opts->version : LKS_ACQUIRE_OPTIONS_VERSION;
+	if (o->margin_ms >= ttl_ms || o->margin_ms < -1 || o->base_delay_us < 0 ||
+	    o->max_delay_us < o->base_delay_us || o->max_delay_us > DELAY_MAX_US)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "acquire options: need -1 <= margin_ms < ttl and"
+		                     " 0 <= base_delay_us <= max_delay_us <= %lld",
+		                     (long long)DELAY_MAX_US);
+	if (o->waiting_room != 0 && o->waiting_room != 1)
+		return lks_set_error(c, LKS_EINVAL, "acquire options: waiting_room must be 0 or 1");
+	return LKS_OK;
+}
+
+static void put_stats(const lks_acquire_options *o, const lks_acquire_stats *st)
+{
+	if (o->stats)
+		memcpy(o->stats, st, o->version == 1 ? offsetof(lks_acquire_stats, queued) : sizeof *st);
+}
+
+/*
+ * The waiting room. The holder keeps the name's baton, a session lock in the
+ * server, until it releases; a waiter that finds the lease held blocks on the
+ * baton (first come, first served, no statements sent) and the release hands
+ * it to the first in line, which then polls and wins. A newcomer's grant
+ * needs the baton too, so it cannot overtake the line. Only a waiter that
+ * holds the baton while the lease is held (the holder had none) polls, alone
+ * and often. Every wait is bounded: by the deadline, by the holder's expiry,
+ * and by QUEUE_PATIENCE_*, and a lease left free for LKS_BATON_STALE_MS is
+ * granted without the baton: a baton left behind by a stalled or departed
+ * session never blocks a grant, it only costs time. The lease row alone
+ * decides grants and fences.
+ */
 int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
                       int64_t ttl_ms, int64_t wait_ms,
                       const lks_acquire_options *opts)
 {
-	static const lks_acquire_options defaults = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_acquire_options o = opts ? *opts : defaults;
-	lks_acquire_stats local = {0}, *st = o.stats ? o.stats : &local;
+	lks_acquire_options o;
+	lks_acquire_stats st = {0};
 	char t[QMAX], holder[LKS_HOLDER_LEN + 1];
-	int64_t start, deadline, ttl_us, margin_us, sent = 0;
-	uint64_t rng;
+	int64_t start, deadline, ttl_us, sent = 0;
+	uint64_t rng, key;
+	lks_baton_mode mode;
+	bool room, holding = false;
 	lks_grant g;
 	lks_lease *l;
 	int rc;
 
-	memset(st, 0, sizeof *st);
 	if (out)
 		*out = NULL;
+	if (opts && opts->stats)
+		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_acquire_stats, queued)
+		                                           : sizeof(lks_acquire_stats));
 	if ((rc = lks_conn_check(c)))
 		return rc;
 	if (!out)
 		return lks_set_error(c, LKS_EINVAL, "out is NULL");
-	if (o.version != LKS_ACQUIRE_OPTIONS_VERSION)
-		return lks_set_error(c, LKS_EINVAL, "acquire options: unknown version %u", o.version);
+	if ((rc = check_acquire_options(c, opts, ttl_ms, &o)))
+		return rc;
 	if ((rc = check_name(c, name)) || (rc = check_ttl(c, ttl_ms)) || (rc = table_q(c, t)))
 		return rc;
 	if (wait_ms < 0 || wait_ms > LKS_LEASE_TTL_MAX_MS)
 		return lks_set_error(c, LKS_EINVAL, "wait must be 0..%lld ms, got %lld",
 		                     (long long)LKS_LEASE_TTL_MAX_MS, (long long)wait_ms);
-	if (o.margin_ms >= ttl_ms || o.margin_ms < -1 || o.base_delay_us < 0 ||
-	    o.max_delay_us < o.base_delay_us)
+	if (c->ops->in_transaction(c))
 		return lks_set_error(c, LKS_EINVAL,
-		                     "acquire options: need -1 <= margin_ms < ttl and 0 <= base_delay_us <= max_delay_us");
+		                     "acquire needs a handle without an open transaction:"
+		                     " a rollback would undo the grant but not the fence handed out");
 	ttl_us = ttl_ms * 1000;
-	margin_us = o.margin_ms < 0 ? -1 : o.margin_ms * 1000;
 	lks_holder_id(holder);
 	if (lks_random_bytes(&rng, sizeof rng))
 		rng = (uint64_t)lks_now_us();
+	room = o.waiting_room && c->ops->baton_supported(c);
+	mode = room ? LKS_BATON_TRY : LKS_BATON_NONE;
+	key = lks_baton_key(t, name);
 
 	start = lks_now_us();
 	deadline = start + wait_ms * 1000;
 	for (int attempt = 0;; attempt++) {
-		int64_t now, delay;
+		int64_t now, delay, left = deadline - lks_now_us();
+		int got = 0;
 		sent = lks_now_us();
-		st->attempts++;
-		rc = c->ops->lease_try(c, t, name, holder, ttl_us, &g);
+		st.attempts++;
+		rc = c->ops->lease_try(c, t, name, holder, ttl_us, holding ? LKS_BATON_HELD : mode,
+		                       key, left > 0 ? left : 0, &g);
 		now = lks_now_us();
 		if (rc) {
-			st->waited_us = now - start;
+			if (holding || g.baton)
+				baton_give_quietly(c, key);
+			st.waited_us = now - start;
+			put_stats(&o, &st);
 			return rc;
 		}
-		if (g.granted)
-			break;
-		if (wait_ms == 0 || now >= deadline) {
-			st->waited_us = now - start;
-			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-			                     "lease %s is held (fence %lld, %lld ms left)", name,
-			                     (long long)g.fence, (long long)(g.remaining_us / 1000));
+		holding = room && g.baton;
+		if (g.granted) {
+			int64_t margin = o.margin_ms < 0 ? ttl_us / 10 : o.margin_ms * 1000;
+			if (sent + g.remaining_us - margin > lks_now_us())
+				break;
+			/* the reply came too late to be of use: give it back, go on */
+			if ((rc = c->ops->lease_release(c, t, name, holder, g.fence, false, key)) &&
+			    rc != LKS_LOST) {
+				if (holding)
+					baton_give_quietly(c, key);
+				return rc;
+			}
+			g.remaining_us = -1;
 		}
-		delay = lks_backoff_us(attempt, o.base_delay_us, o.max_delay_us, &rng);
+		if (wait_ms == 0 || now >= deadline) {
+			if (holding)
+				baton_give_quietly(c, key);
+			st.waited_us = now - start;
+			put_stats(&o, &st);
+			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+			                     "lease %s is held (%lld ms left)", name,
+			                     (long long)(g.remaining_us / 1000));
+		}
+		if (room && !holding) {
+			/* someone else has the baton: line up behind it */
+			delay = g.remaining_us > 0 ? g.remaining_us + 1000 : QUEUE_PATIENCE_FREE_US;
+			if (delay > QUEUE_PATIENCE_MAX_US)
+				delay = QUEUE_PATIENCE_MAX_US;
+			if (delay > deadline - now)
+				delay = deadline - now;
+			st.queued++;
+			if ((rc = c->ops->baton_wait(c, key, delay, &got))) {
+				st.waited_us = lks_now_us() - start;
+				put_stats(&o, &st);
+				return rc;
+			}
+			holding = got;
+			continue;
+		}
+		if (holding) {
+			/* head of the line while the holder has no baton: poll alone,
+			 * about every base_delay_us */
+			delay = o.base_delay_us / 2 +
+			        (int64_t)(lks_rng_next(&rng) % (uint64_t)(o.base_delay_us / 2 + 1));
+		} else {
+			delay = lks_backoff_us(attempt, o.base_delay_us, o.max_delay_us, &rng);
+		}
 		/* never sleep past the holder's expiry or our own deadline */
 		if (g.remaining_us >= 0 && delay > g.remaining_us + 500)
 			delay = g.remaining_us + 500;
 		if (delay > deadline - now)
 			delay = deadline - now;
-		if (o.wake_on_release && c->ops->lease_wait) {
-			if ((rc = c->ops->lease_wait(c, name, delay))) {
-				st->waited_us = lks_now_us() - start;
-				return rc;
-			}
-		} else {
-			lks_sleep_us(delay);
-		}
+		lks_sleep_us(delay);
 	}
-	st->waited_us = lks_now_us() - start;
+	st.waited_us = lks_now_us() - start;
+	put_stats(&o, &st);
 
 	l = calloc(1, sizeof *l);
 	if (!l) {
 		/* granted but cannot be represented: give it back */
-		c->ops->lease_release(c, t, name, holder, g.fence);
+		c->ops->lease_release(c, t, name, holder, g.fence, holding, key);
 		return lks_set_error(c, LKS_ENOMEM, "out of memory");
 	}
 	snprintf(l->name, sizeof l->name, "%s", name);
@@ -156,7 +293,10 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	memcpy(l->table_q, t, sizeof l->table_q);
 	l->fence = g.fence;
 	l->ttl_us = ttl_us;
-	l->margin_us = margin_us;
+	l->margin_us = o.margin_ms < 0 ? -1 : o.margin_ms * 1000;
+	l->baton = key;
+	if (holding)
+		baton_register(c, l);
 	set_deadline(l, sent, g.remaining_us);
 	pthread_mutex_init(&l->mu, NULL);
 	*out = l;
@@ -201,16 +341,30 @@ int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms)
 		return rc;
 	if (margin_of(lease, ttl_ms * 1000) >= ttl_ms * 1000)
 		return lks_set_error(c, LKS_EINVAL, "TTL must be longer than the lease's margin");
+	if (c->ops->in_transaction(c))
+		return lks_set_error(c, LKS_EINVAL, "renew needs a handle without an open transaction");
 	return lks_lease_renew_on(c, lease, ttl_ms * 1000);
 }
 
 int lks_lease_release(lks_conn *c, lks_lease *lease)
 {
+	bool give;
 	int rc = check_lease(c, lease);
 	if (rc)
 		return rc;
+	if (c->ops->in_transaction(c))
+		return lks_set_error(c, LKS_EINVAL,
+		                     "release needs a handle without an open transaction");
 	lks_lease_autorenew_stop(lease);
-	rc = c->ops->lease_release(c, lease->table_q, lease->name, lease->holder, lease->fence);
+	give = lease->baton_conn == c;
+	rc = c->ops->lease_release(c, lease->table_q, lease->name, lease->holder, lease->fence,
+	                           give, lease->baton);
+	if (give) {
+		/* an error other than a lost connection may have left it held */
+		if (rc != LKS_OK && rc != LKS_LOST && rc != LKS_ECONN)
+			baton_give_quietly(c, lease->baton);
+		baton_unregister(lease);
+	}
 	if (rc == LKS_OK || rc == LKS_LOST)
 		lks_lease_mark_lost(lease); /* no longer ours either way */
 	if (rc == LKS_LOST)
@@ -224,6 +378,11 @@ void lks_lease_free(lks_lease *lease)
 	if (!lease)
 		return;
 	lks_lease_autorenew_stop(lease);
+	if (lease->baton_conn) {
+		lks_conn *c = lease->baton_conn;
+		baton_unregister(lease);
+		baton_give_quietly(c, lease->baton);
+	}
 	pthread_mutex_destroy(&lease->mu);
 	free(lease);
 }

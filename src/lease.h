@@ -15,6 +15,11 @@ struct lks_lease {
 	int64_t margin_us;  /* fixed margin; < 0: a tenth of each TTL */
 	_Atomic int64_t deadline_us; /* monotonic; conservative local expiry */
 	atomic_int lost;
+	/* waiting-room baton, held by baton_conn while the lease is held there
+	 * (NULL: not held); the connection lists its leases through baton_next */
+	lks_conn *baton_conn;
+	uint64_t baton;
+	lks_lease *baton_next;
 	/* auto-renew */
 	bool renewing;
 	bool stop;
@@ -29,4 +34,5 @@ struct lks_lease {
 /* renew on any connection; updates the local deadline and lost flag */
 int lks_lease_renew_on(lks_conn *c, lks_lease *lease, int64_t ttl_us);
 void lks_lease_mark_lost(lks_lease *lease);
+
 #endif

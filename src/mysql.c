@@ -21,6 +21,7 @@ typedef struct my_state {
 	my_stmt cache[MY_CACHE_MAX];
 	int n;
 	bool found_rows; /* opened with CLIENT_FOUND_ROWS */
+	bool returning;  /* MariaDB >= 10.5: INSERT ... RETURNING, SET STATEMENT */
 } my_state;
 
 #define MY(c) ((MYSQL *)(c)->native)
@@ -64,6 +65,15 @@ static int my_init_state(lks_conn *c, bool found_rows)
 	return LKS_OK;
 }
 
+/* The one-statement grant needs MariaDB 10.5 (INSERT ... RETURNING); MySQL
+ * and older MariaDB take the three-statement path and poll. */
+static void my_detect_server(lks_conn *c)
+{
+	const char *info = mysql_get_server_info(MY(c));
+	ST(c)->returning = info && strstr(info, "MariaDB") &&
+	                   mysql_get_server_version(MY(c)) >= 100500;
+}
+
 int lks_mysql_open(lks_conn *c, const char *url)
 {
 	lks_url u;
@@ -97,6 +107,7 @@ int lks_mysql_open(lks_conn *c, const char *url)
 		c->native = NULL;
 		goto out;
 	}
+	my_detect_server(c);
 	c->url = strdup(url);
 	rc = c->url ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
 out:
@@ -118,6 +129,7 @@ int lks_conn_adopt_mysql(lks_conn **out, MYSQL *my)
 		return c->err;
 	c->native = my;
 	c->borrowed = true;
+	my_detect_server(c);
 	return LKS_OK;
 }
 
@@ -389,20 +401,117 @@ static int my_lease_install(lks_conn *c, const char *t)
 	return my_exec(c, q.buf);
 }
 
+/* GET_LOCK name of a baton: at most 64 characters. */
+static void my_baton_name(uint64_t baton, char out[24])
+{
+	snprintf(out, 24, "lks:%016" PRIx64, baton);
+}
+
+static int my_baton_held(lks_conn *c, uint64_t baton, int *held)
+{
+	char bn[24];
+	lks_value p = LKS_TEXT(bn);
+	int64_t v = 0;
+	int rc;
+	my_baton_name(baton, bn);
+	rc = lks_conn_query_int(c, "SELECT COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)", &p, 1, &v);
+	*held = v == 1;
+	return rc;
+}
+
 /*
- * Free or expired: one UPDATE grants, LAST_INSERT_ID(fence + 1) hands the new
- * fence back without a second query. Otherwise one SELECT reads the holder's
- * remaining time; a name never seen gets its row first (INSERT ... ON
- * DUPLICATE KEY UPDATE, not INSERT IGNORE, which would hide real errors).
+ * MariaDB: one statement decides, whether the name is new, free, expired or
+ * held. The VALUES row is evaluated once, and carries whether we may grant
+ * an existing lease in acquired_at: the statement's time when we have the
+ * baton (or need none), 1 us earlier when not. Without the baton only a
+ * lease free for LKS_BATON_STALE_MS is granted (lks_baton_mode); a new name
+ * is granted by its insert either way. ON DUPLICATE KEY UPDATE assigns left
+ * to right, so expires_at, which every condition reads, is set last.
+ * RETURNING shows the row as it is now: granted when the holder is ours.
+ * innodb_lock_wait_timeout bounds the row-lock wait by the caller's time
+ * left (whole seconds, so 0 under a second: a locked row is busy).
+ */
+static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
+                                  const char *holder, int64_t ttl_us,
+                                  lks_baton_mode mode, uint64_t baton,
+                                  int64_t lock_wait_us, lks_grant *g)
+{
+	static const char *const baton_expr[] = {
+		[LKS_BATON_TRY] = "GET_LOCK(?, 0) = 1",
+		[LKS_BATON_HELD] = "? IS NOT NULL",
+		[LKS_BATON_NONE] = "? IS NOT NULL",
+	};
+	lks_sql q = {.len = 0}, cond = {.len = 0};
+	char bn[24];
+	lks_value p[5] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_TEXT(bn), LKS_INT(ttl_us), LKS_TEXT(bn)};
+	lks_rows r;
+	int rc;
+	my_baton_name(baton, bn);
+	lks_sql_add(&cond,
+	            "expires_at <= UTC_TIMESTAMP(6) AND (VALUES(acquired_at) = UTC_TIMESTAMP(6)"
+	            " OR expires_at <= UTC_TIMESTAMP(6) - INTERVAL %d MICROSECOND)",
+	            LKS_BATON_STALE_MS * 1000);
+	lks_sql_add(&q,
+	            "SET STATEMENT innodb_lock_wait_timeout = %d FOR"
+	            " INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
+	            " VALUES (?, ?, 1, IF(%s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND),"
+	            " UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)"
+	            " ON DUPLICATE KEY UPDATE holder = IF(%s, VALUES(holder), holder),"
+	            " fence = IF(%s, fence + 1, fence),"
+	            " acquired_at = IF(%s, UTC_TIMESTAMP(6), acquired_at),"
+	            " expires_at = IF(%s, VALUES(expires_at), expires_at)"
+	            " RETURNING holder, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at),"
+	            " COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)",
+	            lock_wait_us >= 1000000 ? 1 : 0, t, baton_expr[mode], cond.buf, cond.buf,
+	            cond.buf, cond.buf);
+	g->baton = mode == LKS_BATON_HELD;
+	rc = my_query(c, q.buf, p, 5, &r);
+	if (rc == LKS_ETRANSIENT) {
+		/* row locked (or deadlock): busy. GET_LOCK may have run before
+		 * the failure and user locks outlive it: ask the server. */
+		lks_clear_error(c);
+		if (mode == LKS_BATON_HELD || mode == LKS_BATON_NONE)
+			return LKS_OK;
+		return my_baton_held(c, baton, &g->baton);
+	}
+	if (rc)
+		return rc;
+	if (r.nrows == 1) {
+		const char *h = lks_rows_get(&r, 0, 0);
+		g->granted = h && !strcmp(h, holder);
+		lks_parse_i64(lks_rows_get(&r, 0, 1), &g->fence);
+		lks_parse_i64(lks_rows_get(&r, 0, 2), &g->remaining_us);
+		g->baton = mode != LKS_BATON_NONE && lks_rows_get(&r, 0, 3) &&
+		           !strcmp(lks_rows_get(&r, 0, 3), "1");
+		if (g->granted && g->remaining_us > ttl_us)
+			g->remaining_us = ttl_us;
+	}
+	lks_rows_clear(&r);
+	return LKS_OK;
+}
+
+/*
+ * MySQL and MariaDB < 10.5. Free or expired: one UPDATE grants,
+ * LAST_INSERT_ID(fence + 1) hands the new fence back without a second query.
+ * Otherwise one SELECT reads the holder's remaining time; a name never seen
+ * gets its row first (INSERT ... ON DUPLICATE KEY UPDATE, not INSERT IGNORE,
+ * which would hide real errors). No waiting room here: waiters poll.
  */
 static int my_lease_try(lks_conn *c, const char *t, const char *name,
-                        const char *holder, int64_t ttl_us, lks_grant *g)
+                        const char *holder, int64_t ttl_us, lks_baton_mode mode,
+                        uint64_t baton, int64_t lock_wait_us, lks_grant *g)
 {
 	lks_sql up = {.len = 0}, sel = {.len = 0}, ins = {.len = 0};
 	lks_value pu[3] = {LKS_TEXT(holder), LKS_INT(ttl_us), LKS_TEXT(name)};
 	lks_value pn = LKS_TEXT(name);
 	lks_rows r;
 	int rc;
+	g->granted = 0;
+	g->fence = 0;
+	g->remaining_us = -1;
+	g->baton = 0;
+	if (ST(c)->returning)
+		return my_lease_try_returning(c, t, name, holder, ttl_us, mode, baton, lock_wait_us, g);
 	lks_sql_add(&up,
 	            "UPDATE %s SET holder = ?, fence = LAST_INSERT_ID(fence + 1),"
 	            " acquired_at = UTC_TIMESTAMP(6),"
@@ -417,12 +526,9 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
 	            " VALUES (?, NULL, 0, NULL, '1970-01-01') ON DUPLICATE KEY UPDATE name = name",
 	            t);
-	g->granted = 0;
-	g->fence = 0;
-	g->remaining_us = -1;
 	for (int round = 0; round < 3; round++) {
 		if ((rc = my_query(c, up.buf, pu, 3, &r)))
-			return rc;
+			return rc == LKS_ETRANSIENT ? (lks_clear_error(c), LKS_OK) : rc; /* locked: busy */
 		int64_t granted = r.affected;
 		uint64_t fence = r.insert_id;
 		lks_rows_clear(&r);
@@ -466,16 +572,57 @@ static int my_lease_renew(lks_conn *c, const char *t, const char *name,
 	return rc;
 }
 
+/* With the baton: RELEASE_LOCK runs inside the matched row's update, before
+ * the commit; the woken waiter's grant then waits on the row lock for that
+ * commit (its row-lock wait is bounded, see my_lease_try_returning). */
 static int my_lease_release(lks_conn *c, const char *t, const char *name,
-                            const char *holder, int64_t fence)
+                            const char *holder, int64_t fence, bool give_baton,
+                            uint64_t baton)
 {
 	lks_sql q = {.len = 0};
-	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_sql_add(&q,
-	            "UPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)"
-	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
-	            t);
-	return lks_query_grant(c, &q, p, 3, NULL);
+	char bn[24];
+	lks_value p[4] = {LKS_TEXT(bn), LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	int rc;
+	my_baton_name(baton, bn);
+	lks_sql_add(&q, "UPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)", t);
+	if (give_baton)
+		lks_sql_add(&q, " + INTERVAL (COALESCE(RELEASE_LOCK(?), 0) * 0) MICROSECOND");
+	lks_sql_add(&q, " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)");
+	rc = lks_query_grant(c, &q, give_baton ? p : p + 1, give_baton ? 4 : 3, NULL);
+	if (rc == LKS_LOST && give_baton) {
+		int rc2 = c->ops->baton_give(c, baton); /* the row did not match */
+		if (rc2)
+			return rc2;
+	}
+	return rc;
+}
+
+static bool my_baton_supported(lks_conn *c)
+{
+	return ST(c)->returning;
+}
+
+static int my_baton_wait(lks_conn *c, uint64_t baton, int64_t timeout_us, int *got)
+{
+	char bn[24], secs[32];
+	lks_value p[2] = {LKS_TEXT(bn), LKS_TEXT(secs)};
+	int64_t v = 0;
+	int rc;
+	my_baton_name(baton, bn);
+	snprintf(secs, sizeof secs, "%lld.%06lld", (long long)(timeout_us / 1000000),
+	         (long long)(timeout_us % 1000000));
+	rc = lks_conn_query_int(c, "SELECT COALESCE(GET_LOCK(?, ?), 0)", p, 2, &v);
+	*got = rc == LKS_OK && v == 1;
+	return rc;
+}
+
+static int my_baton_give(lks_conn *c, uint64_t baton)
+{
+	char bn[24];
+	lks_value p = LKS_TEXT(bn);
+	int64_t v;
+	my_baton_name(baton, bn);
+	return lks_conn_query_int(c, "SELECT COALESCE(RELEASE_LOCK(?), 0)", &p, 1, &v);
 }
 
 static int my_lease_lock_shared(lks_conn *c, const char *t, const char *name,
@@ -521,6 +668,9 @@ const lks_backend_ops lks_mysql_ops = {
 	.lease_try = my_lease_try,
 	.lease_renew = my_lease_renew,
 	.lease_release = my_lease_release,
+	.baton_supported = my_baton_supported,
+	.baton_wait = my_baton_wait,
+	.baton_give = my_baton_give,
 	.lease_lock_shared = my_lease_lock_shared,
 	.lease_select = my_lease_select,
 };

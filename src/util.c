@@ -159,6 +159,17 @@ void lks_holder_id(char out[LKS_HOLDER_LEN + 1])
 	out[LKS_HOLDER_LEN] = '\0';
 }
 
+uint64_t lks_baton_key(const char *table_q, const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const char *p = table_q; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	h *= 0x100000001b3ULL; /* the separator: ("ab","c") != ("a","bc") */
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	return h;
+}
+
 int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
                        uint64_t *rng)
 {

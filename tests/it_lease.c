@@ -229,10 +229,19 @@ void lease_timeout_when_held(void **state)
 	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
 	lks_acquire_stats st;
 	o.stats = &st;
+	/* in the waiting room: a few polls, the rest of the wait in the line */
+	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
+	assert_null(b);
+	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
+	assert_true(st.attempts >= 1 && st.attempts <= 3);
+	assert_true(st.queued >= 1);
+	/* without it: polling with backoff */
+	o.waiting_room = 0;
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
 	assert_null(b);
 	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
 	assert_true(st.attempts >= 3);
+	assert_int_equal(st.queued, 0);
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
 	lks_lease_free(a);
 	lks_conn_close(other);
@@ -334,18 +343,19 @@ void lease_sigkilled_holder_is_replaced(void **state)
 		lks_conn *c = NULL;
 		lks_lease *cl = NULL;
 		close(fds[0]);
+		int64_t fence = -1; /* the parent fails on it instead of hanging */
 		if (lks_conn_open(&c, f->url) == LKS_OK &&
-		    lks_lease_acquire(&cl, c, "crashy", 800, 0, NULL) == LKS_OK) {
-			int64_t fence = lks_lease_fence(cl);
-			if (write(fds[1], &fence, sizeof fence) != sizeof fence)
-				_exit(3);
-		}
+		    lks_lease_acquire(&cl, c, "crashy", 800, 0, NULL) == LKS_OK)
+			fence = lks_lease_fence(cl);
+		if (write(fds[1], &fence, sizeof fence) != sizeof fence)
+			_exit(3);
 		for (;;)
 			pause(); /* holding the lease until killed */
 	}
 	close(fds[1]);
 	assert_int_equal(read(fds[0], &child_fence, sizeof child_fence), (ssize_t)sizeof child_fence);
 	close(fds[0]);
+	assert_true(child_fence > 0);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	assert_true(WIFSIGNALED(status));
