@@ -211,8 +211,11 @@ typedef struct lks_acquire_options {
 	                            200000, base_delay_us..60000000 */
 	lks_acquire_stats *stats;/* optional out: filled on every return (only
 	                            the version 1 fields for version 1 options) */
-	/* Accepted for compatibility and ignored: releases always wake the
-	 * next waiter through the waiting room now, without NOTIFY. */
+	/* With the waiting room: 1 keeps the name's baton even when nobody was
+	 * waiting at the grant, so waiters that come later are woken by the
+	 * release (one more statement at release, pipelined on PostgreSQL)
+	 * instead of the head polling. Default 0: only a holder that waited
+	 * keeps it. No NOTIFY either way. */
 	int wake_on_release;
 	/* version 2. 1 (default): waiters line up in a server-side waiting room
 	 * (a session lock per name: pg_advisory_lock / GET_LOCK) instead of
@@ -234,10 +237,11 @@ typedef struct lks_acquire_options {
  * caller (lks_lease_free).
  *
  * Waiting: see lks_acquire_options.waiting_room. Waiters are served roughly
- * in arrival order; a newcomer does not overtake a line. The holder keeps the
- * name's baton (a session lock) on `c` until lks_lease_release on `c`, or
- * lks_lease_free, gives it back; release on another handle still frees the
- * lease, but the line moves on only at lks_lease_free or when `c` closes.
+ * in arrival order; a newcomer does not overtake a line. A holder that waited
+ * (or asked for wake_on_release) keeps the name's baton (a session lock) on
+ * `c` until lks_lease_release on `c`, or lks_lease_free, gives it back;
+ * release on another handle still frees the lease, but the line moves on
+ * only at lks_lease_free, when `c` closes, or LKS_BATON_STALE_MS later.
  * The waiting room never decides a grant: a lost baton (connection gone,
  * server restart) costs at most a poll interval or the holder's TTL.
  *

@@ -2,6 +2,9 @@
 # build, and start throwaway PostgreSQL and MariaDB servers (private data
 # directories, loopback TCP and Unix sockets) that are stopped on exit.
 # Point at existing servers instead with LKS_PG_URL / LKS_MYSQL_URL.
+# Durability: LKS_DURABLE=1 (benchmarks and the main job) keeps the servers'
+# defaults: fsync and synchronous_commit on, innodb_flush_log_at_trx_commit=1.
+# Otherwise (the test suite) fsync is off, for speed; nothing is measured then.
 
 set -euo pipefail
 
@@ -73,6 +76,16 @@ make_tmp() {
 	trap 'exit 130' INT TERM
 }
 
+pg_durability() {
+	[ "${LKS_DURABLE:-0}" = 1 ] || echo "-c fsync=off -c full_page_writes=off"
+}
+my_durability() {
+	if [ "${LKS_DURABLE:-0}" = 1 ]; then echo 1; else echo 2; fi
+}
+durability_label() {
+	if [ "${LKS_DURABLE:-0}" = 1 ]; then echo "default durability (fsync on)"; else echo "fsync off (tests only)"; fi
+}
+
 start_postgres() {
 	local bin port dir pw=lkspw
 	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -93,7 +106,7 @@ start_postgres() {
 case "\$1" in
 stop) exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop ;;
 *) exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 60 -l "$dir/log" \
-   -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB" "\$1" ;;
+   -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $(pg_durability) -c max_connections=300 -c shared_buffers=256MB" "\$1" ;;
 esac
 CTL
 	chmod 755 "$LKS_TMP/pgctl"
@@ -103,7 +116,7 @@ CTL
 		die "cannot create database lockstock"
 	export LKS_PG_URL="postgresql://lks:$pw@127.0.0.1:$port/lockstock"
 	export LKS_PG_CTL="$LKS_TMP/pgctl"
-	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir)"
+	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir), $(durability_label)"
 }
 
 start_mariadb() {
@@ -133,7 +146,7 @@ start() {
 	/usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --user=mysql \
 		--socket="$dir/sock" --port=$port --bind-address=127.0.0.1 --pid-file="$dir/pid" \
 		--log-error="$dir/log" --skip-log-bin --innodb-buffer-pool-size=256M \
-		--innodb-flush-log-at-trx-commit=2 --max-connections=300 --skip-name-resolve \
+		--innodb-flush-log-at-trx-commit=$(my_durability) --max-connections=300 --skip-name-resolve \
 		--innodb-lock-wait-timeout=50 >/dev/null 2>&1 &
 	for i in \$(seq 1 300); do
 		mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1 && return 0
@@ -156,7 +169,7 @@ CTL
 		CREATE DATABASE lockstock;" || die "cannot create the lks user"
 	export LKS_MYSQL_URL="mysql://lks:$pw@127.0.0.1:$port/lockstock"
 	export LKS_MYSQL_CTL="$LKS_TMP/myctl"
-	log "MariaDB $(/usr/sbin/mariadbd --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir)"
+	log "MariaDB $(/usr/sbin/mariadbd --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir), $(durability_label)"
 }
 
 # Start whatever the caller did not point at: LKS_PG_URL / LKS_MYSQL_URL.

@@ -9,6 +9,7 @@
 # Extra arguments go to the comparison run (see --help), e.g.
 #   scripts/inventory.sh --pause 0.1 --lease-ttl-ms 300
 # LKS_SWEEP=0 skips the sweep.
+export LKS_DURABLE=${LKS_DURABLE:-1}
 source "$(dirname "$0")/common.sh"
 
 ensure_packages

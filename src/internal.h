@@ -29,6 +29,7 @@ typedef struct lks_grant {
 	int64_t fence;        /* granted: new token; busy: current holder's (0 unknown) */
 	int64_t remaining_us; /* granted: TTL left; busy: holder's time left, -1 unknown */
 	int baton;            /* this connection holds the name's baton afterwards */
+	int released;         /* busy: the row is free (released or never granted) */
 } lks_grant;
 
 /*
@@ -45,7 +46,10 @@ typedef enum lks_baton_mode {
 	LKS_BATON_TRY = 0,  /* take the baton if free; without it, grant only a
 	                       new name or a lease free for LKS_BATON_STALE_MS */
 	LKS_BATON_HELD = 1, /* this connection holds the baton already */
-	LKS_BATON_NONE = 2  /* no waiting room: never touch the baton */
+	LKS_BATON_NONE = 2, /* no waiting room: never touch the baton */
+	LKS_BATON_PEEK = 3  /* like TRY, but leave the baton free: an
+	                       uncontended holder keeps none, so its release
+	                       needs no second statement */
 } lks_baton_mode;
 
 typedef struct lks_backend_ops lks_backend_ops;

@@ -74,9 +74,6 @@ static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 /* A waiter in the server's line polls once on its own after this long, so a
  * stalled head or a baton left behind costs at most this per hand-off. */
 #define QUEUE_PATIENCE_MAX_US 1000000
-/* The lease is free but another connection holds the baton: normally a head
- * about to take it; after LKS_BATON_STALE_MS a grant goes without it. */
-#define QUEUE_PATIENCE_FREE_US (LKS_BATON_STALE_MS * 1000 + 1000)
 #define DELAY_MAX_US 60000000LL
 
 static void baton_register(lks_conn *c, lks_lease *l)
@@ -153,14 +150,16 @@ static void put_stats(const lks_acquire_options *o, const lks_acquire_stats *st)
 }
 
 /*
- * The waiting room. The holder keeps the name's baton, a session lock in the
- * server, until it releases; a waiter that finds the lease held blocks on the
- * baton (first come, first served, no statements sent) and the release hands
- * it to the first in line, which then polls and wins. A newcomer's grant
- * needs the baton too, so it cannot overtake the line. Only a waiter that
- * holds the baton while the lease is held (the holder had none) polls, alone
- * and often. Every wait is bounded: by the deadline, by the holder's expiry,
- * and by QUEUE_PATIENCE_*, and a lease left free for LKS_BATON_STALE_MS is
+ * The waiting room. A waiter that finds the lease held blocks on the name's
+ * baton, a session lock in the server (first come, first served, no
+ * statements sent). The first in line (the head) holds the baton and polls
+ * alone, often; once granted it keeps the baton while it holds the lease, and
+ * its release hands the baton to the next in line at once. So under
+ * contention the lease passes from holder to holder without polling, and an
+ * uncontended grant (nobody in line) takes no baton and its release costs
+ * one statement. A newcomer's grant needs the baton to be free, so it cannot
+ * overtake the line. Every wait is bounded: by the deadline, by the holder's expiry,
+ * and by QUEUE_PATIENCE_MAX_US, and a lease left free for LKS_BATON_STALE_MS is
  * granted without the baton: a baton left behind by a stalled or departed
  * session never blocks a grant, it only costs time. The lease row alone
  * decides grants and fences.
@@ -205,7 +204,9 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	if (lks_random_bytes(&rng, sizeof rng))
 		rng = (uint64_t)lks_now_us();
 	room = o.waiting_room && c->ops->baton_supported(c);
-	mode = room ? LKS_BATON_TRY : LKS_BATON_NONE;
+	/* an uncontended grant leaves the baton free (PEEK), so its release is
+	 * one statement; whoever has waited keeps it, to hand the lease on */
+	mode = !room ? LKS_BATON_NONE : o.wake_on_release ? LKS_BATON_TRY : LKS_BATON_PEEK;
 	key = lks_baton_key(t, name);
 
 	start = lks_now_us();
@@ -244,13 +245,26 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				baton_give_quietly(c, key);
 			st.waited_us = now - start;
 			put_stats(&o, &st);
+			if (g.remaining_us > 0)
+				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+				                     "lease %s is held (%lld ms left)", name,
+				                     (long long)(g.remaining_us / 1000));
 			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-			                     "lease %s is held (%lld ms left)", name,
-			                     (long long)(g.remaining_us / 1000));
+			                     "lease %s is being handed to a waiter in line", name);
 		}
 		if (room && !holding) {
-			/* someone else has the baton: line up behind it */
-			delay = g.remaining_us > 0 ? g.remaining_us + 1000 : QUEUE_PATIENCE_FREE_US;
+			/* someone else has the baton: line up behind it. Held: until
+			 * the holder's expiry. Released: the baton went to the next in
+			 * line, stay in the line. Expired with its baton kept: until a
+			 * grant may go without it. */
+			if (g.remaining_us > 0)
+				delay = g.remaining_us + 1000;
+			else if (g.released)
+				delay = QUEUE_PATIENCE_MAX_US;
+			else
+				delay = LKS_BATON_STALE_MS * 1000 + g.remaining_us + 1000;
+			if (delay < 1000)
+				delay = 1000;
 			if (delay > QUEUE_PATIENCE_MAX_US)
 				delay = QUEUE_PATIENCE_MAX_US;
 			if (delay > deadline - now)

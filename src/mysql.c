@@ -440,6 +440,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 		[LKS_BATON_TRY] = "GET_LOCK(?, 0) = 1",
 		[LKS_BATON_HELD] = "? IS NOT NULL",
 		[LKS_BATON_NONE] = "? IS NOT NULL",
+		[LKS_BATON_PEEK] = "COALESCE(IS_USED_LOCK(?), CONNECTION_ID()) = CONNECTION_ID()",
 	};
 	lks_sql q = {.len = 0}, cond = {.len = 0};
 	char bn[24];
@@ -470,7 +471,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 		/* row locked (or deadlock): busy. GET_LOCK may have run before
 		 * the failure and user locks outlive it: ask the server. */
 		lks_clear_error(c);
-		if (mode == LKS_BATON_HELD || mode == LKS_BATON_NONE)
+		if (mode != LKS_BATON_TRY)
 			return LKS_OK;
 		return my_baton_held(c, baton, &g->baton);
 	}
@@ -479,9 +480,10 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	if (r.nrows == 1) {
 		const char *h = lks_rows_get(&r, 0, 0);
 		g->granted = h && !strcmp(h, holder);
+		g->released = !h;
 		lks_parse_i64(lks_rows_get(&r, 0, 1), &g->fence);
 		lks_parse_i64(lks_rows_get(&r, 0, 2), &g->remaining_us);
-		g->baton = mode != LKS_BATON_NONE && lks_rows_get(&r, 0, 3) &&
+		g->baton = (mode == LKS_BATON_TRY || mode == LKS_BATON_HELD) && lks_rows_get(&r, 0, 3) &&
 		           !strcmp(lks_rows_get(&r, 0, 3), "1");
 		if (g->granted && g->remaining_us > ttl_us)
 			g->remaining_us = ttl_us;
@@ -510,6 +512,7 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	g->fence = 0;
 	g->remaining_us = -1;
 	g->baton = 0;
+	g->released = 0;
 	if (ST(c)->returning)
 		return my_lease_try_returning(c, t, name, holder, ttl_us, mode, baton, lock_wait_us, g);
 	lks_sql_add(&up,
@@ -613,6 +616,8 @@ static int my_baton_wait(lks_conn *c, uint64_t baton, int64_t timeout_us, int *g
 	         (long long)(timeout_us % 1000000));
 	rc = lks_conn_query_int(c, "SELECT COALESCE(GET_LOCK(?, ?), 0)", p, 2, &v);
 	*got = rc == LKS_OK && v == 1;
+	if (rc == LKS_OK && !*got) /* a grant racing the timeout is still ours */
+		rc = my_baton_held(c, baton, got);
 	return rc;
 }
 

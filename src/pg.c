@@ -341,6 +341,21 @@ static int pg_lease_install(lks_conn *c, const char *t)
 	return pg_exec(c, q.buf);
 }
 
+/* Whether this session holds the baton (pg_locks shows a bigint key as
+ * classid = high 32 bits, objid = low 32 bits, objsubid = 1). */
+static int pg_baton_held(lks_conn *c, uint64_t baton, int *held)
+{
+	lks_value k[2] = {LKS_INT((int64_t)(baton >> 32)), LKS_INT((int64_t)(baton & 0xffffffffu))};
+	int64_t n = 0;
+	int rc = lks_conn_query_int(c,
+	                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+	                            " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
+	                            " AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
+	                            k, 2, &n);
+	*held = n > 0;
+	return rc;
+}
+
 /*
  * One round trip decides the grant. The UPDATE grants a free or expired
  * lease: rows that do not match its WHERE in the snapshot are skipped without
@@ -377,6 +392,8 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	         (long long)(lock_wait_us > 1000 ? lock_wait_us / 1000 : 1));
 	lks_sql_add(&q,
 	            "WITH b AS (SELECT CASE WHEN $4::int = 1 THEN true WHEN $4::int = 2 THEN false"
+	            " WHEN $4::int = 3 THEN CASE WHEN pg_try_advisory_lock($5::bigint)"
+	            " THEN pg_advisory_unlock($5::bigint) ELSE false END"
 	            " ELSE pg_try_advisory_lock($5::bigint) END AS got,"
 	            " set_config('lock_timeout', $6::text, true) AS cfg),"
 	            " u AS (UPDATE %s SET holder = $2, fence = fence + 1,"
@@ -390,34 +407,28 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	            " SELECT $1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
 	            " ON CONFLICT (name) DO NOTHING RETURNING fence, expires_at)"
-	            " SELECT 1, fence, " REMAINING_US ", (SELECT got FROM b) FROM u"
-	            " UNION ALL SELECT 1, fence, " REMAINING_US ", (SELECT got FROM b) FROM i"
-	            " UNION ALL SELECT 0, fence, " REMAINING_US ", (SELECT got FROM b) FROM %s"
+	            " SELECT 1, fence, " REMAINING_US ", (SELECT got AND $4::int <> 3 FROM b), false FROM u"
+	            " UNION ALL SELECT 1, fence, " REMAINING_US ", (SELECT got AND $4::int <> 3 FROM b), false FROM i"
+	            " UNION ALL SELECT 0, fence, " REMAINING_US ", (SELECT got AND $4::int <> 3 FROM b),"
+	            " holder IS NULL FROM %s"
 	            " WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM u) AND NOT EXISTS (SELECT 1 FROM i)"
-	            " UNION ALL SELECT 0, 0, 0, (SELECT got FROM b)"
+	            " UNION ALL SELECT 0, 0, 0, (SELECT got AND $4::int <> 3 FROM b), true"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)",
 	            t, LKS_BATON_STALE_MS, t, t, t, t);
 	g->granted = 0;
 	g->fence = 0;
 	g->remaining_us = -1;
 	g->baton = mode == LKS_BATON_HELD;
+	g->released = 0;
 	rc = pg_query(c, q.buf, p, 6, &r);
 	if (rc == LKS_ETRANSIENT) {
 		/* lock timeout, serialization failure or deadlock: busy. The
 		 * statement failed after b may have taken the baton, and a session
 		 * lock outlives the failed transaction: ask the server. */
-		int64_t held = 0;
-		lks_value k[2] = {LKS_INT((int64_t)(baton >> 32)), LKS_INT((int64_t)(baton & 0xffffffffu))};
 		lks_clear_error(c);
-		if (mode == LKS_BATON_HELD || mode == LKS_BATON_NONE)
+		if (mode != LKS_BATON_TRY)
 			return LKS_OK;
-		rc = lks_conn_query_int(c,
-		                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-		                        " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
-		                        " AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
-		                        k, 2, &held);
-		g->baton = held > 0;
-		return rc;
+		return pg_baton_held(c, baton, &g->baton);
 	}
 	if (rc)
 		return rc;
@@ -427,6 +438,7 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 		lks_parse_i64(lks_rows_get(&r, i, 1), &g->fence);
 		lks_parse_i64(lks_rows_get(&r, i, 2), &g->remaining_us);
 		g->baton = lks_rows_get(&r, i, 3) && !strcmp(lks_rows_get(&r, i, 3), "t");
+		g->released = lks_rows_get(&r, i, 4) && !strcmp(lks_rows_get(&r, i, 4), "t");
 	}
 	lks_rows_clear(&r);
 	return LKS_OK;
@@ -497,9 +509,13 @@ static int pg_lease_release(lks_conn *c, const char *t, const char *name,
 	const char *rel_name, *unl_name;
 	int64_t released = 0;
 	int rc, rc2;
+	/* Committed without waiting for the WAL flush: a release lost in a crash
+	 * only keeps the lease until its TTL, and the next grant's durable commit
+	 * flushes it anyway (WAL is written in order). Grants stay durable. */
 	lks_sql_add(&q,
 	            "UPDATE %s SET holder = NULL, expires_at = clock_timestamp()"
-	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()",
+	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()"
+	            " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL",
 	            t);
 	if (!give_baton)
 		return lks_query_grant(c, &q, p, 3, NULL);
@@ -553,8 +569,10 @@ static int pg_baton_wait(lks_conn *c, uint64_t baton, int64_t timeout_us, int *g
 	              " FROM (SELECT set_config('lock_timeout', $2::text, true)) s",
 	              p, 2, &r);
 	if (rc == LKS_ETRANSIENT && !strcmp(c->sqlstate, "55P03")) {
+		/* Timed out, unless the lock was granted just as the timeout
+		 * fired: PostgreSQL then keeps it and still reports the error. */
 		lks_clear_error(c);
-		return LKS_OK; /* timed out */
+		return pg_baton_held(c, baton, got);
 	}
 	if (rc == LKS_OK)
 		*got = r.nrows == 1;
