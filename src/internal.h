@@ -30,6 +30,7 @@ typedef struct lks_grant {
 	int64_t remaining_us; /* granted: TTL left; busy: holder's time left, -1 unknown */
 	int baton;            /* this connection holds the name's baton afterwards */
 	int released;         /* busy: the row is free (released or never granted) */
+	int statements;       /* grant statements this attempt sent */
 } lks_grant;
 
 /*

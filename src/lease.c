@@ -215,10 +215,11 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		int64_t now, delay, left = deadline - lks_now_us();
 		int got = 0;
 		sent = lks_now_us();
-		st.attempts++;
+		g.statements = 1;
 		rc = c->ops->lease_try(c, t, name, holder, ttl_us, holding ? LKS_BATON_HELD : mode,
 		                       key, left > 0 ? left : 0, &g);
 		now = lks_now_us();
+		st.attempts += g.statements;
 		if (rc) {
 			if (holding || g.baton)
 				baton_give_quietly(c, key);
@@ -249,8 +250,11 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
 				                     "lease %s is held (%lld ms left)", name,
 				                     (long long)(g.remaining_us / 1000));
+			if (g.released)
+				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+				                     "lease %s is being handed to a waiter in line", name);
 			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-			                     "lease %s is being handed to a waiter in line", name);
+			                     "lease %s is busy (expired, but its row is locked)", name);
 		}
 		if (room && !holding) {
 			/* someone else has the baton: line up behind it. Held: until

@@ -251,8 +251,9 @@ static int my_fetch_rows(lks_conn *c, MYSQL_STMT *s, MYSQL_RES *meta, lks_rows *
 		if (rc)
 			goto drain;
 	}
-	if (f == 1)
-		rc = my_stmt_error(c, s);
+	if (f == 1) /* an error inside the result (INSERT ... RETURNING that hit a
+	             * lock wait timeout): on the statement or on the connection */
+		rc = mysql_stmt_errno(s) ? my_stmt_error(c, s) : my_conn_error(c);
 	goto done;
 drain:
 	while (mysql_stmt_fetch(s) == 0)
@@ -429,7 +430,8 @@ static int my_baton_held(lks_conn *c, uint64_t baton, int *held)
  * to right, so expires_at, which every condition reads, is set last.
  * RETURNING shows the row as it is now: granted when the holder is ours.
  * innodb_lock_wait_timeout bounds the row-lock wait by the caller's time
- * left (whole seconds, so 0 under a second: a locked row is busy).
+ * left (whole seconds: 1 with more than 1.2 s left, else 0, a locked row
+ * being busy).
  */
 static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
                                   const char *holder, int64_t ttl_us,
@@ -463,7 +465,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	            " expires_at = IF(%s, VALUES(expires_at), expires_at)"
 	            " RETURNING holder, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at),"
 	            " COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)",
-	            lock_wait_us >= 1000000 ? 1 : 0, t, baton_expr[mode], cond.buf, cond.buf,
+	            lock_wait_us >= 1200000 ? 1 : 0, t, baton_expr[mode], cond.buf, cond.buf,
 	            cond.buf, cond.buf);
 	g->baton = mode == LKS_BATON_HELD;
 	rc = my_query(c, q.buf, p, 5, &r);
@@ -513,6 +515,7 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	g->remaining_us = -1;
 	g->baton = 0;
 	g->released = 0;
+	g->statements = 1;
 	if (ST(c)->returning)
 		return my_lease_try_returning(c, t, name, holder, ttl_us, mode, baton, lock_wait_us, g);
 	lks_sql_add(&up,
@@ -541,6 +544,7 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 			g->remaining_us = ttl_us;
 			return LKS_OK;
 		}
+		g->statements++;
 		if ((rc = my_query(c, sel.buf, &pn, 1, &r)))
 			return rc;
 		if (r.nrows == 1) {
@@ -552,6 +556,7 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 			continue;          /* expired since the UPDATE: try again */
 		}
 		lks_rows_clear(&r);
+		g->statements += 2;
 		if ((rc = my_query(c, ins.buf, &pn, 1, &r)))
 			return rc;
 		lks_rows_clear(&r);

@@ -356,6 +356,43 @@ static int pg_baton_held(lks_conn *c, uint64_t baton, int *held)
 	return rc;
 }
 
+/* The plain UPDATE that grants a free or expired lease (see pg_lease_try);
+ * a busy, locked or never-seen lease matches nothing here. The baton is
+ * checked (PEEK: taken and given back at once) only once the row qualifies;
+ * TRY, which keeps it, always goes through the full statement. */
+static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p,
+                             lks_baton_mode mode, lks_grant *g)
+{
+	lks_sql q = {.len = 0};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "UPDATE %s SET holder = $2, fence = fence + 1, acquired_at = clock_timestamp(),"
+	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'"
+	            " WHERE name = $1 AND expires_at <= clock_timestamp()"
+	            " AND CASE WHEN (SELECT CASE WHEN $4::int <> 3 THEN true"
+	            " WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)"
+	            " ELSE false END FROM (SELECT set_config('lock_timeout', $6::text, true)) s) THEN true"
+	            " ELSE expires_at <= clock_timestamp() - interval '%d milliseconds' END"
+	            " RETURNING fence, " REMAINING_US,
+	            t, LKS_BATON_STALE_MS);
+	(void)mode;
+	rc = pg_query(c, q.buf, p, 6, &r);
+	if (rc == LKS_ETRANSIENT) { /* locked: busy, the full statement tells */
+		lks_clear_error(c);
+		return LKS_OK;
+	}
+	if (rc)
+		return rc;
+	if (r.nrows == 1) {
+		g->granted = 1;
+		lks_parse_i64(lks_rows_get(&r, 0, 0), &g->fence);
+		lks_parse_i64(lks_rows_get(&r, 0, 1), &g->remaining_us);
+	}
+	lks_rows_clear(&r);
+	return LKS_OK;
+}
+
 /*
  * One round trip decides the grant. The UPDATE grants a free or expired
  * lease: rows that do not match its WHERE in the snapshot are skipped without
@@ -420,6 +457,16 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	g->remaining_us = -1;
 	g->baton = mode == LKS_BATON_HELD;
 	g->released = 0;
+	g->statements = 1;
+	if (mode == LKS_BATON_PEEK || mode == LKS_BATON_NONE) {
+		/* A first poll tries the common case first, as lean as the
+		 * statement a service would write itself: a plain UPDATE of a free
+		 * or expired lease. Only when it matches nothing does the full
+		 * statement above run. The head's polls (HELD) go straight to it. */
+		if ((rc = pg_lease_try_lean(c, t, p, mode, g)) || g->granted)
+			return rc;
+		g->statements++;
+	}
 	rc = pg_query(c, q.buf, p, 6, &r);
 	if (rc == LKS_ETRANSIENT) {
 		/* lock timeout, serialization failure or deadlock: busy. The
