@@ -51,7 +51,7 @@ for b in asan tsan plain; do
 		[ "${LKS_VALGRIND:-1}" = 0 ] && continue
 		wrap=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
 		      --show-leak-kinds=definite --track-fds=no)
-		export LKS_TEST_LEASE_ITERS=25 # valgrind runs one thread at a time
+		export LKS_TEST_LEASE_ITERS=25 LKS_TEST_QUEUE_THREADS=8 # valgrind runs one thread at a time
 	fi
 	run_suite "$b/unit" "${wrap[@]}" "$dir/tests/unit"
 	run_suite "$b/integration-postgresql" "${wrap[@]}" "$dir/tests/integration" postgresql

@@ -17,15 +17,16 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 		int64_t delay, now;
 		st->attempts++;
 		rc = fn(c, attempt + 1, arg);
-		if (rc == LKS_CONFLICT) {
+		/* whatever a failed attempt left open is rolled back: on MySQL the
+		 * next BEGIN would otherwise commit its writes */
+		if (rc != LKS_OK && env->rollback)
+			env->rollback(env->ctx, c);
+		if (rc == LKS_CONFLICT)
 			st->conflicts++;
-		} else if (rc == LKS_ETRANSIENT) {
+		else if (rc == LKS_ETRANSIENT)
 			st->transient++;
-			if (env->rollback)
-				env->rollback(env->ctx, c);
-		} else {
+		else
 			return rc; /* applied, not found, or an error a retry cannot fix */
-		}
 		if (st->attempts >= o->max_attempts) {
 			st->gave_up = LKS_CONFLICT;
 			return rc == LKS_ETRANSIENT ? rc : LKS_CONFLICT;
@@ -51,11 +52,12 @@ static void real_sleep(void *ctx, int64_t us)
 	(void)ctx;
 	lks_sleep_us(us);
 }
-/* A retry needs a fresh snapshot: end a transaction the attempt left open. */
+/* A retry needs a fresh snapshot: end a transaction the attempt left open,
+ * unless the caller had opened it before lks_retry (never ours to end). */
 static void real_rollback(void *ctx, lks_conn *c)
 {
-	(void)ctx;
-	if (c && c->native && c->ops->in_transaction(c))
+	const bool *callers = ctx;
+	if (!*callers && c && c->native && c->ops->in_transaction(c))
 		c->ops->exec(c, "ROLLBACK");
 }
 
@@ -65,11 +67,13 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 {
 	static const lks_retry_options defaults = LKS_RETRY_OPTIONS_INIT;
 	lks_retry_options o = opts ? *opts : defaults;
-	lks_retry_env env = {real_now, real_sleep, real_rollback, NULL};
+	bool callers;
+	lks_retry_env env = {real_now, real_sleep, real_rollback, &callers};
 	lks_retry_stats local;
 	int rc = lks_conn_check(c);
 	if (rc)
 		return rc;
+	callers = c->ops->in_transaction(c);
 	if (!fn)
 		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
 	if (o.version != LKS_RETRY_OPTIONS_VERSION)

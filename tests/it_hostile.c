@@ -1,0 +1,149 @@
+/* Integration: the caller's environment as hostile input. An open
+ * transaction on the handle, a strict default isolation level, triggers on
+ * the lease table, LAST_INSERT_ID() of an adopted connection, and a retry
+ * attempt that leaves its transaction open (issue 7, items 1, 4, 8, 10, 12). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "it.h"
+
+/* 1. Lease calls never join the caller's transaction: a rollback would undo
+ * a grant whose fence was handed out, and the next grant would repeat it. */
+void lease_calls_refuse_open_transaction(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *l = NULL, *m = NULL;
+	lks_lease_info info;
+	assert_int_equal(lks_lease_acquire(&l, f->c, "txn", 5000, 0, NULL), LKS_OK);
+	t_exec(f->c, "BEGIN");
+	assert_int_equal(lks_lease_acquire(&m, f->c, "txn2", 5000, 0, NULL), LKS_EINVAL);
+	assert_null(m);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "transaction"));
+	assert_int_equal(lks_lease_renew(f->c, l, 5000), LKS_EINVAL);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_EINVAL);
+	t_exec(f->c, "ROLLBACK");
+	/* nothing changed: txn2 never granted, txn still held with its fence */
+	assert_int_equal(lks_lease_inspect(other, "txn2", &info), LKS_OK);
+	assert_int_equal(info.fence, 0);
+	assert_int_equal(lks_lease_inspect(other, "txn", &info), LKS_OK);
+	assert_true(info.held);
+	assert_int_equal(info.fence, lks_lease_fence(l));
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	lks_conn_close(other);
+}
+
+/* 4. A strict default isolation level changes nothing: a serialization
+ * failure in a grant poll is "busy, poll again", never an early return. */
+typedef struct iso_arg {
+	const char *url;
+	const char *set_isolation;
+	atomic_int *holders, *max_holders, *transient, *grants;
+} iso_arg;
+
+static void *iso_thread(void *arg)
+{
+	iso_arg *a = arg;
+	lks_conn *c = t_open(a->url);
+	t_exec(c, a->set_isolation);
+	for (int i = 0; i < 40; i++) {
+		lks_lease *l = NULL;
+		int rc = lks_lease_acquire(&l, c, "iso", 5000, 5000, NULL);
+		if (rc == LKS_ETRANSIENT)
+			atomic_fetch_add(a->transient, 1);
+		if (rc)
+			continue;
+		int h = atomic_fetch_add(a->holders, 1) + 1;
+		if (h > atomic_load(a->max_holders))
+			atomic_store(a->max_holders, h);
+		atomic_fetch_sub(a->holders, 1);
+		atomic_fetch_add(a->grants, 1);
+		lks_lease_release(c, l);
+		lks_lease_free(l);
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+void lease_waits_at_every_default_isolation(void **state)
+{
+	fx *f = *state;
+	const char *levels[2][2] = {
+		{"SET default_transaction_isolation = 'repeatable read'",
+		 "SET default_transaction_isolation = 'serializable'"},
+		{"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+		 "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"},
+	};
+	int b = T_BACKEND == LKS_BACKEND_POSTGRESQL ? 0 : 1;
+	for (int lv = 0; lv < 2; lv++) {
+		atomic_int holders = 0, max_holders = 0, transient = 0, grants = 0;
+		pthread_t th[6];
+		iso_arg a = {f->url, levels[b][lv], &holders, &max_holders, &transient, &grants};
+		for (int i = 0; i < 6; i++)
+			pthread_create(&th[i], NULL, iso_thread, &a);
+		for (int i = 0; i < 6; i++)
+			pthread_join(th[i], NULL);
+		print_message("    %s: %d grants, %d transient\n", levels[b][lv], atomic_load(&grants),
+		              atomic_load(&transient));
+		assert_int_equal(atomic_load(&transient), 0);
+		assert_int_equal(atomic_load(&max_holders), 1);
+		assert_int_equal(atomic_load(&grants), 240);
+	}
+}
+
+/* 8, 12. MariaDB: a trigger on the lease table (online schema-change tools
+ * add them) does not turn the fence into 0, and acquire leaves the
+ * connection's LAST_INSERT_ID() alone. */
+void lease_fence_with_trigger_and_last_insert_id(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = NULL;
+	lks_lease_info info;
+	if (T_BACKEND != LKS_BACKEND_MYSQL)
+		skip(); /* MySQL-only behaviours */
+	t_exec(f->c, "CREATE TABLE audit (id int AUTO_INCREMENT PRIMARY KEY, fence bigint)");
+	t_exec(f->c, "CREATE TRIGGER lks_lease_audit AFTER UPDATE ON lks_lease FOR EACH ROW"
+	             " INSERT INTO audit (fence) VALUES (NEW.fence)");
+	t_exec(f->c, "INSERT INTO audit (fence) VALUES (-1)");
+	int64_t before = t_int1(f->c, "SELECT LAST_INSERT_ID()");
+	assert_true(before > 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(lks_lease_acquire(&l, f->c, "trig", 5000, 0, NULL), LKS_OK);
+		assert_int_equal(lks_lease_inspect(f->c, "trig", &info), LKS_OK);
+		assert_int_equal(lks_lease_fence(l), info.fence);
+		assert_int_equal(lks_lease_fence(l), i + 1);
+		assert_int_equal(lks_lease_renew(f->c, l, 5000), LKS_OK);
+		assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+		lks_lease_free(l);
+	}
+	assert_int_equal(t_int1(f->c, "SELECT LAST_INSERT_ID()"), before);
+}
+
+/* 10. lks_retry rolls back what a failed attempt left open: on MySQL the
+ * next attempt's BEGIN would otherwise commit it. */
+static int leaves_open(lks_conn *c, int attempt, void *arg)
+{
+	int64_t n;
+	(void)arg;
+	if (attempt == 1) {
+		lks_conn_exec(c, "BEGIN");
+		lks_conn_query_int(c, "INSERT INTO retry_marks VALUES (1)", NULL, 0, &n);
+		return LKS_CONFLICT; /* with the transaction still open */
+	}
+	if (lks_conn_exec(c, "BEGIN") || lks_conn_exec(c, "COMMIT"))
+		return lks_conn_errcode(c);
+	return LKS_OK;
+}
+
+void retry_rolls_back_failed_attempt(void **state)
+{
+	fx *f = *state;
+	lks_retry_stats st;
+	t_exec(f->c, "CREATE TABLE retry_marks (n int)");
+	assert_int_equal(lks_retry(f->c, NULL, leaves_open, NULL, &st), LKS_OK);
+	assert_int_equal(st.attempts, 2);
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM retry_marks"), 0);
+}
