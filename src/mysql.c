@@ -99,6 +99,12 @@ int lks_mysql_open(lks_conn *c, const char *url)
 	/* never reconnect silently: it would lose the open transaction */
 	mysql_options(MY(c), MYSQL_OPT_RECONNECT, &off);
 	mysql_options(MY(c), MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (u.port && !u.socket) {
+		/* "localhost" would mean the default Unix socket, and maybe
+		 * another server: a URL that names a port means that port */
+		unsigned int tcp = MYSQL_PROTOCOL_TCP;
+		mysql_options(MY(c), MYSQL_OPT_PROTOCOL, &tcp);
+	}
 	if (!mysql_real_connect(MY(c), u.socket ? NULL : u.host, u.user, u.password,
 	                        u.database, u.port, u.socket, CLIENT_FOUND_ROWS)) {
 		rc = lks_set_db_error(c, LKS_ECONN, mysql_sqlstate(MY(c)), mysql_errno(MY(c)),

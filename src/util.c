@@ -96,10 +96,16 @@ const char *lks_rows_get(const lks_rows *r, int row, int col)
 	return r->cells[row * r->ncols + col];
 }
 
+/* CLOCK_BOOTTIME keeps counting while the machine is suspended (a laptop
+ * lid, a paused VM), unlike CLOCK_MONOTONIC: a lease's local deadline then
+ * passes during the suspend, as the server's does. */
 int64_t lks_now_us(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+#ifdef CLOCK_BOOTTIME
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+#endif
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 

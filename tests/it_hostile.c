@@ -147,3 +147,24 @@ void retry_rolls_back_failed_attempt(void **state)
 	assert_int_equal(st.attempts, 2);
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM retry_marks"), 0);
 }
+
+/* 7. mysql://user@localhost:PORT reaches that port over TCP, not the default
+ * Unix socket (where another server may listen). */
+void mysql_url_with_port_uses_tcp(void **state)
+{
+	fx *f = *state;
+	char url[1100];
+	const char *at, *colon;
+	lks_conn *c = NULL;
+	if (T_BACKEND != LKS_BACKEND_MYSQL)
+		skip();
+	/* the test URL names 127.0.0.1:PORT; ask for localhost:PORT instead */
+	at = strchr(f->url + 8, '@');
+	assert_non_null(at);
+	colon = strchr(at, ':');
+	assert_non_null(colon);
+	snprintf(url, sizeof url, "%.*slocalhost%s", (int)(at + 1 - f->url), f->url, colon);
+	assert_int_equal(lks_conn_open(&c, url), LKS_OK);
+	assert_int_equal(t_int1(c, "SELECT @@port"), t_int1(f->c, "SELECT @@port"));
+	lks_conn_close(c);
+}
