@@ -1,6 +1,7 @@
 /* Optimistic concurrency: validated, quoted version-column CAS and reads. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "internal.h"
 
 #define QMAX (2 * LKS_IDENT_MAX + 8)
@@ -30,6 +31,14 @@ static int quote(lks_conn *c, const char *ident, char *out, const char *what)
 	return LKS_OK;
 }
 
+/* Column names compare the way the server compares them: quoted identifiers
+ * are case-sensitive on PostgreSQL, column names never are on MySQL (a SET
+ * of `VER` would otherwise slip past the guard on `ver`). */
+static bool same_column(const lks_conn *c, const char *a, const char *b)
+{
+	return c->ops->id == LKS_BACKEND_MYSQL ? !strcasecmp(a, b) : !strcmp(a, b);
+}
+
 static int quote_ref(lks_conn *c, const lks_row_ref *row, quoted_ref *q)
 {
 	int rc;
@@ -43,7 +52,7 @@ static int quote_ref(lks_conn *c, const lks_row_ref *row, quoted_ref *q)
 		return lks_set_error(c, LKS_EINVAL, "key value is NULL");
 	if (strchr(row->key_column, '.') || strchr(row->version_column, '.'))
 		return lks_set_error(c, LKS_EINVAL, "column names cannot be qualified");
-	if (!strcmp(row->key_column, row->version_column))
+	if (same_column(c, row->key_column, row->version_column))
 		return lks_set_error(c, LKS_EINVAL, "key and version column are the same");
 	return check_value(c, &row->key, "key");
 }
@@ -71,11 +80,11 @@ static int quote_columns(lks_conn *c, const lks_row_ref *row,
 			break;
 		if (strchr(columns[i], '.'))
 			rc = lks_set_error(c, LKS_EINVAL, "column names cannot be qualified");
-		else if (row && (!strcmp(columns[i], row->version_column) ||
-		                 !strcmp(columns[i], row->key_column)))
+		else if (row && (same_column(c, columns[i], row->version_column) ||
+		                 same_column(c, columns[i], row->key_column)))
 			rc = lks_set_error(c, LKS_EINVAL, "column %s is the key or version column", columns[i]);
 		for (size_t j = 0; j < i && !rc; j++)
-			if (!strcmp(columns[i], columns[j]))
+			if (same_column(c, columns[i], columns[j]))
 				rc = lks_set_error(c, LKS_EINVAL, "column %s appears twice", columns[i]);
 	}
 	if (rc)

@@ -38,6 +38,7 @@ int main(int argc, char **argv)
 		T(lease_fence_with_trigger_and_last_insert_id),
 		T(retry_rolls_back_failed_attempt),
 		T(mysql_url_with_port_uses_tcp),
+		T(cas_guard_column_case),
 		T(autorenew_keeps_lease_alive),
 		T(autorenew_reports_takeover),
 		T(bad_input_changes_nothing),

@@ -34,6 +34,7 @@ void lease_waits_at_every_default_isolation(void **state);
 void lease_fence_with_trigger_and_last_insert_id(void **state);
 void retry_rolls_back_failed_attempt(void **state);
 void mysql_url_with_port_uses_tcp(void **state);
+void cas_guard_column_case(void **state);
 void autorenew_keeps_lease_alive(void **state);
 void autorenew_reports_takeover(void **state);
 void autorenew_reports_server_gone(void **state);

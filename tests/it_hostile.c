@@ -168,3 +168,28 @@ void mysql_url_with_port_uses_tcp(void **state)
 	assert_int_equal(t_int1(c, "SELECT @@port"), t_int1(f->c, "SELECT @@port"));
 	lks_conn_close(c);
 }
+
+/* 3. The CAS guard compares column names as the server does: on MySQL
+ * `VER` is the version column `ver`, so a SET of it is refused and the row
+ * is left alone. */
+void cas_guard_column_case(void **state)
+{
+	fx *f = *state;
+	lks_row_ref row = {"casecol", "id", "ver", LKS_INT(1)};
+	const char *upper[] = {"VER"}, *key[] = {"ID"};
+	lks_value zero = LKS_INT(0);
+	int64_t v = 0;
+	int rc;
+	t_exec(f->c, "CREATE TABLE casecol (id int PRIMARY KEY, ver bigint NOT NULL, qty int)");
+	t_exec(f->c, "INSERT INTO casecol VALUES (1, 41, 0)");
+	rc = lks_cas_update(f->c, &row, 41, upper, &zero, 1, &v);
+	if (T_BACKEND == LKS_BACKEND_MYSQL) {
+		assert_int_equal(rc, LKS_EINVAL);
+		assert_int_equal(lks_cas_update(f->c, &row, 41, key, &zero, 1, &v), LKS_EINVAL);
+		assert_int_equal(t_int1(f->c, "SELECT ver FROM casecol"), 41);
+	} else {
+		/* PostgreSQL: "VER" quoted is another (missing) column: an error */
+		assert_true(rc != LKS_OK);
+		assert_int_equal(t_int1(f->c, "SELECT ver FROM casecol"), 41);
+	}
+}
