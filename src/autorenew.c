@@ -91,7 +91,8 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 		                     "auto-renew needs a URL: the handle adopted a native connection");
 	if (o.interval_ms == 0)
 		o.interval_ms = l->ttl_us / 3000 > 0 ? l->ttl_us / 3000 : 1;
-	if (o.interval_ms < 0 || o.interval_ms * 1000 >= l->ttl_us)
+	/* compared in ms: interval_ms * 1000 could overflow */
+	if (o.interval_ms < 0 || o.interval_ms >= l->ttl_us / 1000)
 		return lks_set_error(c, LKS_EINVAL, "autorenew interval must be 1 ms .. TTL");
 	l->ar = o;
 	l->renew_url = strdup(url);

@@ -9,7 +9,10 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 {
 	uint64_t rng = o->seed;
 	int64_t start = env->now(env->ctx);
-	int64_t deadline = o->timeout_ms > 0 ? start + o->timeout_ms * 1000 : INT64_MAX;
+	/* saturating: a huge timeout (INT64_MAX meant as "none") is no deadline */
+	int64_t deadline = o->timeout_ms <= 0 || o->timeout_ms > (INT64_MAX - start) / 1000
+	                       ? INT64_MAX
+	                       : start + o->timeout_ms * 1000;
 	int rc = LKS_OK;
 
 	memset(st, 0, sizeof *st);

@@ -183,10 +183,10 @@ int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
 	if (cap_us < ceiling)
 		cap_us = ceiling;
 	for (int i = 0; i < attempt && ceiling < cap_us; i++)
-		ceiling *= 2;
+		ceiling = ceiling > cap_us / 2 ? cap_us : ceiling * 2; /* never overflows */
 	if (ceiling > cap_us)
 		ceiling = cap_us;
-	return (int64_t)(lks_rng_next(rng) % (uint64_t)(ceiling + 1));
+	return (int64_t)(lks_rng_next(rng) % ((uint64_t)ceiling + 1));
 }
 
 void lks_sql_add(lks_sql *q, const char *fmt, ...)

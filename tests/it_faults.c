@@ -118,6 +118,10 @@ void bad_input_changes_nothing(void **state)
 		lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
 		ao.interval_ms = 5000; /* longer than the TTL */
 		assert_int_equal(lks_lease_autorenew_start(ok, f->c, NULL, &ao), LKS_EINVAL);
+		ao.interval_ms = 9223372036854776LL; /* * 1000 would overflow (issue 7.5) */
+		assert_int_equal(lks_lease_autorenew_start(ok, f->c, NULL, &ao), LKS_EINVAL);
+		ao.interval_ms = INT64_MAX;
+		assert_int_equal(lks_lease_autorenew_start(ok, f->c, NULL, &ao), LKS_EINVAL);
 		assert_int_equal(lks_lease_autorenew_start(ok, f->c, "mysql://nowhere:0/x", NULL), LKS_EINVAL);
 	}
 	/* still held, unchanged, after all that */

@@ -108,6 +108,16 @@ static void backoff_schedule(void **state)
 	/* degenerate inputs stay sane */
 	assert_true(lks_backoff_us(1000, 0, 0, &a) <= 1);
 	assert_true(lks_backoff_us(62, INT64_MAX / 4, INT64_MAX / 2, &a) <= INT64_MAX / 2);
+	/* a cap above 2^62 neither overflows nor collapses to 0 (issue 7.5) */
+	{
+		int nonzero = 0;
+		for (int i = 0; i < 200; i++) {
+			int64_t d = lks_backoff_us(64 + i, 1000, INT64_MAX, &a);
+			assert_true(d >= 0);
+			nonzero += d > 0;
+		}
+		assert_true(nonzero > 190);
+	}
 }
 
 /* fake clock for the retry loop */
@@ -151,6 +161,15 @@ static void retry_loop(void **state)
 	assert_int_equal(f.rollbacks, 2); /* after the conflict and the transient error */
 	assert_int_equal(st.slept_us, f.slept);
 	assert_int_equal(st.gave_up, 0);
+	/* a timeout of INT64_MAX ms means no deadline, not an overflow */
+	{
+		lks_retry_options big = o;
+		big.timeout_ms = INT64_MAX;
+		fake g = {.script = {LKS_CONFLICT, LKS_CONFLICT, LKS_OK}, .n = 3};
+		g.now = 1000000;
+		assert_int_equal(run(&g, big, &st), LKS_OK);
+		assert_int_equal(st.attempts, 3);
+	}
 	/* not found: never retried */
 	f = (fake){.script = {LKS_NOT_FOUND}, .n = 1};
 	assert_int_equal(run(&f, o, &st), LKS_NOT_FOUND);
