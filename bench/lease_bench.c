@@ -485,6 +485,24 @@ static void handoff(void)
 	printf("\n3. hand-off after 400-600 ms holds: release call -> next holder's grant, ms\n");
 	printf("   %-34s %8s %9s %9s %9s %9s\n", "how the waiter learns", "samples", "p50", "p95",
 	       "p99", "max");
+	{
+		/* the floor: a hand-off ends with the waiter's grant, which commits
+		 * durably; one grant of a free lease on its own costs this */
+		lks_conn *c = open_conn();
+		double t[50];
+		for (int i = 0; i < 50; i++) {
+			lks_lease *l;
+			double t0 = now_s();
+			if (lks_lease_acquire(&l, c, "floor", 10000, 0, NULL))
+				die(c, "floor");
+			t[i] = (now_s() - t0) * 1000;
+			lks_lease_release(c, l);
+			lks_lease_free(l);
+		}
+		double p50 = pct(t, 50, 0.5);
+		printf("   %-34s %8d %9.2f\n", "(floor: one durable grant alone)", 50, p50);
+		lks_conn_close(c);
+	}
 	run_handoff("waiting room (baton), default", 1, 0);
 	run_handoff("waiting room, the head polls", 1, 1);
 	run_handoff("no waiting room: backoff polling", 0, 0);
