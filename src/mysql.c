@@ -22,6 +22,7 @@ typedef struct my_state {
 	int n;
 	bool found_rows; /* opened with CLIENT_FOUND_ROWS */
 	bool returning;  /* MariaDB >= 10.5: INSERT ... RETURNING, SET STATEMENT */
+	bool strict;     /* sql_mode has a strict mode: overflows fail, never clamp */
 } my_state;
 
 #define MY(c) ((MYSQL *)(c)->native)
@@ -70,8 +71,17 @@ static int my_init_state(lks_conn *c, bool found_rows)
 static void my_detect_server(lks_conn *c)
 {
 	const char *info = mysql_get_server_info(MY(c));
+	MYSQL_RES *res;
+	MYSQL_ROW row;
 	ST(c)->returning = info && strstr(info, "MariaDB") &&
 	                   mysql_get_server_version(MY(c)) >= 100500;
+	/* an adopted connection may run without a strict sql_mode */
+	ST(c)->strict = false;
+	if (!mysql_query(MY(c), "SELECT @@sql_mode") && (res = mysql_store_result(MY(c)))) {
+		if ((row = mysql_fetch_row(res)) && row[0] && strstr(row[0], "STRICT_"))
+			ST(c)->strict = true;
+		mysql_free_result(res);
+	}
 }
 
 int lks_mysql_open(lks_conn *c, const char *url)
@@ -98,6 +108,10 @@ int lks_mysql_open(lks_conn *c, const char *url)
 	mysql_options(MY(c), MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	/* never reconnect silently: it would lose the open transaction */
 	mysql_options(MY(c), MYSQL_OPT_RECONNECT, &off);
+	/* strict: a version or fence at its maximum must fail, not clamp */
+	mysql_options(MY(c), MYSQL_INIT_COMMAND,
+	              "SET SESSION sql_mode = IF(@@sql_mode = '', 'STRICT_ALL_TABLES',"
+	              " CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'))");
 	mysql_options(MY(c), MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (u.port && !u.socket) {
 		/* "localhost" would mean the default Unix socket, and maybe
@@ -355,6 +369,16 @@ static int my_cas_update(lks_conn *c, const char *table, const char *key,
 	int rc;
 	if (n > 13)
 		return lks_set_error(c, LKS_EINVAL, "at most 13 columns per CAS");
+	/* Without a strict sql_mode the server would clamp version + 1 at the
+	 * column's maximum and report the row changed: make this statement
+	 * strict (MariaDB), or refuse (MySQL has no per-statement setting). */
+	if (!ST(c)->strict) {
+		if (!ST(c)->returning)
+			return lks_set_error(c, LKS_EINVAL,
+			                     "CAS needs a strict sql_mode (STRICT_ALL_TABLES or"
+			                     " STRICT_TRANS_TABLES) on this connection");
+		lks_sql_add(&q, "SET STATEMENT sql_mode = 'STRICT_ALL_TABLES' FOR ");
+	}
 	/* MySQL assigns left to right; no expression reads a column set
 	 * earlier in this statement (version + 1 reads the old version). */
 	lks_sql_add(&q, "UPDATE %s SET ", table);

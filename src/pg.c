@@ -12,13 +12,15 @@
 
 typedef struct pg_stmt {
 	char *sql;
-	char name[24];
+	char name[40];
 } pg_stmt;
 
 typedef struct pg_state {
 	pg_stmt cache[PG_CACHE_MAX];
 	int n;
 	unsigned long next_id;
+	char prefix[17]; /* random per handle: names never meet another
+	                    handle's on a shared or re-adopted connection */
 } pg_state;
 
 #define PG(c) ((PGconn *)(c)->native)
@@ -37,8 +39,18 @@ static void pg_close(lks_conn *c)
 {
 	pg_state *st = c->backend;
 	if (st) {
-		for (int i = 0; i < st->n; i++)
+		/* a borrowed connection goes back to its owner without our
+		 * statements; best effort, not inside a failed transaction */
+		bool clean = c->native && c->borrowed && PQstatus(PG(c)) == CONNECTION_OK &&
+		             PQtransactionStatus(PG(c)) == PQTRANS_IDLE;
+		for (int i = 0; i < st->n; i++) {
+			if (clean) {
+				char dealloc[64];
+				snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", st->cache[i].name);
+				PQclear(PQexec(PG(c), dealloc));
+			}
 			free(st->cache[i].sql);
+		}
 		free(st);
 	}
 	if (c->native && !c->borrowed)
@@ -48,9 +60,15 @@ static void pg_close(lks_conn *c)
 
 static int pg_init_state(lks_conn *c)
 {
+	uint64_t r;
 	c->ops = &lks_pg_ops;
 	c->backend = calloc(1, sizeof(pg_state));
-	return c->backend ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
+	if (!c->backend)
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	if (lks_random_bytes(&r, sizeof r))
+		r = (uint64_t)lks_now_us() ^ (uint64_t)(uintptr_t)c;
+	snprintf(((pg_state *)c->backend)->prefix, 17, "%016" PRIx64, r);
+	return LKS_OK;
 }
 
 /* libpq accepts any port text and fails only when connecting; a malformed
@@ -153,7 +171,7 @@ static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
 			return st->cache[i].name;
 	if (st->n == PG_CACHE_MAX) {
 		/* evict the oldest; DEALLOCATE failing only leaks a server-side name */
-		char dealloc[48];
+		char dealloc[64];
 		snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", st->cache[0].name);
 		PQclear(PQexec(PG(c), dealloc));
 		free(st->cache[0].sql);
@@ -161,7 +179,7 @@ static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
 		st->n--;
 	}
 	e = &st->cache[st->n];
-	snprintf(e->name, sizeof e->name, "lks_%lu", st->next_id++);
+	snprintf(e->name, sizeof e->name, "lks_%s_%lu", st->prefix, st->next_id++);
 	res = PQprepare(PG(c), e->name, sql, nparams, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		pg_error(c, res);

@@ -39,6 +39,8 @@ int main(int argc, char **argv)
 		T(retry_rolls_back_failed_attempt),
 		T(mysql_url_with_port_uses_tcp),
 		T(cas_guard_column_case),
+		T(cas_strict_even_without_strict_sql_mode),
+		T(pg_readopt_same_connection),
 		T(autorenew_keeps_lease_alive),
 		T(autorenew_reports_takeover),
 		T(bad_input_changes_nothing),

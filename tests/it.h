@@ -35,6 +35,8 @@ void lease_fence_with_trigger_and_last_insert_id(void **state);
 void retry_rolls_back_failed_attempt(void **state);
 void mysql_url_with_port_uses_tcp(void **state);
 void cas_guard_column_case(void **state);
+void cas_strict_even_without_strict_sql_mode(void **state);
+void pg_readopt_same_connection(void **state);
 void autorenew_keeps_lease_alive(void **state);
 void autorenew_reports_takeover(void **state);
 void autorenew_reports_server_gone(void **state);

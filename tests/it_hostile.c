@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "it.h"
+#ifdef LKS_WITH_PG
+#include "lockstock-pg.h"
+#endif
+#ifdef LKS_WITH_MYSQL
+#include "lockstock-mysql.h"
+#endif
 
 /* 1. Lease calls never join the caller's transaction: a rollback would undo
  * a grant whose fence was handed out, and the next grant would repeat it. */
@@ -192,4 +198,70 @@ void cas_guard_column_case(void **state)
 		assert_true(rc != LKS_OK);
 		assert_int_equal(t_int1(f->c, "SELECT ver FROM casecol"), 41);
 	}
+}
+
+/* 2. MySQL without a strict sql_mode would clamp version + 1 at the maximum
+ * and report the CAS applied twice from the same version. Connections
+ * lockstock opens are strict; an adopted non-strict one is guarded. */
+void cas_strict_even_without_strict_sql_mode(void **state)
+{
+	fx *f = *state;
+#ifdef LKS_WITH_MYSQL
+	lks_row_ref row = {"clamp", "id", "ver", LKS_INT(1)};
+	const char *cols[] = {"qty"};
+	lks_value one = LKS_INT(1);
+	lks_conn *mine = NULL, *adopted = NULL;
+	MYSQL *raw;
+	int64_t v;
+	if (T_BACKEND != LKS_BACKEND_MYSQL)
+		skip();
+	t_exec(f->c, "CREATE TABLE clamp (id int PRIMARY KEY, ver int NOT NULL, qty int)");
+	t_exec(f->c, "INSERT INTO clamp VALUES (1, 2147483647, 0)");
+	/* opened by lockstock: strict, whatever the server's default */
+	mine = t_open(f->url);
+	assert_int_equal(t_int1(mine, "SELECT @@sql_mode LIKE '%STRICT%'"), 1);
+	assert_int_equal(lks_cas_update(mine, &row, 2147483647, cols, &one, 1, &v), LKS_EOVERFLOW);
+	/* adopted, with sql_mode '' set by its owner */
+	raw = lks_conn_mysql(mine);
+	assert_int_equal(mysql_query(raw, "SET SESSION sql_mode = ''"), 0);
+	assert_int_equal(lks_conn_adopt_mysql(&adopted, raw), LKS_OK);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(lks_cas_update(adopted, &row, 2147483647, cols, &one, 1, &v),
+		                 LKS_EOVERFLOW);
+	assert_int_equal(t_int1(f->c, "SELECT ver FROM clamp"), 2147483647);
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM clamp"), 0);
+	lks_conn_close(adopted);
+	lks_conn_close(mine);
+#else
+	(void)f;
+	skip();
+#endif
+}
+
+/* 11. A pooled PostgreSQL connection can be adopted, closed and adopted
+ * again: statement names are unique per handle and a borrowed connection
+ * goes back without them. */
+void pg_readopt_same_connection(void **state)
+{
+	fx *f = *state;
+#ifdef LKS_WITH_PG
+	lks_conn *owner = NULL, *h = NULL;
+	lks_lease *l = NULL;
+	if (T_BACKEND != LKS_BACKEND_POSTGRESQL)
+		skip();
+	owner = t_open(f->url);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(lks_conn_adopt_pg(&h, lks_conn_pg(owner)), LKS_OK);
+		assert_int_equal(lks_lease_acquire(&l, h, "readopt", 5000, 0, NULL), LKS_OK);
+		assert_int_equal(lks_lease_release(h, l), LKS_OK);
+		lks_lease_free(l);
+		lks_conn_close(h);
+		/* closing the borrowed handle left none of its statements behind */
+		assert_int_equal(t_int1(f->c, "SELECT 0"), 0);
+	}
+	lks_conn_close(owner);
+#else
+	(void)f;
+	skip();
+#endif
 }
