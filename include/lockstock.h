@@ -74,7 +74,15 @@ typedef struct lks_conn lks_conn;
  * when out of memory); close it with lks_conn_close either way.
  */
 int lks_conn_open(lks_conn **out, const char *url);
-/* Closes the handle; a borrowed (adopted) native connection stays open. */
+/* Copy url to out with its password (user:password@, or a password=
+ * parameter) replaced by "***", for logs and messages; works on malformed
+ * URLs too. LKS_EINVAL when an argument is NULL or out is too small.
+ * lockstock's own error messages never contain the password; prefer
+ * password-less URLs anyway (PGPASSWORD, ~/.pgpass, MYSQL_PWD) and pass URLs
+ * through the environment rather than argv, where ps shows them. */
+int lks_url_redact(const char *url, char *out, size_t outsz);
+/* Closes the handle (wiping its copy of the URL); a borrowed (adopted)
+ * native connection stays open. */
 void lks_conn_close(lks_conn *c);
 
 lks_backend lks_conn_backend(const lks_conn *c);

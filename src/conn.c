@@ -43,13 +43,17 @@ int lks_conn_open(lks_conn **out, const char *url)
 	switch (b) {
 	case LKS_BACKEND_POSTGRESQL:
 #ifdef LKS_WITH_PG
-		return lks_pg_open(c, url);
+		if (lks_pg_open(c, url))
+			lks_redact(c->errmsg, url); /* libpq quotes URL tokens */
+		return c->err;
 #else
 		return lks_set_error(c, LKS_EUNSUPPORTED, "built without PostgreSQL support");
 #endif
 	case LKS_BACKEND_MYSQL:
 #ifdef LKS_WITH_MYSQL
-		return lks_mysql_open(c, url);
+		if (lks_mysql_open(c, url))
+			lks_redact(c->errmsg, url);
+		return c->err;
 #else
 		return lks_set_error(c, LKS_EUNSUPPORTED, "built without MySQL support");
 #endif
@@ -68,7 +72,10 @@ void lks_conn_close(lks_conn *c)
 		c->ops->close(c);
 	lks_rows_clear(&c->last);
 	free(c->texts);
-	free(c->url);
+	if (c->url) { /* it may hold a password */
+		explicit_bzero(c->url, strlen(c->url));
+		free(c->url);
+	}
 	free(c);
 }
 

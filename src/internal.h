@@ -163,6 +163,9 @@ typedef struct lks_url {
 int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);
 void lks_url_free(lks_url *u);
 lks_backend lks_url_backend(const char *url);
+/* Replace the URL's password (user:password@ or password=) wherever it
+ * occurs in msg with "***" (msg shrinks in place). */
+void lks_redact(char *msg, const char *url);
 
 lks_conn *lks_conn_new(void);
 /* lks_conn_close: the connection's batons are gone with its session */

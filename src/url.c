@@ -214,3 +214,56 @@ out:
 	lks_url_free(u);
 	return rc;
 }
+
+/* Where the URL keeps its secret: the password of user:password@ (up to
+ * the last '@', so an unencoded '@' in it is covered), or the value of a
+ * password= parameter. Works on malformed URLs too: that is when error
+ * messages quote them. */
+static const char *secret_span(const char *url, const char *from, size_t *len)
+{
+	const char *scheme = strstr(url, "://"), *p;
+	if (from == url && scheme) {
+		const char *userinfo = scheme + 3, *at = strrchr(userinfo, '@'), *colon;
+		if (at && (colon = memchr(userinfo, ':', (size_t)(at - userinfo))) && at > colon + 1) {
+			*len = (size_t)(at - colon - 1);
+			return colon + 1;
+		}
+	}
+	for (p = from; (p = strstr(p, "password=")); p += 9) {
+		if (p == url || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ') {
+			*len = strcspn(p + 9, "& ");
+			if (*len)
+				return p + 9;
+		}
+	}
+	return NULL;
+}
+
+void lks_redact(char *msg, const char *url)
+{
+	const char *from = url, *secret;
+	size_t len;
+	if (!msg || !url)
+		return;
+	while ((secret = secret_span(url, from, &len))) {
+		char *hit;
+		while (len >= 1 && (hit = memmem(msg, strlen(msg), secret, len))) {
+			memset(hit, '*', len < 3 ? len : 3);
+			memmove(hit + (len < 3 ? len : 3), hit + len, strlen(hit + len) + 1);
+		}
+		from = secret + len;
+	}
+}
+
+int lks_url_redact(const char *url, char *out, size_t outsz)
+{
+	if (!url || !out || outsz == 0)
+		return LKS_EINVAL;
+	if (strlen(url) >= outsz) {
+		out[0] = '\0';
+		return LKS_EINVAL;
+	}
+	strcpy(out, url);
+	lks_redact(out, url);
+	return LKS_OK;
+}

@@ -213,7 +213,10 @@ static void bad_options_exit_2_and_touch_nothing(void **state)
 	const char *bad[] = {"--workers -1", "--workers 0", "--stock 0", "--strategy bogus",
 	                     "--strategy naive,bogus", "--qty 0", "--pause 2", "--crash -0.1",
 	                     "--lease-ttl-ms 0", "--duration -1", "--no-such-option", "--workers",
-	                     "--url mysql://lks:x@127.0.0.1:1/db", "--url postgresql://lks:x@127.0.0.1:1/db",
+	                     "--url mysql://lks:S3cretPW@127.0.0.1:1/db",
+	                     "--url postgresql://lks:S3cretPW@127.0.0.1:1/db",
+	                     "--url 'postgresql://lks:S3cretPW%zz@127.0.0.1/db'",
+	                     "--url 'postgresql://lks:S3cretPW@[::1/db'",
 	                     "--url redis://x", "--qty 5 --stock 4", "extra-argument"};
 	char cmd[2048];
 	t_exec(f->c, "CREATE TABLE inv_products (id int PRIMARY KEY, stock int NOT NULL, version bigint NOT NULL)");
@@ -234,6 +237,8 @@ static void bad_options_exit_2_and_touch_nothing(void **state)
 		assert_non_null(fgets(msg, sizeof msg, fp));
 		fclose(fp);
 		assert_non_null(strstr(msg, "inventory:")); /* a message, not silence */
+		if (strstr(msg, "S3cretPW")) /* never the password (issue 7.14) */
+			fail_msg("'%s' printed the password: %s", bad[i], msg);
 	}
 	assert_int_equal(t_int1(f->c, "SELECT stock FROM inv_products WHERE id = 1"), 12345);
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM inv_products"), 1);

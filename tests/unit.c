@@ -146,6 +146,30 @@ static int run(fake *f, lks_retry_options o, lks_retry_stats *st)
 	return lks_retry_run(&o, &env, f_attempt, NULL, f, st);
 }
 
+/* Passwords never survive into messages (issue 7.14), malformed URLs too. */
+static void url_redaction(void **state)
+{
+	char out[256], msg[256];
+	(void)state;
+	assert_int_equal(lks_url_redact("postgresql://u:S3cretPW@h:5432/db", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "postgresql://u:***@h:5432/db");
+	assert_int_equal(lks_url_redact("mysql://u:p@ss@h/db", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "mysql://u:***@h/db");
+	assert_int_equal(lks_url_redact("postgresql://h/db?user=u&password=S3cretPW&x=1", out, sizeof out), LKS_OK);
+	assert_null(strstr(out, "S3cretPW"));
+	assert_int_equal(lks_url_redact("postgresql://u@h/db", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "postgresql://u@h/db");
+	assert_int_equal(lks_url_redact(NULL, out, sizeof out), LKS_EINVAL);
+	assert_int_equal(lks_url_redact("postgresql://u:pw@h/db", out, 5), LKS_EINVAL);
+	/* the libpq messages seen in the wild quote the token or the whole URL */
+	strcpy(msg, "malformed URL: invalid percent-encoded token: \"S3cretPW%zz\"");
+	lks_redact(msg, "postgresql://u:S3cretPW%zz@h/db");
+	assert_null(strstr(msg, "S3cretPW"));
+	strcpy(msg, "missing \"]\" in \"postgresql://u:S3cretPW@[::1/db\"");
+	lks_redact(msg, "postgresql://u:S3cretPW@[::1/db");
+	assert_null(strstr(msg, "S3cretPW"));
+}
+
 static void retry_loop(void **state)
 {
 	lks_retry_options o = LKS_RETRY_OPTIONS_INIT;
@@ -320,6 +344,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(identifiers),   cmocka_unit_test(urls),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
+		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
 		cmocka_unit_test(sql_builder),   cmocka_unit_test(statement_text),
 		cmocka_unit_test(rows_and_ints),

@@ -10,8 +10,11 @@ static int check_urls(const workload *w)
 	for (int i = 0; i < w->nurls; i++) {
 		lks_conn *c = NULL;
 		int rc = lks_conn_open(&c, w->urls[i]);
-		if (rc)
-			fprintf(stderr, "inventory: cannot use %s: %s\n", w->urls[i], lks_conn_errmsg(c));
+		if (rc) {
+			char shown[1024];
+			lks_url_redact(w->urls[i], shown, sizeof shown);
+			fprintf(stderr, "inventory: cannot use %s: %s\n", shown, lks_conn_errmsg(c));
+		}
 		lks_conn_close(c);
 		if (rc)
 			return INV_EXIT_USAGE;

@@ -172,7 +172,9 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 	r->workers = w->workers;
 	r->products = w->products;
 	if ((rc = lks_conn_open(&admin, url))) {
-		fprintf(stderr, "inventory: %s: %s\n", url, lks_conn_errmsg(admin));
+		char shown[1024];
+		lks_url_redact(url, shown, sizeof shown);
+		fprintf(stderr, "inventory: %s: %s\n", shown, lks_conn_errmsg(admin));
 		lks_conn_close(admin);
 		return INV_EXIT_USAGE;
 	}
