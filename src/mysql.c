@@ -413,6 +413,50 @@ static int my_cas_read(lks_conn *c, const char *table, const char *key,
 	return my_query(c, q.buf, &keyv, 1, out);
 }
 
+/* An existing table must be one lockstock can trust: the columns it uses
+ * with their types; a name that compares byte for byte (a case-insensitive
+ * or PAD SPACE collation would make "Lease", "lease" and "lease " one
+ * lease); DATETIME, not TIMESTAMP (session time zone, DST). */
+static int my_lease_check_schema(lks_conn *c, const char *table)
+{
+	static const char *const want[][2] = {
+		{"name", "varbinary"}, {"holder", "char"}, {"fence", "bigint"},
+		{"acquired_at", "datetime"}, {"expires_at", "datetime"},
+	};
+	const char *dot = strchr(table, '.');
+	char schema[LKS_IDENT_MAX + 1] = "";
+	lks_value p[2] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema)};
+	lks_rows r;
+	int rc;
+	if (dot)
+		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
+	rc = my_query(c,
+	              dot ? "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
+	                    " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ?"
+	                  : "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
+	                    " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = DATABASE()",
+	              p, dot ? 2 : 1, &r);
+	if (rc)
+		return rc;
+	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
+		int found = -1;
+		for (int i = 0; i < r.nrows; i++)
+			if (!strcmp(lks_rows_get(&r, i, 0), want[w][0]))
+				found = i;
+		if (found < 0)
+			rc = lks_set_error(c, LKS_EINVAL, "lease table %s exists without column %s", table,
+			                   want[w][0]);
+		else if (strcmp(lks_rows_get(&r, found, 1), want[w][1]) &&
+		         !(w == 1 && !strcmp(lks_rows_get(&r, found, 1), "varchar")))
+			rc = lks_set_error(c, LKS_EINVAL,
+			                   "lease table %s: column %s is %s, expected %s%s", table,
+			                   want[w][0], lks_rows_get(&r, found, 1), want[w][1],
+			                   w == 0 ? " (names must compare byte for byte)" : "");
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
 static int my_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
@@ -429,7 +473,8 @@ static int my_lease_install(lks_conn *c, const char *t)
 	            " CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)"
 	            ") ENGINE=InnoDB",
 	            t, LKS_LEASE_NAME_MAX);
-	return my_exec(c, q.buf);
+	int rc = my_exec(c, q.buf);
+	return rc ? rc : my_lease_check_schema(c, c->lease_table);
 }
 
 /* GET_LOCK name of a baton: at most 64 characters. */

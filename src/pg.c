@@ -345,6 +345,45 @@ static int pg_cas_read(lks_conn *c, const char *table, const char *key,
 	return pg_query(c, q.buf, &keyv, 1, out);
 }
 
+/* An existing table must be one lockstock can trust: the columns it uses
+ * with their types, and a name column that compares exactly (a
+ * nondeterministic collation would make "Lease" and "lease" one lease). */
+static int pg_lease_check_schema(lks_conn *c, const char *t)
+{
+	static const char *const want[][2] = {
+		{"name", "text"}, {"holder", "text"}, {"fence", "bigint"},
+		{"acquired_at", "timestamp with time zone"}, {"expires_at", "timestamp with time zone"},
+	};
+	lks_value p = LKS_TEXT(t);
+	lks_rows r;
+	int rc = pg_query(c,
+	                  "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
+	                  " coalesce(co.collisdeterministic, true)::int"
+	                  " FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation"
+	                  " WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+	                  &p, 1, &r);
+	if (rc)
+		return rc;
+	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
+		int found = -1;
+		for (int i = 0; i < r.nrows; i++)
+			if (!strcmp(lks_rows_get(&r, i, 0), want[w][0]))
+				found = i;
+		if (found < 0)
+			rc = lks_set_error(c, LKS_EINVAL, "lease table %s exists without column %s", t,
+			                   want[w][0]);
+		else if (strcmp(lks_rows_get(&r, found, 1), want[w][1]))
+			rc = lks_set_error(c, LKS_EINVAL, "lease table %s: column %s is %s, expected %s", t,
+			                   want[w][0], lks_rows_get(&r, found, 1), want[w][1]);
+		else if (!strcmp(want[w][0], "name") && strcmp(lks_rows_get(&r, found, 2), "1"))
+			rc = lks_set_error(c, LKS_EINVAL,
+			                   "lease table %s: column name has a nondeterministic collation;"
+			                   " names must compare byte for byte", t);
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
 static int pg_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
@@ -356,7 +395,8 @@ static int pg_lease_install(lks_conn *c, const char *t)
 	            " acquired_at timestamptz,"
 	            " expires_at timestamptz NOT NULL)",
 	            t, LKS_LEASE_NAME_MAX);
-	return pg_exec(c, q.buf);
+	int rc = pg_exec(c, q.buf);
+	return rc ? rc : pg_lease_check_schema(c, t);
 }
 
 /* Whether this session holds the baton (pg_locks shows a bigint key as

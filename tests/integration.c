@@ -41,6 +41,7 @@ int main(int argc, char **argv)
 		T(cas_guard_column_case),
 		T(cas_strict_even_without_strict_sql_mode),
 		T(pg_readopt_same_connection),
+		T(lease_install_checks_existing_table),
 		T(autorenew_keeps_lease_alive),
 		T(autorenew_reports_takeover),
 		T(bad_input_changes_nothing),

@@ -37,6 +37,7 @@ void mysql_url_with_port_uses_tcp(void **state);
 void cas_guard_column_case(void **state);
 void cas_strict_even_without_strict_sql_mode(void **state);
 void pg_readopt_same_connection(void **state);
+void lease_install_checks_existing_table(void **state);
 void autorenew_keeps_lease_alive(void **state);
 void autorenew_reports_takeover(void **state);
 void autorenew_reports_server_gone(void **state);

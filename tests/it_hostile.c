@@ -265,3 +265,33 @@ void pg_readopt_same_connection(void **state)
 	skip();
 #endif
 }
+
+/* 9. lks_lease_install refuses an existing table it cannot trust, and says
+ * what differs: here a case-insensitive name (MySQL: "Lease", "lease" and
+ * "lease " would be one lease) or a varchar name (PostgreSQL). */
+void lease_install_checks_existing_table(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = NULL;
+	if (T_BACKEND == LKS_BACKEND_MYSQL)
+		t_exec(f->c, "CREATE TABLE odd_lease (name VARCHAR(255) COLLATE utf8mb4_general_ci PRIMARY KEY,"
+		             " holder CHAR(32), fence BIGINT NOT NULL, acquired_at DATETIME(6),"
+		             " expires_at DATETIME(6) NOT NULL)");
+	else
+		t_exec(f->c, "CREATE TABLE odd_lease (name varchar(255) PRIMARY KEY, holder text,"
+		             " fence bigint NOT NULL, acquired_at timestamptz, expires_at timestamptz NOT NULL)");
+	t_exec(f->c, "CREATE TABLE no_fence (name text, holder text, expires_at int)");
+	assert_int_equal(lks_lease_set_table(f->c, "odd_lease"), LKS_OK);
+	assert_int_equal(lks_lease_install(f->c), LKS_EINVAL);
+	print_message("    %s\n", lks_conn_errmsg(f->c));
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "column name"));
+	assert_int_equal(lks_lease_set_table(f->c, "no_fence"), LKS_OK);
+	assert_int_equal(lks_lease_install(f->c), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "fence"));
+	/* the default table, created by install, passes its own check */
+	assert_int_equal(lks_lease_set_table(f->c, LKS_LEASE_TABLE_DEFAULT), LKS_OK);
+	assert_int_equal(lks_lease_install(f->c), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+}
