@@ -1,5 +1,6 @@
 /* Optimistic concurrency: validated, quoted version-column CAS and reads. */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include "internal.h"
@@ -94,6 +95,54 @@ static int quote_columns(lks_conn *c, const lks_row_ref *row,
 	return rc;
 }
 
+/* Does this probe fail with a numeric overflow? */
+static bool probe_overflows(lks_conn *c, const char *sql, lks_value key)
+{
+	lks_rows r;
+	int rc = c->ops->query(c, sql, &key, 1, &r);
+	lks_rows_clear(&r);
+	return rc == LKS_EOVERFLOW;
+}
+
+/*
+ * The server said "out of range" (SQLSTATE 22003, MySQL 1264/1690): say what
+ * overflowed. Only version + 1 is LKS_EOVERFLOW; a key or a SET value out of
+ * its column's range is bad input (LKS_EINVAL). MySQL names the column in its
+ * message; PostgreSQL does not, so two read-only probes tell (the key
+ * alone, then version + 1). Nothing was written: the statement failed.
+ */
+static int classify_overflow(lks_conn *c, const lks_row_ref *row, const quoted_ref *q,
+                             int64_t expected)
+{
+	char server[LKS_ERRMSG_MAX], sql[4 * QMAX + 64];
+	const char *ph = c->ops->id == LKS_BACKEND_MYSQL ? "?" : "$1";
+	bool version;
+	memcpy(server, c->errmsg, sizeof server); /* vsnprintf must not overlap */
+	if (c->ops->id != LKS_BACKEND_MYSQL && c->ops->in_transaction(c))
+		/* the caller's transaction is aborted now: no probe can run */
+		return lks_set_error(c, LKS_EOVERFLOW,
+		                     "out of range: the version, the key or a value (not probed"
+		                     " inside the caller's failed transaction): %s", server);
+	if (c->ops->id == LKS_BACKEND_MYSQL) {
+		char quoted[QMAX + 8];
+		snprintf(quoted, sizeof quoted, "'%s'", row->version_column);
+		version = strcasestr(server, quoted) != NULL ||
+		          (strcasestr(server, q->version) && strstr(server, " + 1"));
+	} else {
+		snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE %s = %s", q->table, q->key, ph);
+		if (probe_overflows(c, sql, row->key))
+			return lks_set_error(c, LKS_EINVAL, "key value is out of range for column %s: %s",
+			                     row->key_column, server);
+		snprintf(sql, sizeof sql, "SELECT %s + 1 FROM %s WHERE %s = %s", q->version, q->table,
+		         q->key, ph);
+		version = probe_overflows(c, sql, row->key);
+	}
+	if (version)
+		return lks_set_error(c, LKS_EOVERFLOW, "version column %s cannot go past %lld: %s",
+		                     row->version_column, (long long)expected, server);
+	return lks_set_error(c, LKS_EINVAL, "a value is out of range for its column: %s", server);
+}
+
 int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
                    const char *const *columns, const lks_value *values,
                    size_t ncolumns, int64_t *version)
@@ -121,12 +170,8 @@ int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
 	rc = c->ops->cas_update(c, q.table, q.key, q.version, row->key, expected,
 	                        (const char *const *)cols, values, ncolumns, &v);
 	free(cols);
-	if (rc == LKS_EOVERFLOW) {
-		char server[LKS_ERRMSG_MAX];
-		memcpy(server, c->errmsg, sizeof server); /* vsnprintf must not overlap */
-		lks_set_error(c, LKS_EOVERFLOW, "version column %s cannot go past %lld: %s",
-		              row->version_column, (long long)expected, server);
-	}
+	if (rc == LKS_EOVERFLOW)
+		rc = classify_overflow(c, row, &q, expected);
 	if (version && (rc == LKS_OK || rc == LKS_CONFLICT))
 		*version = v;
 	return rc;

@@ -220,6 +220,12 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		                       key, left > 0 ? left : 0, &g);
 		now = lks_now_us();
 		st.attempts += g.statements;
+		if (rc == LKS_EOVERFLOW) {
+			char server[LKS_ERRMSG_MAX];
+			memcpy(server, c->errmsg, sizeof server);
+			lks_set_error(c, rc, "lease %s: its fence is at the maximum, no grant can"
+			              " follow (use another name): %s", name, server);
+		}
 		if (rc) {
 			if (holding || g.baton)
 				baton_give_quietly(c, key);

@@ -295,3 +295,39 @@ void lease_install_checks_existing_table(void **state)
 	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
 	lks_lease_free(l);
 }
+
+/* 6. Say what overflowed: only version + 1 is LKS_EOVERFLOW "version"; a SET
+ * value or a key out of its column's range is bad input; a fence at the
+ * maximum says so. Nothing changes in any case. */
+void overflow_is_attributed(void **state)
+{
+	fx *f = *state;
+	lks_row_ref row = {"ovf", "id", "ver", LKS_INT(1)};
+	lks_row_ref bigkey = {"ovf", "id", "ver", LKS_INT(1099511627776LL)};
+	const char *cols[] = {"qty"};
+	lks_value huge = LKS_INT(1099511627776LL), one = LKS_INT(1);
+	lks_lease *l = NULL;
+	int64_t v;
+	int rc;
+	t_exec(f->c, "CREATE TABLE ovf (id int PRIMARY KEY, ver int NOT NULL, qty int)");
+	t_exec(f->c, "INSERT INTO ovf VALUES (1, 5, 0)");
+	assert_int_equal(lks_cas_update(f->c, &row, 5, cols, &huge, 1, &v), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "out of range"));
+	assert_null(strstr(lks_conn_errmsg(f->c), "version"));
+	rc = lks_cas_update(f->c, &bigkey, 5, cols, &one, 1, &v);
+	/* PostgreSQL cannot even compare: bad input; MySQL finds no such row */
+	assert_int_equal(rc, T_BACKEND == LKS_BACKEND_POSTGRESQL ? LKS_EINVAL : LKS_NOT_FOUND);
+	t_exec(f->c, "UPDATE ovf SET ver = 2147483647");
+	assert_int_equal(lks_cas_update(f->c, &row, 2147483647, cols, &one, 1, &v), LKS_EOVERFLOW);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "version"));
+	assert_int_equal(t_int1(f->c, "SELECT qty FROM ovf"), 0);
+	/* a fence at INT64_MAX */
+	assert_int_equal(lks_lease_acquire(&l, f->c, "maxed", 1000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	l = NULL;
+	t_exec(f->c, "UPDATE lks_lease SET fence = 9223372036854775807");
+	assert_int_equal(lks_lease_acquire(&l, f->c, "maxed", 1000, 0, NULL), LKS_EOVERFLOW);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "fence"));
+	assert_null(l);
+}
