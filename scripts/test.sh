@@ -3,7 +3,8 @@
 #   unit (no server), integration-postgresql, integration-mysql, and the
 #   inventory example's tests on both databases,
 #   built with AddressSanitizer + UndefinedBehaviorSanitizer, with
-#   ThreadSanitizer, and plain under valgrind. Installs what is missing (as root), starts throwaway
+#   ThreadSanitizer, and plain under valgrind; then a bounded libFuzzer run
+#   over the parsers and input checks (clang). Installs what is missing (as root), starts throwaway
 #   PostgreSQL and MariaDB servers unless LKS_PG_URL / LKS_MYSQL_URL point at
 #   existing ones, stops them afterwards, exits non-zero if any test fails.
 # Options (environment): LKS_VALGRIND=0 skips the valgrind pass.
@@ -16,6 +17,8 @@ log "building (ASan+UBSan, TSan, and plain for valgrind)"
 build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 build "$LKS_ROOT/build-tsan" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
 build "$LKS_ROOT/build-plain" -Dbuildtype=debug
+CC=clang build "$LKS_ROOT/build-fuzz" -Dfuzz=true -Dtests=disabled -Dexamples=false \
+	-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -58,6 +61,23 @@ for b in asan tsan plain; do
 	run_suite "$b/integration-mysql" "${wrap[@]}" "$dir/tests/integration" mysql
 	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"
+done
+
+# libFuzzer over the parsers and input checks: a bounded run each, from the
+# checked-in corpus (a crash, a hang over 5 s or a leak fails it)
+for t in url ident redact; do
+	corpus=$(mktemp -d)
+	cp "$LKS_ROOT/fuzz/corpus/$t/"* "$corpus/"
+	log "fuzz $t (${LKS_FUZZ_SECONDS:-20} s)"
+	if (cd "$corpus" && "$LKS_ROOT/build-fuzz/fuzz/fuzz_$t" -max_total_time="${LKS_FUZZ_SECONDS:-20}" \
+		-max_len=4096 -timeout=5 "$corpus" >"$corpus.log" 2>&1); then
+		PASSED=$((PASSED + 1))
+		tail -1 "$corpus.log"
+	else
+		FAILED=$((FAILED + 1)) SUITES_FAILED+=("fuzz/$t")
+		tail -40 "$corpus.log"
+	fi
+	rm -rf "$corpus" "$corpus.log"
 done
 
 echo

@@ -215,44 +215,46 @@ out:
 	return rc;
 }
 
-/* Where the URL keeps its secret: the password of user:password@ (up to
- * the last '@', so an unencoded '@' in it is covered), or the value of a
- * password= parameter. Works on malformed URLs too: that is when error
- * messages quote them. */
-static const char *secret_span(const char *url, const char *from, size_t *len)
+/* Mask every occurrence of secret[0..len) in msg with "***". */
+static void mask(char *msg, const char *secret, size_t len)
 {
-	const char *scheme = strstr(url, "://"), *p;
-	if (from == url && scheme) {
-		const char *userinfo = scheme + 3, *at = strrchr(userinfo, '@'), *colon;
-		if (at && (colon = memchr(userinfo, ':', (size_t)(at - userinfo))) && at > colon + 1) {
-			*len = (size_t)(at - colon - 1);
-			return colon + 1;
-		}
+	char *from = msg, *hit;
+	size_t n = len < 3 ? len : 3;
+	/* go on after each mask: a secret of stars would match its own mask */
+	while (len >= 1 && (hit = memmem(from, strlen(from), secret, len))) {
+		memset(hit, '*', n);
+		memmove(hit + n, hit + len, strlen(hit + len) + 1);
+		from = hit + n;
 	}
-	for (p = from; (p = strstr(p, "password=")); p += 9) {
-		if (p == url || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ') {
-			*len = strcspn(p + 9, "& ");
-			if (*len)
-				return p + 9;
-		}
-	}
-	return NULL;
 }
 
-void lks_redact(char *msg, const char *url)
+/*
+ * Where the URL keeps its secret: the password of user:password@, read both
+ * up to the first '@' (as the parser does) and up to the last one (an
+ * unencoded '@' in the password), and the value of any password= parameter.
+ * Works on malformed URLs too: that is when error messages quote them. The
+ * URL is copied first: msg may be the URL itself.
+ */
+void lks_redact(char *msg, const char *url_in)
 {
-	const char *from = url, *secret;
-	size_t len;
-	if (!msg || !url)
+	char *url;
+	const char *scheme, *p;
+	if (!msg || !url_in || !(url = strdup(url_in)))
 		return;
-	while ((secret = secret_span(url, from, &len))) {
-		char *hit;
-		while (len >= 1 && (hit = memmem(msg, strlen(msg), secret, len))) {
-			memset(hit, '*', len < 3 ? len : 3);
-			memmove(hit + (len < 3 ? len : 3), hit + len, strlen(hit + len) + 1);
+	if ((scheme = strstr(url, "://"))) {
+		const char *userinfo = scheme + 3, *first = strchr(userinfo, '@'),
+		           *last = strrchr(userinfo, '@'), *colon;
+		if (last && (colon = memchr(userinfo, ':', (size_t)(last - userinfo)))) {
+			if (last > colon + 1)
+				mask(msg, colon + 1, (size_t)(last - colon - 1));
+			if (first && first > colon + 1 && first != last)
+				mask(msg, colon + 1, (size_t)(first - colon - 1));
 		}
-		from = secret + len;
 	}
+	for (p = url; (p = strstr(p, "password=")); p += 9)
+		if (p == url || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ')
+			mask(msg, p + 9, strcspn(p + 9, "& "));
+	free(url);
 }
 
 int lks_url_redact(const char *url, char *out, size_t outsz)

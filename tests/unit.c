@@ -168,6 +168,9 @@ static void url_redaction(void **state)
 	strcpy(msg, "missing \"]\" in \"postgresql://u:S3cretPW@[::1/db\"");
 	lks_redact(msg, "postgresql://u:S3cretPW@[::1/db");
 	assert_null(strstr(msg, "S3cretPW"));
+	/* a password of stars, found by fuzz_url: it used to loop forever */
+	assert_int_equal(lks_url_redact("mysql://u:*@h/db", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "mysql://u:*@h/db");
 }
 
 static void retry_loop(void **state)
