@@ -18,7 +18,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	if (lks_url_parse(url, &u, err, sizeof err) == LKS_OK) {
 		if (u.backend == LKS_BACKEND_NONE || u.port > 65535)
 			abort();
-		if (u.password && strlen(u.password) >= 4 && strlen(url) < sizeof shown &&
+		/* (a password of stars could be spelled by the mask itself) */
+		if (u.password && strlen(u.password) >= 4 && !strchr(u.password, '*') &&
+		    strlen(url) < sizeof shown &&
 		    lks_url_redact(url, shown, sizeof shown) == LKS_OK && strstr(url, u.password) &&
 		    strstr(shown, u.password))
 			abort(); /* the password, as written in the URL, survived redaction */

@@ -2,6 +2,7 @@
  * postgresql:// URLs are parsed by libpq itself (PQconninfoParse). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -215,45 +216,74 @@ out:
 	return rc;
 }
 
-/* Mask every occurrence of secret[0..len) in msg with "***". */
-static void mask(char *msg, const char *secret, size_t len)
+/* Mark every occurrence of secret[0..len) in msg (overlaps too). */
+static void mark(const char *msg, size_t n, bool *hide, const char *secret, size_t len)
 {
-	char *from = msg, *hit;
-	size_t n = len < 3 ? len : 3;
-	/* go on after each mask: a secret of stars would match its own mask */
-	while (len >= 1 && (hit = memmem(from, strlen(from), secret, len))) {
-		memset(hit, '*', n);
-		memmove(hit + n, hit + len, strlen(hit + len) + 1);
-		from = hit + n;
-	}
+	if (len == 0)
+		return;
+	for (const char *hit = msg; (hit = memmem(hit, n - (size_t)(hit - msg), secret, len)); hit++)
+		memset(hide + (hit - msg), 1, len);
 }
 
 /*
- * Where the URL keeps its secret: the password of user:password@, read both
- * up to the first '@' (as the parser does) and up to the last one (an
- * unencoded '@' in the password), and the value of any password= parameter.
- * Works on malformed URLs too: that is when error messages quote them. The
- * URL is copied first: msg may be the URL itself.
+ * Where the URL keeps its secret: the password as the parser reads it
+ * (mysql://), the text after user: up to the first '@' and up to the last
+ * one (an unencoded '@' in a password), and any password= parameter value.
+ * Works on malformed URLs too: that is when error messages quote them.
+ * Every occurrence of each is found in the original message first, then
+ * each hidden run becomes "***", so one mask cannot break up another secret.
  */
 void lks_redact(char *msg, const char *url_in)
 {
 	char *url;
 	const char *scheme, *p;
-	if (!msg || !url_in || !(url = strdup(url_in)))
+	size_t n, o = 0;
+	bool *hide;
+	lks_url u;
+	char err[8];
+	if (!msg || !url_in || !(n = strlen(msg)))
 		return;
+	url = strdup(url_in); /* msg may be the URL itself */
+	hide = calloc(n, sizeof *hide);
+	if (!url || !hide) {
+		free(url);
+		free(hide);
+		return;
+	}
+	if (lks_url_parse(url, &u, err, sizeof err) == LKS_OK) {
+		if (u.password)
+			mark(msg, n, hide, u.password, strlen(u.password));
+		lks_url_free(&u);
+	}
 	if ((scheme = strstr(url, "://"))) {
 		const char *userinfo = scheme + 3, *first = strchr(userinfo, '@'),
 		           *last = strrchr(userinfo, '@'), *colon;
 		if (last && (colon = memchr(userinfo, ':', (size_t)(last - userinfo)))) {
 			if (last > colon + 1)
-				mask(msg, colon + 1, (size_t)(last - colon - 1));
-			if (first && first > colon + 1 && first != last)
-				mask(msg, colon + 1, (size_t)(first - colon - 1));
+				mark(msg, n, hide, colon + 1, (size_t)(last - colon - 1));
+			if (first && first > colon + 1)
+				mark(msg, n, hide, colon + 1, (size_t)(first - colon - 1));
 		}
 	}
 	for (p = url; (p = strstr(p, "password=")); p += 9)
 		if (p == url || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ')
-			mask(msg, p + 9, strcspn(p + 9, "& "));
+			mark(msg, n, hide, p + 9, strcspn(p + 9, "& "));
+	/* rewrite in place: output never runs ahead of input ("***" replaces
+	 * a run only when the run is at least that long) */
+	for (size_t i = 0; i < n;) {
+		if (!hide[i]) {
+			msg[o++] = msg[i++];
+			continue;
+		}
+		size_t run = 0;
+		while (i + run < n && hide[i + run])
+			run++;
+		memset(msg + o, '*', run < 3 ? run : 3);
+		o += run < 3 ? run : 3;
+		i += run;
+	}
+	msg[o] = '\0';
+	free(hide);
 	free(url);
 }
 

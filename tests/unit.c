@@ -171,6 +171,9 @@ static void url_redaction(void **state)
 	/* a password of stars, found by fuzz_url: it used to loop forever */
 	assert_int_equal(lks_url_redact("mysql://u:*@h/db", out, sizeof out), LKS_OK);
 	assert_string_equal(out, "mysql://u:*@h/db");
+	/* found by fuzz_url: the password also spelled as the user name */
+	assert_int_equal(lks_url_redact("mysql://pw12@x.y:pw12@h/db", out, sizeof out), LKS_OK);
+	assert_null(strstr(out, "pw12"));
 }
 
 static void retry_loop(void **state)
