@@ -181,7 +181,8 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 
 	if (out)
 		*out = NULL;
-	if (opts && opts->stats)
+	/* stats are filled on every return, as far as their version has fields */
+	if (opts && opts->stats && (opts->version == 1 || opts->version == LKS_ACQUIRE_OPTIONS_VERSION))
 		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_acquire_stats, queued)
 		                                           : sizeof(lks_acquire_stats));
 	if ((rc = lks_conn_check(c)))
