@@ -31,6 +31,8 @@ typedef struct lks_grant {
 	int baton;            /* this connection holds the name's baton afterwards */
 	int released;         /* busy: the row is free (released or never granted) */
 	int statements;       /* grant statements this attempt sent */
+	int baton_unknown;    /* the poll failed (busy) after it may have taken
+	                         the baton: ask the server (baton_held) */
 } lks_grant;
 
 /*
@@ -115,6 +117,7 @@ struct lks_backend_ops {
 	/* block up to timeout_us for the baton; *got = 1 when taken */
 	int (*baton_wait)(lks_conn *c, uint64_t baton, int64_t timeout_us, int *got);
 	int (*baton_give)(lks_conn *c, uint64_t baton);
+	int (*baton_held)(lks_conn *c, uint64_t baton, int *held);
 	/* inside an open transaction: share-lock the row if it is the grant */
 	int (*lease_lock_shared)(lks_conn *c, const char *table_q,
 	                         const char *name, const char *holder,

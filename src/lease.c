@@ -217,10 +217,14 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		int got = 0;
 		sent = lks_now_us();
 		g.statements = 1;
+		g.baton_unknown = 0;
 		rc = c->ops->lease_try(c, t, name, holder, ttl_us, holding ? LKS_BATON_HELD : mode,
 		                       key, left > 0 ? left : 0, &g);
 		now = lks_now_us();
 		st.attempts += g.statements;
+		/* a session lock outlives the failed statement that took it */
+		if (rc == LKS_OK && g.baton_unknown)
+			rc = c->ops->baton_held(c, key, &g.baton);
 		if (rc == LKS_EOVERFLOW) {
 			char server[LKS_ERRMSG_MAX];
 			memcpy(server, c->errmsg, sizeof server);

@@ -545,12 +545,11 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	g->baton = mode == LKS_BATON_HELD;
 	rc = my_query(c, q.buf, p, 5, &r);
 	if (rc == LKS_ETRANSIENT) {
-		/* row locked (or deadlock): busy. GET_LOCK may have run before
-		 * the failure and user locks outlive it: ask the server. */
+		/* row locked (or deadlock): busy; GET_LOCK may have run before
+		 * the failure (lease.c asks) */
 		lks_clear_error(c);
-		if (mode != LKS_BATON_TRY)
-			return LKS_OK;
-		return my_baton_held(c, baton, &g->baton);
+		g->baton_unknown = mode == LKS_BATON_TRY;
+		return LKS_OK;
 	}
 	if (rc)
 		return rc;
@@ -756,6 +755,7 @@ const lks_backend_ops lks_mysql_ops = {
 	.baton_supported = my_baton_supported,
 	.baton_wait = my_baton_wait,
 	.baton_give = my_baton_give,
+	.baton_held = my_baton_held,
 	.lease_lock_shared = my_lease_lock_shared,
 	.lease_select = my_lease_select,
 };

@@ -527,13 +527,11 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	}
 	rc = pg_query(c, q.buf, p, 6, &r);
 	if (rc == LKS_ETRANSIENT) {
-		/* lock timeout, serialization failure or deadlock: busy. The
-		 * statement failed after b may have taken the baton, and a session
-		 * lock outlives the failed transaction: ask the server. */
+		/* lock timeout, serialization failure or deadlock: busy; b may
+		 * have taken the baton before the failure (lease.c asks) */
 		lks_clear_error(c);
-		if (mode != LKS_BATON_TRY)
-			return LKS_OK;
-		return pg_baton_held(c, baton, &g->baton);
+		g->baton_unknown = mode == LKS_BATON_TRY;
+		return LKS_OK;
 	}
 	if (rc)
 		return rc;
@@ -740,6 +738,7 @@ const lks_backend_ops lks_pg_ops = {
 	.baton_supported = pg_baton_supported,
 	.baton_wait = pg_baton_wait,
 	.baton_give = pg_baton_give,
+	.baton_held = pg_baton_held,
 	.lease_lock_shared = pg_lease_lock_shared,
 	.lease_select = pg_lease_select,
 };
