@@ -21,6 +21,8 @@ typedef struct lks_rows {
 
 void lks_rows_clear(lks_rows *r);
 const char *lks_rows_get(const lks_rows *r, int row, int col);
+/* first row whose column col equals value, or -1 */
+int lks_rows_find(const lks_rows *r, int col, const char *value);
 int lks_parse_i64(const char *s, int64_t *out);
 
 /* Outcome of one grant attempt. */

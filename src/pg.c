@@ -365,10 +365,7 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 	if (rc)
 		return rc;
 	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
-		int found = -1;
-		for (int i = 0; i < r.nrows; i++)
-			if (!strcmp(lks_rows_get(&r, i, 0), want[w][0]))
-				found = i;
+		int found = lks_rows_find(&r, 0, want[w][0]);
 		if (found < 0)
 			rc = lks_set_error(c, LKS_EINVAL, "lease table %s exists without column %s", t,
 			                   want[w][0]);

@@ -89,6 +89,14 @@ void lks_rows_clear(lks_rows *r)
 	memset(r, 0, sizeof *r);
 }
 
+int lks_rows_find(const lks_rows *r, int col, const char *value)
+{
+	for (int i = 0; i < r->nrows; i++)
+		if (lks_rows_get(r, i, col) && !strcmp(lks_rows_get(r, i, col), value))
+			return i;
+	return -1;
+}
+
 const char *lks_rows_get(const lks_rows *r, int row, int col)
 {
 	if (row < 0 || row >= r->nrows || col < 0 || col >= r->ncols)
