@@ -33,8 +33,6 @@ typedef struct lks_grant {
 	int baton;            /* this connection holds the name's baton afterwards */
 	int released;         /* busy: the row is free (released or never granted) */
 	int statements;       /* grant statements this attempt sent */
-	int baton_unknown;    /* the poll failed (busy) after it may have taken
-	                         the baton: ask the server (baton_held) */
 } lks_grant;
 
 /*
@@ -102,7 +100,8 @@ struct lks_backend_ops {
 	                const char *const *cols_q, size_t n, lks_rows *out);
 	int (*lease_install)(lks_conn *c, const char *table_q);
 	/* One grant poll. Never waits on a row lock longer than lock_wait_us;
-	 * a locked row, a serialization failure or a deadlock is "busy". */
+	 * a locked row, a serialization failure or a deadlock returns
+	 * LKS_ETRANSIENT, which the caller takes as "busy". */
 	int (*lease_try)(lks_conn *c, const char *table_q, const char *name,
 	                 const char *holder, int64_t ttl_us, lks_baton_mode mode,
 	                 uint64_t baton, int64_t lock_wait_us, lks_grant *g);

@@ -217,14 +217,22 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		int got = 0;
 		sent = lks_now_us();
 		g.statements = 1;
-		g.baton_unknown = 0;
 		rc = c->ops->lease_try(c, t, name, holder, ttl_us, holding ? LKS_BATON_HELD : mode,
 		                       key, left > 0 ? left : 0, &g);
 		now = lks_now_us();
 		st.attempts += g.statements;
-		/* a session lock outlives the failed statement that took it */
-		if (rc == LKS_OK && g.baton_unknown)
-			rc = c->ops->baton_held(c, key, &g.baton);
+		if (rc == LKS_ETRANSIENT) {
+			/* row locked, serialization failure or deadlock: busy. The
+			 * poll may have taken the baton before it failed, and a
+			 * session lock outlives the failed statement: ask. */
+			lks_clear_error(c);
+			g.granted = 0;
+			g.remaining_us = -1;
+			g.released = 0;
+			rc = room && !holding ? c->ops->baton_held(c, key, &g.baton) : LKS_OK;
+			if (holding)
+				g.baton = 1;
+		}
 		if (rc == LKS_EOVERFLOW) {
 			char server[LKS_ERRMSG_MAX];
 			memcpy(server, c->errmsg, sizeof server);

@@ -541,14 +541,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	            cond.buf, cond.buf);
 	g->baton = mode == LKS_BATON_HELD;
 	rc = my_query(c, q.buf, p, 5, &r);
-	if (rc == LKS_ETRANSIENT) {
-		/* row locked (or deadlock): busy; GET_LOCK may have run before
-		 * the failure (lease.c asks) */
-		lks_clear_error(c);
-		g->baton_unknown = mode == LKS_BATON_TRY;
-		return LKS_OK;
-	}
-	if (rc)
+	if (rc) /* LKS_ETRANSIENT: lease.c takes it as busy */
 		return rc;
 	if (r.nrows == 1) {
 		const char *h = lks_rows_get(&r, 0, 0);

@@ -523,14 +523,7 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 		g->statements++;
 	}
 	rc = pg_query(c, q.buf, p, 6, &r);
-	if (rc == LKS_ETRANSIENT) {
-		/* lock timeout, serialization failure or deadlock: busy; b may
-		 * have taken the baton before the failure (lease.c asks) */
-		lks_clear_error(c);
-		g->baton_unknown = mode == LKS_BATON_TRY;
-		return LKS_OK;
-	}
-	if (rc)
+	if (rc) /* LKS_ETRANSIENT: lease.c takes it as busy */
 		return rc;
 	for (int i = 0; i < r.nrows && !g->granted; i++) {
 		/* a granted row wins over the busy report of the same snapshot */
