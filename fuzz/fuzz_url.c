@@ -1,6 +1,6 @@
 /* libFuzzer target: the mysql:// URL parser and password redaction on any
  * bytes. Invariants: no crash, no leak; a parsed URL has a backend, a port
- * in range; a redacted URL never contains the password it had. */
+ * in range, TLS settings that agree; a redacted URL never contains the password it had. */
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -17,6 +17,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	url[size] = '\0';
 	if (lks_url_parse(url, &u, err, sizeof err) == LKS_OK) {
 		if (u.backend == LKS_BACKEND_NONE || u.port > 65535)
+			abort();
+		/* TLS settings that were accepted agree with each other */
+		if (!u.ssl_cert != !u.ssl_key || (u.ssl_mode == LKS_SSL_VERIFY_CA && !u.ssl_ca) ||
+		    (u.ssl_mode == LKS_SSL_DISABLED && (u.ssl_ca || u.ssl_cert)) ||
+		    (u.ssl_mode == LKS_SSL_UNSET && (u.ssl_ca || u.ssl_cert)) ||
+		    u.ssl_mode > LKS_SSL_VERIFY_IDENTITY)
 			abort();
 		/* (a password of stars could be spelled by the mask itself) */
 		if (u.password && strlen(u.password) >= 4 && !strchr(u.password, '*') &&

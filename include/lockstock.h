@@ -68,8 +68,19 @@ typedef struct lks_conn lks_conn;
 /*
  * Open a connection from a URL:
  *   postgresql://user:pass@host:port/db?param=value   (libpq URI syntax)
- *   mysql://user:pass@host:port/db?socket=/path&connect_timeout=S
+ *   mysql://user:pass@host:port/db?param=value
  *   mariadb://...  (same as mysql://)
+ * mysql:// parameters ('-' and '_' alike; anything else is LKS_EINVAL):
+ *   socket (or unix-socket)=/path      a port in the URL means TCP instead
+ *   connect-timeout, read-timeout, write-timeout=SECONDS (1..3600)
+ *   ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY
+ *   ssl-ca, ssl-cert, ssl-key=/path    (cert and key go together)
+ * REQUIRED and the VERIFY modes never fall back to plaintext: a server
+ * without TLS is LKS_ECONN. VERIFY_CA checks the chain against ssl-ca
+ * (required), VERIFY_IDENTITY the host name too. Without ssl-mode, ssl-ca
+ * implies VERIFY_CA, ssl-cert/ssl-key REQUIRED, and no ssl-* parameter
+ * leaves the client library's default. Auto-renew connects with the same URL,
+ * so with the same transport.
  * On failure *out is still set to a handle whose error can be read (or NULL
  * when out of memory); close it with lks_conn_close either way.
  */

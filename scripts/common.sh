@@ -11,7 +11,7 @@ set -euo pipefail
 LKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LKS_PACKAGES=(gcc pkg-config meson ninja-build libcmocka-dev libpq-dev
               default-libmysqlclient-dev postgresql mariadb-server valgrind
-              python3 clang libclang-rt-14-dev)
+              python3 clang libclang-rt-14-dev openssl)
 
 log() { printf '[lockstock] %s\n' "$*" >&2; }
 die() { printf '[lockstock] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -61,10 +61,10 @@ stop_servers() {
 		"$LKS_TMP/pgctl" stop >/dev/null 2>&1
 		log "PostgreSQL stopped"
 	fi
-	if [ -n "$LKS_MY_STARTED" ]; then
-		"$LKS_TMP/myctl" stop >/dev/null 2>&1
-		log "MariaDB stopped"
-	fi
+	for ctl in $LKS_MY_STARTED; do
+		"$ctl" stop >/dev/null 2>&1
+		log "MariaDB stopped ($(basename "$ctl"))"
+	done
 	[ -n "$LKS_TMP" ] && rm -rf "$LKS_TMP"
 }
 
@@ -119,20 +119,24 @@ CTL
 	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir), $(durability_label)"
 }
 
-start_mariadb() {
-	local port dir pw=lkspw
+# mariadb_server NAME [mariadbd options...]: initialise and start one
+# MariaDB in $LKS_TMP/NAME with a user lks; sets MY_PORT, MY_DIR, MY_CTL.
+mariadb_server() {
+	local name=$1 port dir extra
+	shift
 	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || die "mariadbd not found (package mariadb-server)"
 	make_tmp
-	dir="$LKS_TMP/my"
+	dir="$LKS_TMP/$name"
 	mkdir -p "$dir"
 	chown mysql: "$dir"
 	port=$(free_port)
+	extra="$*"
 	mariadb-install-db --no-defaults --datadir="$dir/data" --user=mysql \
-		--auth-root-authentication-method=socket --skip-test-db >"$LKS_TMP/my-install.log" 2>&1 ||
-		{ cat "$LKS_TMP/my-install.log" >&2; die "mariadb-install-db failed"; }
-	cat > "$LKS_TMP/myctl" <<CTL
+		--auth-root-authentication-method=socket --skip-test-db >"$LKS_TMP/$name-install.log" 2>&1 ||
+		{ cat "$LKS_TMP/$name-install.log" >&2; die "mariadb-install-db failed"; }
+	cat > "$LKS_TMP/${name}ctl" <<CTL
 #!/bin/sh
-# usage: myctl start|stop|restart   (stop is SIGKILL: a crash, not a shutdown)
+# usage: ${name}ctl start|stop|restart   (stop is SIGKILL: a crash, not a shutdown)
 stop() {
 	[ -f "$dir/pid" ] && kill -9 "\$(cat "$dir/pid")" 2>/dev/null
 	for i in \$(seq 1 100); do
@@ -147,7 +151,7 @@ start() {
 		--socket="$dir/sock" --port=$port --bind-address=127.0.0.1 --pid-file="$dir/pid" \
 		--log-error="$dir/log" --skip-log-bin --innodb-buffer-pool-size=256M \
 		--innodb-flush-log-at-trx-commit=$(my_durability) --max-connections=300 --skip-name-resolve \
-		--innodb-lock-wait-timeout=50 >/dev/null 2>&1 &
+		--innodb-lock-wait-timeout=50 $extra >/dev/null 2>&1 &
 	for i in \$(seq 1 300); do
 		mariadb-admin --no-defaults --socket="$dir/sock" -uroot ping >/dev/null 2>&1 && return 0
 		sleep 0.1
@@ -160,22 +164,72 @@ start) start ;;
 restart) stop; start ;;
 esac
 CTL
-	chmod 755 "$LKS_TMP/myctl"
-	"$LKS_TMP/myctl" start || die "MariaDB did not start"
-	LKS_MY_STARTED=1
+	chmod 755 "$LKS_TMP/${name}ctl"
+	"$LKS_TMP/${name}ctl" start || die "MariaDB ($name) did not start"
+	MY_PORT=$port MY_DIR=$dir MY_CTL="$LKS_TMP/${name}ctl"
+	LKS_MY_STARTED="$LKS_MY_STARTED $MY_CTL"
 	mariadb --no-defaults --socket="$dir/sock" -uroot -e "
-		CREATE USER 'lks'@'%' IDENTIFIED BY '$pw';
+		CREATE USER 'lks'@'%' IDENTIFIED BY 'lkspw';
 		GRANT ALL PRIVILEGES ON *.* TO 'lks'@'%';
 		CREATE DATABASE lockstock;" || die "cannot create the lks user"
-	export LKS_MYSQL_URL="mysql://lks:$pw@127.0.0.1:$port/lockstock"
-	export LKS_MYSQL_CTL="$LKS_TMP/myctl"
-	log "MariaDB $(/usr/sbin/mariadbd --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir), $(durability_label)"
+}
+
+start_mariadb() {
+	mariadb_server my
+	export LKS_MYSQL_URL="mysql://lks:lkspw@127.0.0.1:$MY_PORT/lockstock"
+	export LKS_MYSQL_CTL="$MY_CTL"
+	log "MariaDB $(/usr/sbin/mariadbd --version | awk '{print $3}') on 127.0.0.1:$MY_PORT (data in $MY_DIR), $(durability_label)"
+}
+
+# tls_certs DIR: a CA, a server and a client certificate for the name
+# localhost only (so 127.0.0.1 passes VERIFY_CA but fails VERIFY_IDENTITY),
+# and a second CA that signed neither
+tls_certs() {
+	local d=$1
+	mkdir -p "$d"
+	(
+		cd "$d"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=lockstock-test-ca \
+			-keyout ca-key.pem -out ca.pem
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=lockstock-wrong-ca \
+			-keyout wrong-ca-key.pem -out wrong-ca.pem
+		for who in server client; do
+			openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who-key.pem" -out "$who.csr"
+			printf 'subjectAltName=DNS:localhost\n' > "$who.ext"
+			openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+				-days 2 -extfile "$who.ext" -out "$who.pem"
+		done
+		chmod 644 ./*.pem # the server runs as mysql; these are throwaway keys
+	) >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; die "openssl could not make test certificates"; }
+}
+
+# A second MariaDB that only accepts TLS (require_secure_transport), for the
+# TLS tests; user lks_x509 must present a client certificate.
+start_mariadb_tls() {
+	make_tmp
+	tls_certs "$LKS_TMP/tls"
+	local t="$LKS_TMP/tls"
+	mariadb_server mytls --ssl-ca="$t/ca.pem" --ssl-cert="$t/server.pem" --ssl-key="$t/server-key.pem" \
+		--require-secure-transport=ON
+	mariadb --no-defaults --socket="$MY_DIR/sock" -uroot -e "
+		CREATE USER 'lks_x509'@'%' IDENTIFIED BY 'lkspw' REQUIRE X509;
+		GRANT ALL PRIVILEGES ON lockstock.* TO 'lks_x509'@'%';" || die "cannot create the lks_x509 user"
+	export LKS_MYSQL_TLS_URL="mysql://lks:lkspw@127.0.0.1:$MY_PORT/lockstock"
+	export LKS_TLS_DIR="$t"
+	log "MariaDB with TLS only on 127.0.0.1:$MY_PORT (certificates in $t)"
 }
 
 # Start whatever the caller did not point at: LKS_PG_URL / LKS_MYSQL_URL.
 start_servers() {
 	if [ -z "${LKS_PG_URL:-}" ]; then start_postgres; else log "using PostgreSQL at LKS_PG_URL"; fi
 	if [ -z "${LKS_MYSQL_URL:-}" ]; then start_mariadb; else log "using MySQL at LKS_MYSQL_URL"; fi
+}
+
+# The test suite also needs a TLS-only MariaDB (LKS_MYSQL_TLS_URL with the
+# certificates in LKS_TLS_DIR), started here unless both are given.
+start_tls_server() {
+	if [ -z "${LKS_MYSQL_TLS_URL:-}" ] || [ -z "${LKS_TLS_DIR:-}" ]; then start_mariadb_tls
+	else log "using the TLS MySQL at LKS_MYSQL_TLS_URL"; fi
 }
 
 # build DIR [meson options...]

@@ -6,12 +6,14 @@
 #   ThreadSanitizer, and plain under valgrind; then a bounded libFuzzer run
 #   over the parsers and input checks (clang). Installs what is missing (as root), starts throwaway
 #   PostgreSQL and MariaDB servers unless LKS_PG_URL / LKS_MYSQL_URL point at
-#   existing ones, stops them afterwards, exits non-zero if any test fails.
+#   existing ones (and a TLS-only MariaDB unless LKS_MYSQL_TLS_URL and
+#   LKS_TLS_DIR do), stops them afterwards, exits non-zero if any test fails.
 # Options (environment): LKS_VALGRIND=0 skips the valgrind pass.
 source "$(dirname "$0")/common.sh"
 
 ensure_packages
 start_servers
+start_tls_server
 
 log "building (ASan+UBSan, TSan, and plain for valgrind)"
 build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
@@ -59,6 +61,7 @@ for b in asan tsan plain; do
 	run_suite "$b/unit" "${wrap[@]}" "$dir/tests/unit"
 	run_suite "$b/integration-postgresql" "${wrap[@]}" "$dir/tests/integration" postgresql
 	run_suite "$b/integration-mysql" "${wrap[@]}" "$dir/tests/integration" mysql
+	run_suite "$b/tls-mysql" "${wrap[@]}" "$dir/tests/tls"
 	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"
 done

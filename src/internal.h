@@ -158,12 +158,23 @@ int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
                        uint64_t *rng);
 
 /* URL parsing (shared by tests) */
+typedef enum lks_ssl_mode {
+	LKS_SSL_UNSET = 0, /* the client library's default */
+	LKS_SSL_DISABLED,
+	LKS_SSL_PREFERRED,
+	LKS_SSL_REQUIRED,
+	LKS_SSL_VERIFY_CA,
+	LKS_SSL_VERIFY_IDENTITY,
+} lks_ssl_mode;
 typedef struct lks_url {
 	lks_backend backend;
 	char *user, *password, *host, *socket, *database;
 	unsigned int port;
-	unsigned int connect_timeout;
+	unsigned int connect_timeout, read_timeout, write_timeout; /* seconds, 0 = default */
+	lks_ssl_mode ssl_mode;
+	char *ssl_ca, *ssl_cert, *ssl_key; /* file paths */
 } lks_url;
+const char *lks_ssl_mode_name(lks_ssl_mode m);
 int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);
 void lks_url_free(lks_url *u);
 lks_backend lks_url_backend(const char *url);

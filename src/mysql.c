@@ -84,13 +84,62 @@ static void my_detect_server(lks_conn *c)
 	}
 }
 
+/* TLS settings from the URL. MariaDB Connector/C has no ssl-mode: it
+ * checks the chain whenever a CA file is set, the host name only with
+ * VERIFY_SERVER_CERT, and its SSL_ENFORCE still connects in plaintext to a
+ * server without TLS (3.3), so my_check_tls refuses that afterwards. */
+static void my_set_tls(MYSQL *my, const lks_url *u)
+{
+	if (u->ssl_mode == LKS_SSL_UNSET)
+		return;
+#ifdef MARIADB_PACKAGE_VERSION_ID
+	my_bool use = u->ssl_mode != LKS_SSL_DISABLED;
+	my_bool verify_host = u->ssl_mode == LKS_SSL_VERIFY_IDENTITY;
+	if (use)
+		mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &use);
+	mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify_host);
+#else
+	static const unsigned int modes[] = {
+		[LKS_SSL_DISABLED] = SSL_MODE_DISABLED, [LKS_SSL_PREFERRED] = SSL_MODE_PREFERRED,
+		[LKS_SSL_REQUIRED] = SSL_MODE_REQUIRED, [LKS_SSL_VERIFY_CA] = SSL_MODE_VERIFY_CA,
+		[LKS_SSL_VERIFY_IDENTITY] = SSL_MODE_VERIFY_IDENTITY,
+	};
+	mysql_options(my, MYSQL_OPT_SSL_MODE, &modes[u->ssl_mode]);
+#endif
+	if (u->ssl_ca)
+		mysql_options(my, MYSQL_OPT_SSL_CA, u->ssl_ca);
+	if (u->ssl_cert)
+		mysql_options(my, MYSQL_OPT_SSL_CERT, u->ssl_cert);
+	if (u->ssl_key)
+		mysql_options(my, MYSQL_OPT_SSL_KEY, u->ssl_key);
+}
+
+/* A mode that requires TLS never settles for a plaintext session. */
+static int my_check_tls(lks_conn *c, const lks_url *u)
+{
+	if (u->ssl_mode < LKS_SSL_REQUIRED || mysql_get_ssl_cipher(MY(c)))
+		return LKS_OK;
+	return lks_set_error(c, LKS_ECONN,
+	                     "ssl-mode=%s: the server did not start TLS (it may not support it); "
+	                     "refusing a plaintext connection", lks_ssl_mode_name(u->ssl_mode));
+}
+
+static void my_set_timeouts(MYSQL *my, const lks_url *u)
+{
+	unsigned int connect = u->connect_timeout ? u->connect_timeout : 10;
+	mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect);
+	if (u->read_timeout)
+		mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &u->read_timeout);
+	if (u->write_timeout)
+		mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &u->write_timeout);
+}
+
 int lks_mysql_open(lks_conn *c, const char *url)
 {
 	lks_url u;
 	char err[256];
 	int rc;
 	my_bool off = 0;
-	unsigned int timeout;
 	if ((rc = lks_url_parse(url, &u, err, sizeof err)))
 		return lks_set_error(c, rc, "malformed URL: %s", rc == LKS_EINVAL ? err : "out of memory");
 	if (lks_library_init()) {
@@ -104,8 +153,8 @@ int lks_mysql_open(lks_conn *c, const char *url)
 		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
 		goto out;
 	}
-	timeout = u.connect_timeout ? u.connect_timeout : 10;
-	mysql_options(MY(c), MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	my_set_timeouts(MY(c), &u);
+	my_set_tls(MY(c), &u);
 	/* never reconnect silently: it would lose the open transaction */
 	mysql_options(MY(c), MYSQL_OPT_RECONNECT, &off);
 	/* strict: a version or fence at its maximum must fail, not clamp */
@@ -123,6 +172,11 @@ int lks_mysql_open(lks_conn *c, const char *url)
 	                        u.database, u.port, u.socket, CLIENT_FOUND_ROWS)) {
 		rc = lks_set_db_error(c, LKS_ECONN, mysql_sqlstate(MY(c)), mysql_errno(MY(c)),
 		                      mysql_error(MY(c)));
+		mysql_close(MY(c));
+		c->native = NULL;
+		goto out;
+	}
+	if ((rc = my_check_tls(c, &u))) {
 		mysql_close(MY(c));
 		c->native = NULL;
 		goto out;

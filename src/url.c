@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "internal.h"
 
 #define LKS_URL_MAX 4096
@@ -90,7 +91,107 @@ void lks_url_free(lks_url *u)
 	free(u->host);
 	free(u->socket);
 	free(u->database);
+	free(u->ssl_ca);
+	free(u->ssl_cert);
+	free(u->ssl_key);
 	memset(u, 0, sizeof *u);
+}
+
+/* A parameter key matches name with '-' and '_' taken as the same, so
+ * ssl-mode and ssl_mode, connect-timeout and connect_timeout all work. */
+static bool key_is(const char *k, size_t klen, const char *name)
+{
+	if (strlen(name) != klen)
+		return false;
+	for (size_t i = 0; i < klen; i++) {
+		char a = k[i] == '-' ? '_' : k[i];
+		if (a != name[i])
+			return false;
+	}
+	return true;
+}
+
+static const char *const ssl_mode_names[] = {
+	[LKS_SSL_DISABLED] = "DISABLED", [LKS_SSL_PREFERRED] = "PREFERRED",
+	[LKS_SSL_REQUIRED] = "REQUIRED", [LKS_SSL_VERIFY_CA] = "VERIFY_CA",
+	[LKS_SSL_VERIFY_IDENTITY] = "VERIFY_IDENTITY",
+};
+
+const char *lks_ssl_mode_name(lks_ssl_mode m)
+{
+	return m > LKS_SSL_UNSET && m <= LKS_SSL_VERIFY_IDENTITY ? ssl_mode_names[m] : "unset";
+}
+
+static int parse_ssl_mode(const char *v, lks_ssl_mode *out)
+{
+	for (int m = LKS_SSL_DISABLED; m <= LKS_SSL_VERIFY_IDENTITY; m++)
+		if (!strcasecmp(v, ssl_mode_names[m])) {
+			*out = (lks_ssl_mode)m;
+			return 0;
+		}
+	return -1;
+}
+
+static int set_path(char **slot, char *val, const char *key, char *err, size_t errsz)
+{
+	if (!*val) {
+		free(val);
+		return fail(err, errsz, "%s is empty", key);
+	}
+	free(*slot);
+	*slot = val;
+	return LKS_OK;
+}
+
+static int set_seconds(unsigned int *slot, char *val, const char *key, char *err, size_t errsz)
+{
+	int rc = parse_uint(val, strlen(val), 3600, slot);
+	free(val);
+	return rc ? fail(err, errsz, "%s must be 1..3600 seconds", key) : LKS_OK;
+}
+
+static int parse_param(const char *k, size_t klen, char *val, lks_url *u, char *err, size_t errsz)
+{
+	if (key_is(k, klen, "socket") || key_is(k, klen, "unix_socket"))
+		return set_path(&u->socket, val, "socket", err, errsz);
+	if (key_is(k, klen, "connect_timeout"))
+		return set_seconds(&u->connect_timeout, val, "connect-timeout", err, errsz);
+	if (key_is(k, klen, "read_timeout"))
+		return set_seconds(&u->read_timeout, val, "read-timeout", err, errsz);
+	if (key_is(k, klen, "write_timeout"))
+		return set_seconds(&u->write_timeout, val, "write-timeout", err, errsz);
+	if (key_is(k, klen, "ssl_ca"))
+		return set_path(&u->ssl_ca, val, "ssl-ca", err, errsz);
+	if (key_is(k, klen, "ssl_cert"))
+		return set_path(&u->ssl_cert, val, "ssl-cert", err, errsz);
+	if (key_is(k, klen, "ssl_key"))
+		return set_path(&u->ssl_key, val, "ssl-key", err, errsz);
+	if (key_is(k, klen, "ssl_mode")) {
+		int rc = parse_ssl_mode(val, &u->ssl_mode);
+		free(val);
+		return rc ? fail(err, errsz, "ssl-mode must be DISABLED, PREFERRED, REQUIRED, "
+		                             "VERIFY_CA or VERIFY_IDENTITY")
+		          : LKS_OK;
+	}
+	free(val);
+	return fail(err, errsz, "unknown URL parameter: %.*s", (int)klen, k);
+}
+
+/* The TLS parameters must agree with each other; the mode they imply when
+ * ssl-mode is absent is the one MySQL's own client would pick. */
+static int check_tls(lks_url *u, char *err, size_t errsz)
+{
+	bool files = u->ssl_ca || u->ssl_cert || u->ssl_key;
+	if (!u->ssl_cert != !u->ssl_key)
+		return fail(err, errsz, "ssl-cert and ssl-key go together");
+	if (u->ssl_mode == LKS_SSL_UNSET && files)
+		u->ssl_mode = u->ssl_ca ? LKS_SSL_VERIFY_CA : LKS_SSL_REQUIRED;
+	if (u->ssl_mode == LKS_SSL_DISABLED && files)
+		return fail(err, errsz, "ssl-ca, ssl-cert and ssl-key need an ssl-mode other than DISABLED");
+	/* without a CA file the client library checks no chain at all */
+	if (u->ssl_mode == LKS_SSL_VERIFY_CA && !u->ssl_ca)
+		return fail(err, errsz, "ssl-mode=VERIFY_CA needs ssl-ca (the CA certificate file)");
+	return LKS_OK;
 }
 
 static int parse_params(const char *q, lks_url *u, char *err, size_t errsz)
@@ -98,7 +199,7 @@ static int parse_params(const char *q, lks_url *u, char *err, size_t errsz)
 	while (*q) {
 		const char *amp = strchr(q, '&'), *eq;
 		size_t len = amp ? (size_t)(amp - q) : strlen(q);
-		int bad = 0;
+		int bad = 0, rc;
 		char *val;
 		eq = memchr(q, '=', len);
 		if (!eq)
@@ -107,23 +208,11 @@ static int parse_params(const char *q, lks_url *u, char *err, size_t errsz)
 		if (!val)
 			return bad ? fail(err, errsz, "bad percent escape in URL parameter")
 			           : LKS_ENOMEM;
-		size_t klen = (size_t)(eq - q);
-		if ((klen == 6 && !strncmp(q, "socket", 6)) ||
-		    (klen == 11 && !strncmp(q, "unix_socket", 11))) {
-			free(u->socket);
-			u->socket = val;
-		} else if (klen == 15 && !strncmp(q, "connect_timeout", 15)) {
-			int rc = parse_uint(val, strlen(val), 3600, &u->connect_timeout);
-			free(val);
-			if (rc)
-				return fail(err, errsz, "connect_timeout must be 1..3600 seconds");
-		} else {
-			free(val);
-			return fail(err, errsz, "unknown URL parameter: %.*s", (int)klen, q);
-		}
+		if ((rc = parse_param(q, (size_t)(eq - q), val, u, err, errsz)))
+			return rc;
 		q += len + (amp ? 1 : 0);
 	}
-	return LKS_OK;
+	return check_tls(u, err, errsz);
 }
 
 int lks_url_parse(const char *url, lks_url *u, char *err, size_t errsz)

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include "internal.h"
 #include "retry.h"
@@ -79,6 +80,59 @@ static void urls(void **state)
 	assert_int_equal(lks_url_backend("postgresql://x"), LKS_BACKEND_POSTGRESQL);
 	assert_int_equal(lks_url_backend("mariadb://x"), LKS_BACKEND_MYSQL);
 	assert_int_equal(lks_url_backend("sqlite://x"), LKS_BACKEND_NONE);
+}
+
+/* #7 item 15: TLS and timeout parameters, both spellings, checked together */
+static void url_tls_params(void **state)
+{
+	lks_url u;
+	char err[256];
+	(void)state;
+	assert_int_equal(lks_url_parse("mysql://h/d?ssl-mode=verify_identity&ssl-ca=%2Fca.pem"
+	                               "&ssl_cert=c.pem&ssl-key=k.pem&read-timeout=7&write_timeout=9"
+	                               "&connect-timeout=3",
+	                               &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.ssl_mode, LKS_SSL_VERIFY_IDENTITY);
+	assert_string_equal(u.ssl_ca, "/ca.pem");
+	assert_string_equal(u.ssl_cert, "c.pem");
+	assert_string_equal(u.ssl_key, "k.pem");
+	assert_int_equal(u.read_timeout, 7);
+	assert_int_equal(u.write_timeout, 9);
+	assert_int_equal(u.connect_timeout, 3);
+	lks_url_free(&u);
+	/* no ssl-mode: nothing set, or the mode MySQL's client would imply */
+	assert_int_equal(lks_url_parse("mysql://h/d", &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.ssl_mode, LKS_SSL_UNSET);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://h/d?ssl-ca=ca.pem", &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.ssl_mode, LKS_SSL_VERIFY_CA);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://h/d?ssl-cert=c&ssl-key=k", &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.ssl_mode, LKS_SSL_REQUIRED);
+	lks_url_free(&u);
+	const char *modes[] = {"DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"};
+	for (int m = 0; m < 5; m++) {
+		char url[128];
+		snprintf(url, sizeof url, "mysql://h/d?ssl-mode=%s%s", modes[m], m == 3 ? "&ssl-ca=x" : "");
+		assert_int_equal(lks_url_parse(url, &u, err, sizeof err), LKS_OK);
+		assert_int_equal(u.ssl_mode, LKS_SSL_DISABLED + m);
+		assert_string_equal(lks_ssl_mode_name(u.ssl_mode), modes[m]);
+		lks_url_free(&u);
+	}
+	const char *bad[] = {"mysql://h/d?ssl-mode=ON", "mysql://h/d?ssl-mode=",
+	                     "mysql://h/d?ssl-mode=VERIFY_CA",            /* no CA: nothing verified */
+	                     "mysql://h/d?ssl-mode=DISABLED&ssl-ca=x",    /* contradicts itself */
+	                     "mysql://h/d?ssl-cert=c",                    /* cert without key */
+	                     "mysql://h/d?ssl-key=k", "mysql://h/d?ssl-ca=",
+	                     "mysql://h/d?read-timeout=0", "mysql://h/d?write-timeout=3601",
+	                     "mysql://h/d?read_timeout=x", "mysql://h/d?sslmode=REQUIRED",
+	                     "mysql://h/d?ssl-crl=x", "mysql://h/d?SSL-MODE=REQUIRED"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		err[0] = '\0';
+		if (lks_url_parse(bad[i], &u, err, sizeof err) != LKS_EINVAL)
+			fail_msg("accepted bad URL '%s'", bad[i]);
+		assert_true(strlen(err) > 0);
+	}
 }
 
 static void backoff_schedule(void **state)
@@ -348,7 +402,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
