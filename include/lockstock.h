@@ -33,7 +33,7 @@ extern "C" {
 typedef enum lks_status {
 	LKS_OK = 0,
 	LKS_CONFLICT = -1,   /* CAS: the row has another version */
-	LKS_NOT_FOUND = -2,  /* CAS: no row with that key */
+	LKS_NOT_FOUND = -2,  /* CAS: no row with that key; force release: not held */
 	LKS_BUSY = -3,       /* lease held by another holder (no wait asked) */
 	LKS_TIMEOUT = -4,    /* wait or retry deadline passed */
 	LKS_LOST = -5,       /* lease is no longer held by this holder */
@@ -204,16 +204,22 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 #define LKS_LEASE_NAME_MAX 255          /* bytes */
 #define LKS_LEASE_TTL_MAX_MS (7LL * 24 * 3600 * 1000)
 #define LKS_LEASE_TABLE_DEFAULT "lks_lease"
+#define LKS_OWNER_MAX 255               /* bytes of an owner label */
 
 /* Create the lease table if missing (idempotent; sql/ holds the same DDL).
- * Uses the handle's lease table name. */
+ * Uses the handle's lease table name. A table made by an older version gains
+ * the nullable owner column (a catalog-only change: PostgreSQL ADD COLUMN,
+ * MariaDB/MySQL ALGORITHM=INSTANT), waiting at most 5 s for the table lock
+ * (LKS_ETRANSIENT after that: run it again); older versions keep working
+ * on the migrated table, and the new one works on an unmigrated table
+ * except for owner labels (acquire with an owner: LKS_EINVAL saying so). */
 int lks_lease_install(lks_conn *c);
 /* Use another lease table name on this handle (an identifier, see above). */
 int lks_lease_set_table(lks_conn *c, const char *table);
 
 typedef struct lks_lease lks_lease;
 
-#define LKS_ACQUIRE_OPTIONS_VERSION 2
+#define LKS_ACQUIRE_OPTIONS_VERSION 3
 typedef struct lks_acquire_stats {
 	int attempts;     /* grant statements sent */
 	int64_t waited_us;/* time spent waiting for the lease */
@@ -221,7 +227,7 @@ typedef struct lks_acquire_stats {
 	int queued;       /* waits in the server-side waiting room */
 } lks_acquire_stats;
 typedef struct lks_acquire_options {
-	unsigned int version;    /* LKS_ACQUIRE_OPTIONS_VERSION; 1 is accepted */
+	unsigned int version;    /* LKS_ACQUIRE_OPTIONS_VERSION; 1 and 2 are accepted */
 	int64_t margin_ms;       /* local deadline safety margin; -1 = ttl/10 */
 	int64_t base_delay_us;   /* poll interval of the head waiter, and first
 	                            backoff without a waiting room; default 2000,
@@ -243,8 +249,12 @@ typedef struct lks_acquire_options {
 	 * transaction poolers, where session locks do not work). The waiting
 	 * room needs PostgreSQL or MariaDB >= 10.5; elsewhere waiters poll. */
 	int waiting_room;
+	/* version 3. A label for the grant (who holds it: "host:pid", a job
+	 * name), 1..LKS_OWNER_MAX bytes of UTF-8 without control characters,
+	 * stored with the grant and shown by inspect and list; NULL: none. */
+	const char *owner;
 } lks_acquire_options;
-#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1}
+#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL}
 
 /*
  * Acquire lease `name` for ttl_ms (1..LKS_LEASE_TTL_MAX_MS). wait_ms = 0
@@ -289,6 +299,7 @@ void lks_lease_free(lks_lease *lease);
 
 const char *lks_lease_name(const lks_lease *lease);
 const char *lks_lease_holder(const lks_lease *lease); /* 32 hex chars */
+const char *lks_lease_owner(const lks_lease *lease);  /* "" when none */
 int64_t lks_lease_fence(const lks_lease *lease);      /* fencing token */
 /* The TTL the server reported left at the last grant or renewal, computed
  * on its own clock (ms). */
@@ -313,19 +324,33 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,
                            lks_fenced_fn fn, void *arg);
 
 /* Current state of a name. held = 0 when free (never granted, released or
- * expired); fence is the last token granted (0 when never granted). */
+ * expired); fence is the last token granted (0 when never granted). owner is
+ * the current grant's label ("" when free, none given, or granted by a
+ * version without owners). */
 typedef struct lks_lease_info {
 	char name[LKS_LEASE_NAME_MAX + 1];
 	char holder[33];
 	int64_t fence;
 	int64_t remaining_ms;
 	int held;
+	char owner[LKS_OWNER_MAX + 1];
 } lks_lease_info;
 int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info);
 /* Calls fn for each currently held lease in name order; a non-zero return
  * from fn stops the walk and is returned. */
 int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *),
                    void *arg);
+
+/*
+ * Administration: free `name` whoever holds it (a dead or stuck process) and
+ * advance its fence, so the previous holder's renew, release and fenced
+ * writes return LKS_LOST from now on (a fenced write in flight finishes
+ * first: this waits for its row lock). On LKS_OK *released (may be NULL)
+ * describes the grant that was freed, with the fence it had; LKS_NOT_FOUND
+ * when the lease was not held (nothing changed; *released shows its state).
+ * Needs a handle without an open transaction.
+ */
+int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *released);
 
 /* Auto-renew in a background thread on its own connection. */
 typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);

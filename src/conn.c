@@ -23,8 +23,10 @@ int lks_library_init(void)
 lks_conn *lks_conn_new(void)
 {
 	lks_conn *c = calloc(1, sizeof *c);
-	if (c)
+	if (c) {
 		strcpy(c->lease_table, LKS_LEASE_TABLE_DEFAULT);
+		c->owner_col = -1;
+	}
 	return c;
 }
 

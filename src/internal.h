@@ -63,6 +63,7 @@ struct lks_conn {
 	bool borrowed;
 	char *url;            /* NULL for adopted connections */
 	char lease_table[LKS_IDENT_MAX * 2 + 2];
+	int owner_col;        /* lease table has the owner column: -1 not known yet */
 	/* last error */
 	int err;
 	unsigned int err_no;
@@ -102,9 +103,12 @@ struct lks_backend_ops {
 	/* One grant poll. Never waits on a row lock longer than lock_wait_us;
 	 * a locked row, a serialization failure or a deadlock returns
 	 * LKS_ETRANSIENT, which the caller takes as "busy". */
+	/* owner_tag ("holder:owner"): stored with a grant; NULL leaves the
+	 * owner column alone (it may not exist). */
 	int (*lease_try)(lks_conn *c, const char *table_q, const char *name,
-	                 const char *holder, int64_t ttl_us, lks_baton_mode mode,
-	                 uint64_t baton, int64_t lock_wait_us, lks_grant *g);
+	                 const char *holder, const char *owner_tag, int64_t ttl_us,
+	                 lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
+	                 lks_grant *g);
 	int (*lease_renew)(lks_conn *c, const char *table_q, const char *name,
 	                   const char *holder, int64_t fence, int64_t ttl_us,
 	                   int64_t *remaining_us);
@@ -123,9 +127,16 @@ struct lks_backend_ops {
 	int (*lease_lock_shared)(lks_conn *c, const char *table_q,
 	                         const char *name, const char *holder,
 	                         int64_t fence);
-	/* rows: name, holder, fence, remaining_us, held (0/1); name NULL = all held */
+	/* rows: name, holder, fence, remaining_us, held (0/1), owner tag (NULL
+	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
-	                    lks_rows *out);
+	                    bool with_owner, lks_rows *out);
+	/* whether the lease table has the owner column */
+	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
+	/* one transaction: the row as lease_select shows it, then, if held,
+	 * holder NULL, fence + 1, expired now */
+	int (*lease_force_release)(lks_conn *c, const char *table_q, const char *name,
+	                           bool with_owner, lks_rows *out);
 };
 
 extern const lks_backend_ops lks_pg_ops;
@@ -143,6 +154,10 @@ int lks_map_mysql_errno(unsigned int err_no);
 
 /* identifiers: validate, then quote with the backend's quoting */
 bool lks_ident_valid(const char *s);
+/* 1..max bytes of well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF) without C0/C1 controls or DEL: safe to store
+ * in either database and to print on a terminal. */
+bool lks_label_valid(const char *s, size_t max);
 int lks_ident_quote(const char *s, char quote, char *out, size_t outsz);
 
 /* time (monotonic) and randomness */
@@ -156,6 +171,9 @@ uint64_t lks_baton_key(const char *table_q, const char *name);
 /* full jitter: uniform in [0, min(cap, base * 2^attempt)] */
 int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
                        uint64_t *rng);
+
+/* owner column: "<holder>:<label>" */
+#define LKS_OWNER_TAG_MAX (LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX)
 
 /* URL parsing (shared by tests) */
 typedef enum lks_ssl_mode {

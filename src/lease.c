@@ -16,6 +16,7 @@ int lks_lease_set_table(lks_conn *c, const char *table)
 	if (!lks_ident_valid(table))
 		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
 	snprintf(c->lease_table, sizeof c->lease_table, "%s", table);
+	c->owner_col = -1;
 	return LKS_OK;
 }
 
@@ -32,7 +33,22 @@ int lks_lease_install(lks_conn *c)
 	int rc = lks_conn_check(c);
 	if (rc || (rc = table_q(c, t)))
 		return rc;
+	c->owner_col = -1;
 	return c->ops->lease_install(c, t);
+}
+
+/* Whether the lease table has the owner column, asked once per handle and
+ * table (lks_lease_install and lks_lease_set_table ask again). */
+static int owner_column(lks_conn *c, const char *t, bool *has)
+{
+	int rc;
+	if (c->owner_col < 0) {
+		if ((rc = c->ops->lease_has_owner(c, t, has)))
+			return rc;
+		c->owner_col = *has;
+	}
+	*has = c->owner_col == 1;
+	return LKS_OK;
 }
 
 static int check_name(lks_conn *c, const char *name)
@@ -127,6 +143,8 @@ static int check_acquire_options(lks_conn *c, const lks_acquire_options *opts,
 	*o = defaults;
 	if (opts && opts->version == 1)
 		memcpy(o, opts, offsetof(lks_acquire_options, waiting_room));
+	else if (opts && opts->version == 2)
+		memcpy(o, opts, offsetof(lks_acquire_options, owner));
 	else if (opts && opts->version == LKS_ACQUIRE_OPTIONS_VERSION)
 		*o = *opts;
 	else if (opts)
@@ -140,6 +158,10 @@ static int check_acquire_options(lks_conn *c, const lks_acquire_options *opts,
 		                     (long long)DELAY_MAX_US);
 	if (o->waiting_room != 0 && o->waiting_room != 1)
 		return lks_set_error(c, LKS_EINVAL, "acquire options: waiting_room must be 0 or 1");
+	if (o->owner && !lks_label_valid(o->owner, LKS_OWNER_MAX))
+		return lks_set_error(c, LKS_EINVAL,
+		                     "acquire options: owner must be 1..%d bytes of UTF-8"
+		                     " without control characters", LKS_OWNER_MAX);
 	return LKS_OK;
 }
 
@@ -171,6 +193,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	lks_acquire_options o;
 	lks_acquire_stats st = {0};
 	char t[QMAX], holder[LKS_HOLDER_LEN + 1];
+	char owner_tag[LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX + 1];
 	int64_t start, deadline, ttl_us, sent = 0;
 	uint64_t rng, key;
 	lks_baton_mode mode;
@@ -182,7 +205,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	if (out)
 		*out = NULL;
 	/* stats are filled on every return, as far as their version has fields */
-	if (opts && opts->stats && (opts->version == 1 || opts->version == LKS_ACQUIRE_OPTIONS_VERSION))
+	if (opts && opts->stats && opts->version >= 1 && opts->version <= LKS_ACQUIRE_OPTIONS_VERSION)
 		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_acquire_stats, queued)
 		                                           : sizeof(lks_acquire_stats));
 	if ((rc = lks_conn_check(c)))
@@ -200,8 +223,21 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		return lks_set_error(c, LKS_EINVAL,
 		                     "acquire needs a handle without an open transaction:"
 		                     " a rollback would undo the grant but not the fence handed out");
+	if (o.owner) {
+		bool has;
+		if ((rc = owner_column(c, t, &has)))
+			return rc;
+		if (!has)
+			return lks_set_error(c, LKS_EINVAL,
+			                     "lease table %s has no owner column: run lks_lease_install"
+			                     " (or lockstock install) once to add it", c->lease_table);
+	}
 	ttl_us = ttl_ms * 1000;
 	lks_holder_id(holder);
+	/* the label is stored behind the grant's holder id, so a grant by a
+	 * version that does not write owners never shows a stale label */
+	if (o.owner)
+		snprintf(owner_tag, sizeof owner_tag, "%s:%s", holder, o.owner);
 	if (lks_random_bytes(&rng, sizeof rng))
 		rng = (uint64_t)lks_now_us();
 	room = o.waiting_room && c->ops->baton_supported(c);
@@ -217,8 +253,8 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		int got = 0;
 		sent = lks_now_us();
 		g.statements = 1;
-		rc = c->ops->lease_try(c, t, name, holder, ttl_us, holding ? LKS_BATON_HELD : mode,
-		                       key, left > 0 ? left : 0, &g);
+		rc = c->ops->lease_try(c, t, name, holder, o.owner ? owner_tag : NULL, ttl_us,
+		                       holding ? LKS_BATON_HELD : mode, key, left > 0 ? left : 0, &g);
 		now = lks_now_us();
 		st.attempts += g.statements;
 		if (rc == LKS_ETRANSIENT) {
@@ -327,6 +363,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	}
 	snprintf(l->name, sizeof l->name, "%s", name);
 	memcpy(l->holder, holder, sizeof holder);
+	snprintf(l->owner, sizeof l->owner, "%s", o.owner ? o.owner : "");
 	memcpy(l->table_q, t, sizeof l->table_q);
 	l->fence = g.fence;
 	l->ttl_us = ttl_us;
@@ -426,6 +463,7 @@ void lks_lease_free(lks_lease *lease)
 
 const char *lks_lease_name(const lks_lease *l) { return l ? l->name : NULL; }
 const char *lks_lease_holder(const lks_lease *l) { return l ? l->holder : NULL; }
+const char *lks_lease_owner(const lks_lease *l) { return l ? l->owner : NULL; }
 int64_t lks_lease_fence(const lks_lease *l) { return l ? l->fence : 0; }
 int64_t lks_lease_granted_ms(const lks_lease *l)
 {
@@ -495,6 +533,7 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn
 static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *info)
 {
 	int64_t held = 0;
+	const char *tag;
 	memset(info, 0, sizeof *info);
 	snprintf(info->name, sizeof info->name, "%s", lks_rows_get(r, row, 0) ? lks_rows_get(r, row, 0) : "");
 	snprintf(info->holder, sizeof info->holder, "%s", lks_rows_get(r, row, 1) ? lks_rows_get(r, row, 1) : "");
@@ -506,19 +545,25 @@ static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *in
 	info->held = held != 0;
 	if (!info->held)
 		info->holder[0] = '\0';
+	/* the label counts only while the grant that wrote it holds the lease */
+	tag = r->ncols > 5 ? lks_rows_get(r, row, 5) : NULL;
+	if (info->held && tag && strlen(tag) > LKS_HOLDER_LEN &&
+	    !strncmp(tag, info->holder, LKS_HOLDER_LEN) && tag[LKS_HOLDER_LEN] == ':')
+		snprintf(info->owner, sizeof info->owner, "%s", tag + LKS_HOLDER_LEN + 1);
 	return LKS_OK;
 }
 
 int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info)
 {
 	char t[QMAX];
+	bool owner;
 	lks_rows r;
 	int rc = lks_conn_check(c);
 	if (rc || (rc = check_name(c, name)) || (rc = table_q(c, t)))
 		return rc;
 	if (!info)
 		return lks_set_error(c, LKS_EINVAL, "info is NULL");
-	if ((rc = c->ops->lease_select(c, t, name, &r)))
+	if ((rc = owner_column(c, t, &owner)) || (rc = c->ops->lease_select(c, t, name, owner, &r)))
 		return rc;
 	if (r.nrows == 0) {
 		memset(info, 0, sizeof *info);
@@ -535,16 +580,47 @@ int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *), void 
 	char t[QMAX];
 	lks_rows r;
 	lks_lease_info info;
+	bool owner;
 	int rc = lks_conn_check(c);
 	if (rc || (rc = table_q(c, t)))
 		return rc;
 	if (!fn)
 		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
-	if ((rc = c->ops->lease_select(c, t, NULL, &r)))
+	if ((rc = owner_column(c, t, &owner)) || (rc = c->ops->lease_select(c, t, NULL, owner, &r)))
 		return rc;
 	for (int i = 0; i < r.nrows && rc == LKS_OK; i++)
 		if ((rc = fill_info(c, &r, i, &info)) == LKS_OK)
 			rc = fn(&info, arg);
 	lks_rows_clear(&r);
+	return rc;
+}
+
+int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *released)
+{
+	char t[QMAX];
+	bool owner;
+	lks_lease_info info;
+	lks_rows r;
+	int rc = lks_conn_check(c);
+	if (rc || (rc = check_name(c, name)) || (rc = table_q(c, t)))
+		return rc;
+	if (c->ops->in_transaction(c))
+		return lks_set_error(c, LKS_EINVAL,
+		                     "force release needs a handle without an open transaction");
+	if ((rc = owner_column(c, t, &owner)) ||
+	    (rc = c->ops->lease_force_release(c, t, name, owner, &r)))
+		return rc;
+	if (r.nrows == 0) {
+		memset(&info, 0, sizeof info);
+		snprintf(info.name, sizeof info.name, "%s", name);
+	} else {
+		rc = fill_info(c, &r, 0, &info);
+	}
+	lks_rows_clear(&r);
+	if (released)
+		*released = info;
+	if (rc == LKS_OK && !info.held)
+		rc = lks_set_error(c, LKS_NOT_FOUND, "lease %s is not held (last fence %lld)", name,
+		                   (long long)info.fence);
 	return rc;
 }

@@ -8,6 +8,7 @@
 struct lks_lease {
 	char name[LKS_LEASE_NAME_MAX + 1];
 	char holder[LKS_HOLDER_LEN + 1];
+	char owner[LKS_OWNER_MAX + 1];
 	char table_q[2 * LKS_IDENT_MAX + 8];
 	int64_t fence;
 	_Atomic int64_t ttl_us; /* renewals may come from the auto-renew thread */

@@ -471,27 +471,33 @@ static int my_cas_read(lks_conn *c, const char *table, const char *key,
  * with their types; a name that compares byte for byte (a case-insensitive
  * or PAD SPACE collation would make "Lease", "lease" and "lease " one
  * lease); DATETIME, not TIMESTAMP (session time zone, DST). */
-static int my_lease_check_schema(lks_conn *c, const char *table)
+/* The lease table's columns: lower-case name, data type. */
+static int my_lease_columns(lks_conn *c, const char *table, lks_rows *r)
+{
+	const char *dot = strchr(table, '.');
+	char schema[LKS_IDENT_MAX + 1] = "";
+	lks_value p[2] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema)};
+	if (dot)
+		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
+	return my_query(c,
+	                dot ? "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
+	                      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ?"
+	                    : "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
+	                      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = DATABASE()",
+	                p, dot ? 2 : 1, r);
+}
+
+static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner)
 {
 	static const char *const want[][2] = {
 		{"name", "varbinary"}, {"holder", "char"}, {"fence", "bigint"},
 		{"acquired_at", "datetime"}, {"expires_at", "datetime"},
 	};
-	const char *dot = strchr(table, '.');
-	char schema[LKS_IDENT_MAX + 1] = "";
-	lks_value p[2] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema)};
 	lks_rows r;
-	int rc;
-	if (dot)
-		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
-	rc = my_query(c,
-	              dot ? "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
-	                    " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ?"
-	                  : "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
-	                    " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = DATABASE()",
-	              p, dot ? 2 : 1, &r);
+	int rc = my_lease_columns(c, table, &r);
 	if (rc)
 		return rc;
+	*has_owner = lks_rows_find(&r, 0, "owner") >= 0;
 	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
 		int found = lks_rows_find(&r, 0, want[w][0]);
 		if (found < 0)
@@ -520,12 +526,32 @@ static int my_lease_install(lks_conn *c, const char *t)
 	            " fence BIGINT NOT NULL,"
 	            " acquired_at DATETIME(6) NULL,"
 	            " expires_at DATETIME(6) NOT NULL,"
+	            " owner VARBINARY(%d) NULL,"
 	            " CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),"
 	            " CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)"
 	            ") ENGINE=InnoDB",
-	            t, LKS_LEASE_NAME_MAX);
+	            t, LKS_LEASE_NAME_MAX, LKS_OWNER_TAG_MAX);
+	bool has;
 	int rc = my_exec(c, q.buf);
-	return rc ? rc : my_lease_check_schema(c, c->lease_table);
+	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has)) || has)
+		return rc;
+	/* A table from before owner labels: add the column in place
+	 * (ALGORITHM=INSTANT: catalog only, no copy), waiting at most 5 s for
+	 * the table's metadata lock so lease calls never queue behind it. */
+	q.len = 0;
+	if (ST(c)->returning) { /* MariaDB: SET STATEMENT */
+		lks_sql_add(&q, "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE %s"
+		                " ADD COLUMN IF NOT EXISTS owner VARBINARY(%d) NULL, ALGORITHM=INSTANT",
+		                t, LKS_OWNER_TAG_MAX);
+		return my_exec(c, q.buf);
+	}
+	lks_sql_add(&q, "ALTER TABLE %s ADD COLUMN owner VARBINARY(%d) NULL", t, LKS_OWNER_TAG_MAX);
+	if ((rc = my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5")))
+		return rc;
+	rc = my_exec(c, q.buf);
+	if (my_exec(c, "SET SESSION lock_wait_timeout = @lks_lwt") && !rc)
+		rc = c->err;
+	return rc;
 }
 
 /* GET_LOCK name of a baton: at most 64 characters. */
@@ -560,7 +586,7 @@ static int my_baton_held(lks_conn *c, uint64_t baton, int *held)
  * being busy).
  */
 static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
-                                  const char *holder, int64_t ttl_us,
+                                  const char *holder, const char *owner_tag, int64_t ttl_us,
                                   lks_baton_mode mode, uint64_t baton,
                                   int64_t lock_wait_us, lks_grant *g)
 {
@@ -570,9 +596,10 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 		[LKS_BATON_NONE] = "? IS NOT NULL",
 		[LKS_BATON_PEEK] = "COALESCE(IS_USED_LOCK(?), CONNECTION_ID()) = CONNECTION_ID()",
 	};
-	lks_sql q = {.len = 0}, cond = {.len = 0};
+	lks_sql q = {.len = 0}, cond = {.len = 0}, own = {.len = 0};
 	char bn[24];
-	lks_value p[5] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_TEXT(bn), LKS_INT(ttl_us), LKS_TEXT(bn)};
+	lks_value p[6] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_TEXT(bn), LKS_INT(ttl_us), LKS_TEXT(bn),
+	                  LKS_TEXT(owner_tag)};
 	lks_rows r;
 	int rc;
 	my_baton_name(baton, bn);
@@ -580,21 +607,27 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	            "expires_at <= UTC_TIMESTAMP(6) AND (VALUES(acquired_at) = UTC_TIMESTAMP(6)"
 	            " OR expires_at <= UTC_TIMESTAMP(6) - INTERVAL %d MICROSECOND)",
 	            LKS_BATON_STALE_MS * 1000);
+	if (owner_tag) /* the last parameter; assigned before expires_at, which cond reads */
+		lks_sql_add(&own, " owner = IF(%s, VALUES(owner), owner),", cond.buf);
 	lks_sql_add(&q,
 	            "SET STATEMENT innodb_lock_wait_timeout = %d FOR"
-	            " INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
+	            " INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
 	            " VALUES (?, ?, 1, IF(%s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND),"
-	            " UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)"
+	            " UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND%s)"
 	            " ON DUPLICATE KEY UPDATE holder = IF(%s, VALUES(holder), holder),"
 	            " fence = IF(%s, fence + 1, fence),"
-	            " acquired_at = IF(%s, UTC_TIMESTAMP(6), acquired_at),"
+	            " acquired_at = IF(%s, UTC_TIMESTAMP(6), acquired_at),%s"
 	            " expires_at = IF(%s, VALUES(expires_at), expires_at)"
 	            " RETURNING holder, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at),"
 	            " COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)",
-	            lock_wait_us >= 1200000 ? 1 : 0, t, baton_expr[mode], cond.buf, cond.buf,
-	            cond.buf, cond.buf);
+	            lock_wait_us >= 1200000 ? 1 : 0, t, owner_tag ? ", owner" : "", baton_expr[mode],
+	            owner_tag ? ", ?" : "", cond.buf, cond.buf, cond.buf, own.buf, cond.buf);
+	if (owner_tag) { /* VALUES order: name, holder, baton, ttl, owner; then RETURNING's baton */
+		p[4] = LKS_TEXT(owner_tag);
+		p[5] = LKS_TEXT(bn);
+	}
 	g->baton = mode == LKS_BATON_HELD;
-	rc = my_query(c, q.buf, p, 5, &r);
+	rc = my_query(c, q.buf, p, owner_tag ? 6 : 5, &r);
 	if (rc) /* LKS_ETRANSIENT: lease.c takes it as busy */
 		return rc;
 	if (r.nrows == 1) {
@@ -620,11 +653,12 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
  * which would hide real errors). No waiting room here: waiters poll.
  */
 static int my_lease_try(lks_conn *c, const char *t, const char *name,
-                        const char *holder, int64_t ttl_us, lks_baton_mode mode,
-                        uint64_t baton, int64_t lock_wait_us, lks_grant *g)
+                        const char *holder, const char *owner_tag, int64_t ttl_us,
+                        lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
+                        lks_grant *g)
 {
 	lks_sql up = {.len = 0}, sel = {.len = 0}, ins = {.len = 0};
-	lks_value pu[3] = {LKS_TEXT(holder), LKS_INT(ttl_us), LKS_TEXT(name)};
+	lks_value pu[4] = {LKS_TEXT(holder), LKS_INT(ttl_us), LKS_TEXT(name)};
 	lks_value pn = LKS_TEXT(name);
 	lks_rows r;
 	int rc;
@@ -635,13 +669,18 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	g->released = 0;
 	g->statements = 1;
 	if (ST(c)->returning)
-		return my_lease_try_returning(c, t, name, holder, ttl_us, mode, baton, lock_wait_us, g);
+		return my_lease_try_returning(c, t, name, holder, owner_tag, ttl_us, mode, baton,
+		                              lock_wait_us, g);
 	lks_sql_add(&up,
 	            "UPDATE %s SET holder = ?, fence = LAST_INSERT_ID(fence + 1),"
 	            " acquired_at = UTC_TIMESTAMP(6),"
-	            " expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND"
+	            " expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND%s"
 	            " WHERE name = ? AND expires_at <= UTC_TIMESTAMP(6)",
-	            t);
+	            t, owner_tag ? ", owner = ?" : "");
+	if (owner_tag) {
+		pu[2] = LKS_TEXT(owner_tag);
+		pu[3] = LKS_TEXT(name);
+	}
 	lks_sql_add(&sel,
 	            "SELECT fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)"
 	            " FROM %s WHERE name = ?",
@@ -651,7 +690,7 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	            " VALUES (?, NULL, 0, NULL, '1970-01-01') ON DUPLICATE KEY UPDATE name = name",
 	            t);
 	for (int round = 0; round < 3; round++) {
-		if ((rc = my_query(c, up.buf, pu, 3, &r)))
+		if ((rc = my_query(c, up.buf, pu, owner_tag ? 4 : 3, &r)))
 			return rc == LKS_ETRANSIENT ? (lks_clear_error(c), LKS_OK) : rc; /* locked: busy */
 		int64_t granted = r.affected;
 		uint64_t fence = r.insert_id;
@@ -765,20 +804,68 @@ static int my_lease_lock_shared(lks_conn *c, const char *t, const char *name,
 	return lks_query_grant(c, &q, p, 3, NULL);
 }
 
-static int my_lease_select(lks_conn *c, const char *t, const char *name, lks_rows *out)
+#define MY_SELECT_ROW \
+	"SELECT name, COALESCE(holder, ''), fence," \
+	" GREATEST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at), 0)," \
+	" expires_at > UTC_TIMESTAMP(6), %s FROM %s"
+
+static int my_lease_select(lks_conn *c, const char *t, const char *name, bool with_owner,
+                           lks_rows *out)
 {
 	lks_sql q = {.len = 0};
 	lks_value p = LKS_TEXT(name);
-	lks_sql_add(&q,
-	            "SELECT name, COALESCE(holder, ''), fence,"
-	            " GREATEST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at), 0),"
-	            " expires_at > UTC_TIMESTAMP(6) FROM %s",
-	            t);
+	lks_sql_add(&q, MY_SELECT_ROW, with_owner ? "owner" : "NULL", t);
 	if (name)
 		lks_sql_add(&q, " WHERE name = ?");
 	else
 		lks_sql_add(&q, " WHERE expires_at > UTC_TIMESTAMP(6) ORDER BY name");
 	return my_query(c, q.buf, &p, name ? 1 : 0, out);
+}
+
+static int my_lease_has_owner(lks_conn *c, const char *t, bool *has)
+{
+	lks_rows r;
+	int rc = my_lease_columns(c, c->lease_table, &r);
+	(void)t;
+	if (rc == LKS_OK) {
+		*has = lks_rows_find(&r, 0, "owner") >= 0;
+		lks_rows_clear(&r);
+	}
+	return rc;
+}
+
+/* In one transaction: the row, locked (after a fenced write in flight),
+ * then freed with its fence advanced if it was held. */
+static int my_lease_force_release(lks_conn *c, const char *t, const char *name,
+                                  bool with_owner, lks_rows *out)
+{
+	lks_sql sel = {.len = 0}, up = {.len = 0};
+	lks_value p = LKS_TEXT(name);
+	lks_rows r;
+	int rc;
+	lks_sql_add(&sel, MY_SELECT_ROW " WHERE name = ? FOR UPDATE", with_owner ? "owner" : "NULL", t);
+	lks_sql_add(&up,
+	            "UPDATE %s SET holder = NULL, fence = fence + 1, expires_at = UTC_TIMESTAMP(6)"
+	            " WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)",
+	            t);
+	if ((rc = my_exec(c, "START TRANSACTION")))
+		return rc;
+	if ((rc = my_query(c, sel.buf, &p, 1, out)) == LKS_OK) {
+		if (out->nrows == 1 && !strcmp(lks_rows_get(out, 0, 4) ? lks_rows_get(out, 0, 4) : "", "1") &&
+		    (rc = my_query(c, up.buf, &p, 1, &r)) == LKS_OK)
+			lks_rows_clear(&r);
+		if (rc == LKS_OK)
+			rc = my_exec(c, "COMMIT");
+		if (rc)
+			lks_rows_clear(out);
+	}
+	if (rc && c->native && my_in_transaction(c)) {
+		char msg[LKS_ERRMSG_MAX];
+		memcpy(msg, c->errmsg, sizeof msg);
+		my_exec(c, "ROLLBACK");
+		memcpy(c->errmsg, msg, sizeof msg);
+	}
+	return rc;
 }
 
 const lks_backend_ops lks_mysql_ops = {
@@ -802,4 +889,6 @@ const lks_backend_ops lks_mysql_ops = {
 	.baton_held = my_baton_held,
 	.lease_lock_shared = my_lease_lock_shared,
 	.lease_select = my_lease_select,
+	.lease_has_owner = my_lease_has_owner,
+	.lease_force_release = my_lease_force_release,
 };

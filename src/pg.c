@@ -381,6 +381,8 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 	return rc;
 }
 
+static int pg_lease_has_owner(lks_conn *c, const char *t, bool *has);
+
 static int pg_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
@@ -390,10 +392,32 @@ static int pg_lease_install(lks_conn *c, const char *t)
 	            " holder text,"
 	            " fence bigint NOT NULL CHECK (fence >= 0),"
 	            " acquired_at timestamptz,"
-	            " expires_at timestamptz NOT NULL)",
+	            " expires_at timestamptz NOT NULL,"
+	            " owner text)",
 	            t, LKS_LEASE_NAME_MAX);
 	int rc = pg_exec(c, q.buf);
-	return rc ? rc : pg_lease_check_schema(c, t);
+	bool has;
+	if (rc || (rc = pg_lease_check_schema(c, t)) || (rc = pg_lease_has_owner(c, t, &has)) || has)
+		return rc;
+	/* A table from before owner labels. Adding a nullable column without a
+	 * default only touches the catalog, but it needs the table's exclusive
+	 * lock: wait at most 5 s for it, or every lease call would queue behind
+	 * this ALTER while it waits for a long transaction. */
+	q.len = 0;
+	bool ours = !pg_in_transaction(c);
+	if (!ours) /* the caller's migration: their lock policy */
+		lks_sql_add(&q, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS owner text", t);
+	else
+		lks_sql_add(&q, "BEGIN; SET LOCAL lock_timeout = '5s';"
+		                " ALTER TABLE %s ADD COLUMN IF NOT EXISTS owner text; COMMIT", t);
+	if ((rc = pg_exec(c, q.buf)) && ours && pg_in_transaction(c)) {
+		/* our own transaction failed: end it, keep the error */
+		char msg[LKS_ERRMSG_MAX];
+		memcpy(msg, c->errmsg, sizeof msg);
+		PQclear(PQexec(PG(c), "ROLLBACK"));
+		memcpy(c->errmsg, msg, sizeof msg);
+	}
+	return rc;
 }
 
 /* Whether this session holds the baton (pg_locks shows a bigint key as
@@ -415,7 +439,7 @@ static int pg_baton_held(lks_conn *c, uint64_t baton, int *held)
  * a busy, locked or never-seen lease matches nothing here. The baton is
  * checked (PEEK: taken and given back at once) only once the row qualifies;
  * TRY, which keeps it, always goes through the full statement. */
-static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p,
+static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, size_t np,
                              lks_baton_mode mode, lks_grant *g)
 {
 	lks_sql q = {.len = 0};
@@ -423,16 +447,16 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p,
 	int rc;
 	lks_sql_add(&q,
 	            "UPDATE %s SET holder = $2, fence = fence + 1, acquired_at = clock_timestamp(),"
-	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'"
+	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
 	            " WHERE name = $1 AND expires_at <= clock_timestamp()"
 	            " AND CASE WHEN (SELECT CASE WHEN $4::int <> 3 THEN true"
 	            " WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)"
 	            " ELSE false END FROM (SELECT set_config('lock_timeout', $6::text, true)) s) THEN true"
 	            " ELSE expires_at <= clock_timestamp() - interval '%d milliseconds' END"
 	            " RETURNING fence, " REMAINING_US,
-	            t, LKS_BATON_STALE_MS);
+	            t, np > 6 ? ", owner = $7" : "", LKS_BATON_STALE_MS);
 	(void)mode;
-	rc = pg_query(c, q.buf, p, 6, &r);
+	rc = pg_query(c, q.buf, p, np, &r);
 	if (rc == LKS_ETRANSIENT) { /* locked: busy, the full statement tells */
 		lks_clear_error(c);
 		return LKS_OK;
@@ -470,13 +494,15 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p,
  * row lock, in front of the holder's fenced write.
  */
 static int pg_lease_try(lks_conn *c, const char *t, const char *name,
-                        const char *holder, int64_t ttl_us, lks_baton_mode mode,
-                        uint64_t baton, int64_t lock_wait_us, lks_grant *g)
+                        const char *holder, const char *owner_tag, int64_t ttl_us,
+                        lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
+                        lks_grant *g)
 {
 	lks_sql q = {.len = 0};
 	char timeout[32];
-	lks_value p[6] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(mode),
-	                  LKS_INT((int64_t)baton), LKS_TEXT(timeout)};
+	lks_value p[7] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(mode),
+	                  LKS_INT((int64_t)baton), LKS_TEXT(timeout), LKS_TEXT(owner_tag)};
+	size_t np = owner_tag ? 7 : 6;
 	lks_rows r;
 	int rc;
 	/* lock_timeout 0 would mean "wait forever" */
@@ -490,13 +516,13 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	            " set_config('lock_timeout', $6::text, true) AS cfg),"
 	            " u AS (UPDATE %s SET holder = $2, fence = fence + 1,"
 	            " acquired_at = clock_timestamp(),"
-	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'"
+	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
 	            " WHERE name = $1 AND expires_at <= clock_timestamp()"
 	            " AND ((SELECT got OR $4::int = 2 FROM b)"
 	            " OR expires_at <= clock_timestamp() - interval '%d milliseconds')"
 	            " RETURNING fence, expires_at),"
-	            " i AS (INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
-	            " SELECT $1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'"
+	            " i AS (INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
+	            " SELECT $1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
 	            " ON CONFLICT (name) DO NOTHING RETURNING fence, expires_at)"
 	            " SELECT 1, fence, " REMAINING_US ", (SELECT got AND $4::int <> 3 FROM b), false FROM u"
@@ -506,7 +532,8 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	            " WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM u) AND NOT EXISTS (SELECT 1 FROM i)"
 	            " UNION ALL SELECT 0, 0, 0, (SELECT got AND $4::int <> 3 FROM b), true"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)",
-	            t, LKS_BATON_STALE_MS, t, t, t, t);
+	            t, owner_tag ? ", owner = $7" : "", LKS_BATON_STALE_MS, t,
+	            owner_tag ? ", owner" : "", owner_tag ? ", $7" : "", t, t, t);
 	g->granted = 0;
 	g->fence = 0;
 	g->remaining_us = -1;
@@ -518,11 +545,11 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 		 * statement a service would write itself: a plain UPDATE of a free
 		 * or expired lease. Only when it matches nothing does the full
 		 * statement above run. The head's polls (HELD) go straight to it. */
-		if ((rc = pg_lease_try_lean(c, t, p, mode, g)) || g->granted)
+		if ((rc = pg_lease_try_lean(c, t, p, np, mode, g)) || g->granted)
 			return rc;
 		g->statements++;
 	}
-	rc = pg_query(c, q.buf, p, 6, &r);
+	rc = pg_query(c, q.buf, p, np, &r);
 	if (rc) /* LKS_ETRANSIENT: lease.c takes it as busy */
 		return rc;
 	for (int i = 0; i < r.nrows && !g->granted; i++) {
@@ -694,20 +721,54 @@ static int pg_lease_lock_shared(lks_conn *c, const char *t, const char *name,
 	return lks_query_grant(c, &q, p, 3, NULL);
 }
 
-static int pg_lease_select(lks_conn *c, const char *t, const char *name, lks_rows *out)
+#define PG_SELECT_ROW \
+	"SELECT name, coalesce(holder, ''), fence," \
+	" CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US " ELSE 0 END," \
+	" (expires_at > clock_timestamp())::int, %s FROM %s"
+
+static int pg_lease_select(lks_conn *c, const char *t, const char *name, bool with_owner,
+                           lks_rows *out)
 {
 	lks_sql q = {.len = 0};
 	lks_value p = LKS_TEXT(name);
-	lks_sql_add(&q,
-	            "SELECT name, coalesce(holder, ''), fence,"
-	            " CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US " ELSE 0 END,"
-	            " (expires_at > clock_timestamp())::int FROM %s",
-	            t);
+	lks_sql_add(&q, PG_SELECT_ROW, with_owner ? "owner" : "NULL::text", t);
 	if (name)
 		lks_sql_add(&q, " WHERE name = $1");
 	else
 		lks_sql_add(&q, " WHERE expires_at > clock_timestamp() ORDER BY name");
 	return pg_query(c, q.buf, &p, name ? 1 : 0, out);
+}
+
+static int pg_lease_has_owner(lks_conn *c, const char *t, bool *has)
+{
+	lks_value p = LKS_TEXT(t);
+	int64_t n = 0;
+	int rc = lks_conn_query_int(c,
+	                            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1)"
+	                            " AND attname = 'owner' AND NOT attisdropped",
+	                            &p, 1, &n);
+	*has = n > 0;
+	return rc;
+}
+
+/* The row before, locked; then freed with its fence advanced. One
+ * statement: the CTE's FOR UPDATE waits for a fenced write in flight. */
+static int pg_lease_force_release(lks_conn *c, const char *t, const char *name,
+                                  bool with_owner, lks_rows *out)
+{
+	lks_sql q = {.len = 0}, old = {.len = 0};
+	lks_value p = LKS_TEXT(name);
+	lks_sql_add(&old, PG_SELECT_ROW " WHERE name = $1 FOR UPDATE",
+	            with_owner ? "owner" : "NULL::text", t);
+	lks_sql_add(&q,
+	            "WITH old AS (%s), u AS (UPDATE %s SET holder = NULL, fence = fence + 1,"
+	            " expires_at = clock_timestamp() WHERE name = $1 AND EXISTS (SELECT 1 FROM old)"
+	            " AND expires_at > clock_timestamp() RETURNING 1)"
+	            " SELECT * FROM old",
+	            old.buf, t);
+	if (q.overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	return pg_query(c, q.buf, &p, 1, out);
 }
 
 const lks_backend_ops lks_pg_ops = {
@@ -731,4 +792,6 @@ const lks_backend_ops lks_pg_ops = {
 	.baton_held = pg_baton_held,
 	.lease_lock_shared = pg_lease_lock_shared,
 	.lease_select = pg_lease_select,
+	.lease_has_owner = pg_lease_has_owner,
+	.lease_force_release = pg_lease_force_release,
 };

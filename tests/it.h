@@ -43,6 +43,10 @@ void autorenew_keeps_lease_alive(void **state);
 void autorenew_reports_takeover(void **state);
 void autorenew_reports_server_gone(void **state);
 
+void lease_owner_label(void **state);
+void lease_owner_migration(void **state);
+void lease_force_release(void **state);
+
 void bad_input_changes_nothing(void **state);
 void bad_urls_and_servers(void **state);
 void server_gone_mid_call(void **state);

@@ -135,6 +135,27 @@ static void url_tls_params(void **state)
 	}
 }
 
+/* owner labels: UTF-8 that is safe to store and to print */
+static void owner_labels(void **state)
+{
+	char big[LKS_OWNER_MAX + 2];
+	(void)state;
+	assert_true(lks_label_valid("host-1:4242", LKS_OWNER_MAX));
+	assert_true(lks_label_valid("caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x92", LKS_OWNER_MAX));
+	const char *bad[] = {NULL, "", "a\tb", "a\nb", "\x1b[31m", "del\x7f", "c1\xc2\x9b",
+	                     "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+	                     "\xf5\x80\x80\x80", "cut\xe2\x9c", "\x80lead", "\xff"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		if (lks_label_valid(bad[i], LKS_OWNER_MAX))
+			fail_msg("accepted label #%zu", i);
+	memset(big, 'x', sizeof big - 1);
+	big[LKS_OWNER_MAX] = '\0';
+	assert_true(lks_label_valid(big, LKS_OWNER_MAX));
+	big[LKS_OWNER_MAX] = 'x';
+	big[LKS_OWNER_MAX + 1] = '\0';
+	assert_false(lks_label_valid(big, LKS_OWNER_MAX));
+}
+
 static void backoff_schedule(void **state)
 {
 	uint64_t rng = 42;
@@ -402,7 +423,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),

@@ -7,6 +7,10 @@ CREATE TABLE IF NOT EXISTS lks_lease (
     fence       BIGINT NOT NULL,
     acquired_at DATETIME(6) NULL,
     expires_at  DATETIME(6) NOT NULL,
+    owner       VARBINARY(288) NULL,           -- "<holder>:<label>" of a labelled grant
     CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),
     CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)
 ) ENGINE=InnoDB;
+-- A table made before owner labels (lockstock 0.1) gains the column in
+-- place (lks_lease_install waits at most 5 s for the metadata lock):
+-- ALTER TABLE lks_lease ADD COLUMN IF NOT EXISTS owner VARBINARY(288) NULL, ALGORITHM=INSTANT;

@@ -6,5 +6,9 @@ CREATE TABLE IF NOT EXISTS lks_lease (
     holder      text,                          -- random id of the current grant; NULL when released
     fence       bigint NOT NULL CHECK (fence >= 0), -- +1 on every grant
     acquired_at timestamptz,
-    expires_at  timestamptz NOT NULL           -- server clock (clock_timestamp())
+    expires_at  timestamptz NOT NULL,          -- server clock (clock_timestamp())
+    owner       text                           -- "<holder>:<label>" of a labelled grant
 );
+-- A table made before owner labels (lockstock 0.1) gains the column in
+-- place (catalog only; lks_lease_install waits at most 5 s for the lock):
+-- ALTER TABLE lks_lease ADD COLUMN IF NOT EXISTS owner text;

@@ -1,0 +1,225 @@
+/* Integration: owner labels, the owner-column migration of an older lease
+ * table, and force release (issue #8's library additions). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "it.h"
+
+static lks_lease *acquire_owned(lks_conn *c, const char *name, const char *owner, int64_t wait_ms)
+{
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease *l = NULL;
+	int rc;
+	o.owner = owner;
+	rc = lks_lease_acquire(&l, c, name, 10000, wait_ms, &o);
+	if (rc)
+		fail_msg("acquire %s as %s: %s (%s)", name, owner ? owner : "-", lks_strerror(rc),
+		         lks_conn_errmsg(c));
+	return l;
+}
+
+static int collect_owner(const lks_lease_info *info, void *arg)
+{
+	if (!strcmp(info->name, "owned"))
+		snprintf(arg, LKS_OWNER_MAX + 1, "%s", info->owner);
+	return 0;
+}
+
+typedef struct waiter {
+	const char *url;
+	lks_lease *l;
+} waiter;
+
+static void *wait_as_b(void *arg)
+{
+	waiter *w = arg;
+	lks_conn *c = t_open(w->url);
+	w->l = acquire_owned(c, "owned", "replica-b:2", 10000);
+	lks_lease_release(c, w->l);
+	lks_lease_free(w->l);
+	w->l = NULL;
+	lks_conn_close(c);
+	return NULL;
+}
+
+void lease_owner_label(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease_info info;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease *a, *b = NULL;
+	char listed[LKS_OWNER_MAX + 1] = "", big[LKS_OWNER_MAX + 2];
+	const char *bad[] = {"", "tab\there", "esc\x1b[2J", "bad\xc3(", "\xed\xa0\x80", "c1\xc2\x85", big};
+	pthread_t th;
+	waiter w = {f->url, NULL};
+
+	a = acquire_owned(f->c, "owned", "replica-a:1 \xe2\x9c\x93", 0);
+	assert_string_equal(lks_lease_owner(a), "replica-a:1 \xe2\x9c\x93");
+	assert_int_equal(lks_lease_inspect(other, "owned", &info), LKS_OK);
+	assert_string_equal(info.owner, "replica-a:1 \xe2\x9c\x93");
+	assert_int_equal(lks_lease_list(other, collect_owner, listed), LKS_OK);
+	assert_string_equal(listed, "replica-a:1 \xe2\x9c\x93");
+	/* a bad label is refused before anything is sent */
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		o.owner = bad[i];
+		assert_int_equal(lks_lease_acquire(&b, other, "owned-too", 1000, 0, &o), LKS_EINVAL);
+		assert_null(b);
+	}
+	assert_int_equal(lks_lease_inspect(other, "owned-too", &info), LKS_OK);
+	assert_int_equal(info.fence, 0);
+	/* a waiter's grant (the waiting-room path) stores its own label */
+	assert_int_equal(pthread_create(&th, NULL, wait_as_b, &w), 0);
+	usleep(300 * 1000);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	/* released: no owner; a grant without a label shows none, not the last */
+	assert_int_equal(lks_lease_inspect(other, "owned", &info), LKS_OK);
+	assert_false(info.held);
+	assert_string_equal(info.owner, "");
+	a = acquire_owned(f->c, "owned", NULL, 0);
+	assert_string_equal(lks_lease_owner(a), "");
+	assert_int_equal(lks_lease_inspect(other, "owned", &info), LKS_OK);
+	assert_true(info.held);
+	assert_string_equal(info.owner, "");
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	lks_conn_close(other);
+}
+
+/* The table as lockstock 0.1 made it: no owner column. */
+static void create_old_table(lks_conn *c)
+{
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
+		t_exec(c, "CREATE TABLE old_lease (name text PRIMARY KEY CHECK (octet_length(name)"
+		          " BETWEEN 1 AND 255), holder text, fence bigint NOT NULL CHECK (fence >= 0),"
+		          " acquired_at timestamptz, expires_at timestamptz NOT NULL)");
+	else
+		t_exec(c, "CREATE TABLE old_lease (name VARBINARY(255) NOT NULL PRIMARY KEY,"
+		          " holder CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,"
+		          " fence BIGINT NOT NULL, acquired_at DATETIME(6) NULL,"
+		          " expires_at DATETIME(6) NOT NULL) ENGINE=InnoDB");
+}
+
+void lease_owner_migration(void **state)
+{
+	fx *f = *state;
+	lks_conn *reader = t_open(f->url), *other = t_open(f->url);
+	lks_lease *l = NULL;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_info info;
+	int64_t fence;
+	create_old_table(f->c);
+	assert_int_equal(lks_lease_set_table(f->c, "old_lease"), LKS_OK);
+	assert_int_equal(lks_lease_set_table(other, "old_lease"), LKS_OK);
+	/* an unmigrated table works, except for labels, which say what to do */
+	l = acquire_owned(f->c, "m", NULL, 0);
+	fence = lks_lease_fence(l);
+	assert_int_equal(lks_lease_inspect(other, "m", &info), LKS_OK);
+	assert_true(info.held);
+	assert_string_equal(info.owner, "");
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	l = NULL;
+	o.owner = "job-runner";
+	assert_int_equal(lks_lease_acquire(&l, other, "m", 1000, 0, &o), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(other), "install"));
+	/* a long transaction reading the table: the migration gives up after
+	 * its lock wait instead of queueing every lease call behind it */
+	t_exec(reader, "BEGIN");
+	assert_int_equal(t_int1(reader, "SELECT count(*) FROM old_lease"), 1);
+	assert_int_equal(lks_lease_install(f->c), LKS_ETRANSIENT);
+	/* and left no transaction open: a lease call (refused inside one) works */
+	l = acquire_owned(f->c, "m2", NULL, 0);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	t_exec(reader, "COMMIT");
+	/* now it migrates, keeps the rows, and labels work */
+	assert_int_equal(lks_lease_install(f->c), LKS_OK);
+	assert_int_equal(lks_lease_install(f->c), LKS_OK); /* idempotent */
+	assert_int_equal(lks_lease_set_table(other, "old_lease"), LKS_OK); /* asks again */
+	l = acquire_owned(other, "m", "job-runner", 0);
+	assert_int_equal(lks_lease_fence(l), fence + 1);
+	assert_int_equal(lks_lease_inspect(f->c, "m", &info), LKS_OK);
+	assert_string_equal(info.owner, "job-runner");
+	assert_int_equal(lks_lease_release(other, l), LKS_OK);
+	lks_lease_free(l);
+	/* a version without labels granting on the migrated table (its plain
+	 * grant statement): no stale label is shown for its grant */
+	t_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                 ? "UPDATE old_lease SET holder = '0123456789abcdef0123456789abcdef',"
+	                   " fence = fence + 1, expires_at = now() + interval '10 seconds' WHERE name = 'm'"
+	                 : "UPDATE old_lease SET holder = '0123456789abcdef0123456789abcdef',"
+	                   " fence = fence + 1, expires_at = UTC_TIMESTAMP(6) + INTERVAL 10 SECOND"
+	                   " WHERE name = 'm'");
+	assert_int_equal(lks_lease_inspect(f->c, "m", &info), LKS_OK);
+	assert_true(info.held);
+	assert_string_equal(info.owner, "");
+	lks_conn_close(reader);
+	lks_conn_close(other);
+}
+
+static int write_marker(lks_conn *c, int64_t fence, void *arg)
+{
+	(void)arg;
+	(void)fence;
+	return lks_conn_exec(c, "UPDATE marker SET n = n + 1");
+}
+
+void lease_force_release(void **state)
+{
+	fx *f = *state;
+	lks_conn *admin = t_open(f->url);
+	lks_lease *a, *b;
+	lks_lease_info info;
+	int64_t fence;
+	t_exec(f->c, "CREATE TABLE marker (n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO marker VALUES (0)");
+	a = acquire_owned(f->c, "stuck", "host-a:42", 0);
+	fence = lks_lease_fence(a);
+	assert_int_equal(lks_lease_fenced_write(f->c, a, write_marker, NULL), LKS_OK);
+	/* bad input changes nothing */
+	assert_int_equal(lks_lease_force_release(admin, NULL, &info), LKS_EINVAL);
+	assert_int_equal(lks_lease_force_release(admin, "", &info), LKS_EINVAL);
+	assert_int_equal(lks_lease_force_release(NULL, "stuck", &info), LKS_EINVAL);
+	t_exec(admin, "BEGIN");
+	assert_int_equal(lks_lease_force_release(admin, "stuck", &info), LKS_EINVAL);
+	t_exec(admin, "ROLLBACK");
+	assert_int_equal(lks_lease_inspect(admin, "stuck", &info), LKS_OK);
+	assert_true(info.held);
+	/* freed: reports the grant it ended */
+	memset(&info, 0, sizeof info);
+	assert_int_equal(lks_lease_force_release(admin, "stuck", &info), LKS_OK);
+	assert_string_equal(info.name, "stuck");
+	assert_string_equal(info.holder, lks_lease_holder(a));
+	assert_string_equal(info.owner, "host-a:42");
+	assert_int_equal(info.fence, fence);
+	assert_true(info.held);
+	/* the old holder lost everything: renew, fenced write, release */
+	assert_int_equal(lks_lease_renew(f->c, a, 10000), LKS_LOST);
+	assert_int_equal(lks_lease_fenced_write(f->c, a, write_marker, NULL), LKS_LOST);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_LOST);
+	assert_int_equal(t_int1(admin, "SELECT n FROM marker"), 1);
+	lks_lease_free(a);
+	/* free now, fence advanced; the next grant's is higher still */
+	assert_int_equal(lks_lease_inspect(admin, "stuck", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(info.fence, fence + 1);
+	assert_int_equal(lks_lease_force_release(admin, "stuck", &info), LKS_NOT_FOUND);
+	assert_false(info.held);
+	assert_int_equal(info.fence, fence + 1);
+	b = acquire_owned(admin, "stuck", NULL, 0);
+	assert_int_equal(lks_lease_fence(b), fence + 2);
+	assert_int_equal(lks_lease_release(admin, b), LKS_OK);
+	lks_lease_free(b);
+	/* a name never granted */
+	assert_int_equal(lks_lease_force_release(admin, "never", &info), LKS_NOT_FOUND);
+	assert_int_equal(info.fence, 0);
+	assert_int_equal(lks_lease_force_release(admin, "never", NULL), LKS_NOT_FOUND);
+	lks_conn_close(admin);
+}
