@@ -216,6 +216,11 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 int lks_lease_install(lks_conn *c);
 /* Use another lease table name on this handle (an identifier, see above). */
 int lks_lease_set_table(lks_conn *c, const char *table);
+/* The CREATE TABLE statement lks_lease_install runs for `table` (NULL: the
+ * default name) on `backend`, without connecting. LKS_EINVAL for a bad
+ * identifier or a buffer too small, LKS_EUNSUPPORTED for a backend not
+ * built in. */
+int lks_lease_ddl(lks_backend backend, const char *table, char *out, size_t outsz);
 
 typedef struct lks_lease lks_lease;
 
@@ -291,6 +296,17 @@ int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms);
 /* Free the lease for others. LKS_LOST when it was no longer held (it had
  * expired or was taken over): never a silent success. Stops auto-renew. */
 int lks_lease_release(lks_conn *c, lks_lease *lease);
+/*
+ * A lease object for a grant made elsewhere: another process, such as
+ * `lockstock run`, that passed on the lease's name, holder id and fence
+ * (LOCKSTOCK_LEASE, LOCKSTOCK_HOLDER, LOCKSTOCK_FENCE). One statement checks
+ * that this grant still holds the lease (LKS_LOST otherwise) and sets the
+ * local deadline from the time it has left. Meant for fenced writes on the
+ * grant; renew and release work too but compete with the process that holds
+ * it (a release here makes its renewals report the lease lost).
+ */
+int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name,
+                    const char *holder, int64_t fence);
 /* Stops auto-renew (if running) and frees memory; does not release. If the
  * acquiring handle still holds the lease's waiting-room baton, one statement
  * on that handle gives it back, so call it on the thread that uses that

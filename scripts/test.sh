@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole lockstock test suite on a fresh Debian 12 machine:
-#   unit (no server), integration-postgresql, integration-mysql, and the
-#   inventory example's tests on both databases,
+#   unit (no server), integration-postgresql, integration-mysql, TLS on
+#   MySQL, and the tests of the lockstock command and the inventory example
+#   on both databases,
 #   built with AddressSanitizer + UndefinedBehaviorSanitizer, with
 #   ThreadSanitizer, and plain under valgrind; then a bounded libFuzzer run
 #   over the parsers and input checks (clang). Installs what is missing (as root), starts throwaway
@@ -64,6 +65,11 @@ for b in asan tsan plain; do
 	run_suite "$b/tls-mysql" "${wrap[@]}" "$dir/tests/tls"
 	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"
+	# the lockstock command: under valgrind it is the command that runs
+	# under it (LKS_CLI_WRAP), the test driver only forks it
+	for db in postgresql mysql; do
+		LKS_CLI_WRAP="${wrap[*]}" run_suite "$b/cli-$db" "$dir/tests/cli_test" $db "$dir/tools/lockstock/lockstock"
+	done
 done
 
 # libFuzzer over the parsers and input checks: a bounded run each, from the

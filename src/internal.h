@@ -227,6 +227,9 @@ int lks_classify_miss(lks_conn *c, const char *table, const char *key, const cha
 int lks_query_grant(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n, int64_t *first);
 
 int lks_pg_open(lks_conn *c, const char *url);
+/* CREATE TABLE IF NOT EXISTS of the lease table, formatted for reading */
+void lks_pg_lease_ddl(const char *table_q, lks_sql *q);
+void lks_mysql_lease_ddl(const char *table_q, lks_sql *q);
 int lks_mysql_open(lks_conn *c, const char *url);
 
 #endif

@@ -309,7 +309,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
 				                     "lease %s is being handed to a waiter in line", name);
 			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-			                     "lease %s is busy (expired, but its row is locked)", name);
+			                     "lease %s is busy (its row is locked by a grant or fenced write in progress)", name);
 		}
 		if (room && !holding) {
 			/* someone else has the baton: line up behind it. Held: until
@@ -623,4 +623,81 @@ int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *relea
 		rc = lks_set_error(c, LKS_NOT_FOUND, "lease %s is not held (last fence %lld)", name,
 		                   (long long)info.fence);
 	return rc;
+}
+
+int lks_lease_ddl(lks_backend backend, const char *table, char *out, size_t outsz)
+{
+	char t[QMAX];
+	lks_sql q = {.len = 0};
+	if (!out || outsz == 0)
+		return LKS_EINVAL;
+	out[0] = '\0';
+	if (!table)
+		table = LKS_LEASE_TABLE_DEFAULT;
+	if (backend != LKS_BACKEND_POSTGRESQL && backend != LKS_BACKEND_MYSQL)
+		return LKS_EINVAL;
+	if (lks_ident_quote(table, backend == LKS_BACKEND_POSTGRESQL ? '"' : '`', t, sizeof t))
+		return LKS_EINVAL;
+#ifdef LKS_WITH_PG
+	if (backend == LKS_BACKEND_POSTGRESQL)
+		lks_pg_lease_ddl(t, &q);
+#endif
+#ifdef LKS_WITH_MYSQL
+	if (backend == LKS_BACKEND_MYSQL)
+		lks_mysql_lease_ddl(t, &q);
+#endif
+	if (q.len == 0)
+		return LKS_EUNSUPPORTED;
+	if (q.overflow || q.len + 2 > outsz)
+		return LKS_EINVAL;
+	snprintf(out, outsz, "%s;", q.buf);
+	return LKS_OK;
+}
+
+int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name, const char *holder,
+                    int64_t fence)
+{
+	char t[QMAX];
+	bool owner;
+	lks_lease_info info;
+	lks_lease *l;
+	lks_rows r;
+	int64_t sent;
+	int rc;
+	if (out)
+		*out = NULL;
+	if ((rc = lks_conn_check(c)))
+		return rc;
+	if (!out)
+		return lks_set_error(c, LKS_EINVAL, "out is NULL");
+	if ((rc = check_name(c, name)) || (rc = table_q(c, t)))
+		return rc;
+	if (!holder || strlen(holder) != LKS_HOLDER_LEN || strspn(holder, "0123456789abcdef") != LKS_HOLDER_LEN)
+		return lks_set_error(c, LKS_EINVAL, "holder must be the grant's 32 lower-case hex characters");
+	if (fence < 1)
+		return lks_set_error(c, LKS_EINVAL, "fence must be >= 1");
+	sent = lks_now_us();
+	if ((rc = owner_column(c, t, &owner)) || (rc = c->ops->lease_select(c, t, name, owner, &r)))
+		return rc;
+	rc = r.nrows == 1 ? fill_info(c, &r, 0, &info) : LKS_OK;
+	if (rc == LKS_OK && (r.nrows != 1 || !info.held || info.fence != fence ||
+	                     strcmp(info.holder, holder)))
+		rc = lks_set_error(c, LKS_LOST, "lease %s is not held by that grant (fence %lld)", name,
+		                   (long long)fence);
+	lks_rows_clear(&r);
+	if (rc)
+		return rc;
+	if (!(l = calloc(1, sizeof *l)))
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	snprintf(l->name, sizeof l->name, "%s", name);
+	memcpy(l->holder, holder, LKS_HOLDER_LEN + 1);
+	snprintf(l->owner, sizeof l->owner, "%s", info.owner);
+	memcpy(l->table_q, t, sizeof l->table_q);
+	l->fence = fence;
+	l->ttl_us = info.remaining_ms > 0 ? info.remaining_ms * 1000 : 1000;
+	l->margin_us = -1;
+	set_deadline(l, sent, info.remaining_ms * 1000);
+	pthread_mutex_init(&l->mu, NULL);
+	*out = l;
+	return LKS_OK;
 }

@@ -514,23 +514,28 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 	return rc;
 }
 
+void lks_mysql_lease_ddl(const char *t, lks_sql *q)
+{
+	/* VARBINARY name: exact byte comparison (no PAD SPACE, no case folding);
+	 * DATETIME(6) with UTC_TIMESTAMP(6): independent of the session zone */
+	lks_sql_add(q,
+	            "CREATE TABLE IF NOT EXISTS %s (\n"
+	            "    name        VARBINARY(%d) NOT NULL PRIMARY KEY,\n"
+	            "    holder      CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,\n"
+	            "    fence       BIGINT NOT NULL,\n"
+	            "    acquired_at DATETIME(6) NULL,\n"
+	            "    expires_at  DATETIME(6) NOT NULL,\n"
+	            "    owner       VARBINARY(%d) NULL,\n"
+	            "    CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),\n"
+	            "    CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)\n"
+	            ") ENGINE=InnoDB",
+	            t, LKS_LEASE_NAME_MAX, LKS_OWNER_TAG_MAX);
+}
+
 static int my_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
-	/* VARBINARY name: exact byte comparison (no PAD SPACE, no case folding);
-	 * DATETIME(6) with UTC_TIMESTAMP(6): independent of the session zone */
-	lks_sql_add(&q,
-	            "CREATE TABLE IF NOT EXISTS %s ("
-	            " name VARBINARY(%d) NOT NULL PRIMARY KEY,"
-	            " holder CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,"
-	            " fence BIGINT NOT NULL,"
-	            " acquired_at DATETIME(6) NULL,"
-	            " expires_at DATETIME(6) NOT NULL,"
-	            " owner VARBINARY(%d) NULL,"
-	            " CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),"
-	            " CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)"
-	            ") ENGINE=InnoDB",
-	            t, LKS_LEASE_NAME_MAX, LKS_OWNER_TAG_MAX);
+	lks_mysql_lease_ddl(t, &q);
 	bool has;
 	int rc = my_exec(c, q.buf);
 	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has)) || has)

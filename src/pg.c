@@ -383,18 +383,24 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 
 static int pg_lease_has_owner(lks_conn *c, const char *t, bool *has);
 
+void lks_pg_lease_ddl(const char *t, lks_sql *q)
+{
+	lks_sql_add(q,
+	            "CREATE TABLE IF NOT EXISTS %s (\n"
+	            "    name        text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND %d),\n"
+	            "    holder      text,\n"
+	            "    fence       bigint NOT NULL CHECK (fence >= 0),\n"
+	            "    acquired_at timestamptz,\n"
+	            "    expires_at  timestamptz NOT NULL,\n"
+	            "    owner       text\n"
+	            ")",
+	            t, LKS_LEASE_NAME_MAX);
+}
+
 static int pg_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
-	lks_sql_add(&q,
-	            "CREATE TABLE IF NOT EXISTS %s ("
-	            " name text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND %d),"
-	            " holder text,"
-	            " fence bigint NOT NULL CHECK (fence >= 0),"
-	            " acquired_at timestamptz,"
-	            " expires_at timestamptz NOT NULL,"
-	            " owner text)",
-	            t, LKS_LEASE_NAME_MAX);
+	lks_pg_lease_ddl(t, &q);
 	int rc = pg_exec(c, q.buf);
 	bool has;
 	if (rc || (rc = pg_lease_check_schema(c, t)) || (rc = pg_lease_has_owner(c, t, &has)) || has)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "internal.h"
+#include "cli.h"
 #include "retry.h"
 
 static void identifiers(void **state)
@@ -154,6 +155,49 @@ static void owner_labels(void **state)
 	big[LKS_OWNER_MAX] = 'x';
 	big[LKS_OWNER_MAX + 1] = '\0';
 	assert_false(lks_label_valid(big, LKS_OWNER_MAX));
+}
+
+/* the lockstock command's durations */
+static void cli_durations(void **state)
+{
+	char err[128];
+	int64_t ms = -1;
+	const struct {
+		const char *in;
+		int64_t ms;
+	} ok[] = {{"0", 0}, {"500ms", 500}, {"30s", 30000}, {"5m", 300000}, {"2h", 7200000},
+	          {"7d", 604800000}, {"0s", 0}, {"1ms", 1}};
+	(void)state;
+	for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+		assert_int_equal(cli_parse_duration(ok[i].in, LKS_LEASE_TTL_MAX_MS, &ms, err, sizeof err), 0);
+		assert_int_equal(ms, ok[i].ms);
+	}
+	const char *bad[] = {"", "30", "5 m", "-1s", "1.5s", "s", "10x", "8d", "99999999999999999999s",
+	                     "1sec", "1S", " 1s", "1s "};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		err[0] = '\0';
+		if (cli_parse_duration(bad[i], LKS_LEASE_TTL_MAX_MS, &ms, err, sizeof err) == 0)
+			fail_msg("accepted duration '%s'", bad[i]);
+		assert_true(strlen(err) > 0);
+	}
+	assert_int_equal(cli_parse_duration(NULL, 1000, &ms, err, sizeof err), -1);
+}
+
+/* what the command prints: safe on a terminal, valid JSON strings */
+static void cli_output_escaping(void **state)
+{
+	char buf[256];
+	FILE *f;
+	(void)state;
+	cli_init_locale();
+	f = fmemopen(buf, sizeof buf, "w");
+	cli_put_text(f, "a\x1b[2J\\b\n\xff\xc3\xa9\xc2\x85");
+	fclose(f);
+	assert_string_equal(buf, "a\\x1b[2J\\\\b\\x0a\\xff\xc3\xa9\\xc2\\x85");
+	f = fmemopen(buf, sizeof buf, "w");
+	cli_put_json(f, "q\"\\\x01\xff\xc3\xa9\xc2\x85");
+	fclose(f);
+	assert_string_equal(buf, "\"q\\\"\\\\\\u0001\\u00ff\xc3\xa9\\u0085\"");
 }
 
 static void backoff_schedule(void **state)
@@ -423,7 +467,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),

@@ -1,0 +1,396 @@
+/* Integration tests of the lockstock command against a real server: each
+ * case runs the built binary as a user would. Usage:
+ * cli_test postgresql|mysql PATH-TO-LOCKSTOCK */
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "support.h"
+
+static const char *cli;
+/* LKS_CLI_WRAP: words to run the command under (the valgrind pass) */
+static char *wrap[16];
+
+typedef struct proc {
+	pid_t pid;
+	char out[256], err[256]; /* files with its stdout and stderr */
+} proc;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Start `lockstock args...` (NULL-terminated) with LOCKSTOCK_URL = url
+ * (NULL: unset), in a process group of its own. */
+static proc start(const char *url, const char *const *args)
+{
+	static int seq;
+	proc p;
+	const char *argv[32];
+	int n = 0;
+	snprintf(p.out, sizeof p.out, "/tmp/lks-cli-%d-%d.out", (int)getpid(), ++seq);
+	snprintf(p.err, sizeof p.err, "/tmp/lks-cli-%d-%d.err", (int)getpid(), seq);
+	for (int i = 0; wrap[i]; i++)
+		argv[n++] = wrap[i];
+	argv[n++] = cli;
+	while (*args && n < 31)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	p.pid = fork();
+	assert_true(p.pid >= 0);
+	if (p.pid == 0) {
+		int o = open(p.out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(p.err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		setpgid(0, 0);
+		dup2(o, 1);
+		dup2(e, 2);
+		if (url)
+			setenv("LOCKSTOCK_URL", url, 1);
+		else
+			unsetenv("LOCKSTOCK_URL");
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	setpgid(p.pid, p.pid);
+	return p;
+}
+
+/* Its exit status (128+N when killed by signal N); the rest of its
+ * process group is killed. */
+static int finish(proc *p)
+{
+	int ws;
+	while (waitpid(p->pid, &ws, 0) < 0 && errno == EINTR)
+		;
+	kill(-p->pid, SIGKILL);
+	return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[8][8192];
+	static int k;
+	char *b = buf[k++ % 8];
+	FILE *fp = fopen(path, "r");
+	size_t n = fp ? fread(b, 1, sizeof buf[0] - 1, fp) : 0;
+	if (fp)
+		fclose(fp);
+	b[n] = '\0';
+	return b;
+}
+
+static int run(const char *url, const char *const *args, proc *out)
+{
+	proc p = start(url, args);
+	int st = finish(&p);
+	if (out)
+		*out = p;
+	return st;
+}
+
+static int lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Wait until path exists (the command started), at most 10 s. */
+static void wait_file(const char *path)
+{
+	struct stat sb;
+	for (int i = 0; i < 1000 && stat(path, &sb) != 0; i++)
+		usleep(10000);
+	assert_int_equal(stat(path, &sb), 0);
+}
+
+static void tmpfile_name(char *out, size_t n, const char *what)
+{
+	snprintf(out, n, "/tmp/lks-cli-%d-%s", (int)getpid(), what);
+	unlink(out);
+}
+
+/* Two runs started together: exactly one runs the command; the other is
+ * busy (75), or 0 with --busy-exit 0. Several rounds. */
+static void one_of_two_runs(void **state)
+{
+	fx *f = *state;
+	char file[256], script[1200];
+	tmpfile_name(file, sizeof file, "two");
+	snprintf(script, sizeof script, "echo $LOCKSTOCK_FENCE >> %s; sleep 1", file);
+	for (int round = 0; round < 3; round++) {
+		const char *busy = round == 2 ? "0" : "75";
+		const char *args[] = {"run", "nightly", "--ttl", "10s", "--busy-exit", busy, "--", "sh", "-c", script, NULL};
+		proc a = start(f->url, args), b = start(f->url, args);
+		int sa = finish(&a), sb = finish(&b);
+		if (round < 2) {
+			assert_true((sa == 0 && sb == 75) || (sa == 75 && sb == 0));
+			assert_non_null(strstr(slurp(sa == 75 ? a.err : b.err), "lease nightly is "));
+		} else {
+			assert_int_equal(sa, 0);
+			assert_int_equal(sb, 0);
+		}
+		assert_int_equal(lines(slurp(file)), round + 1);
+	}
+	unlink(file);
+}
+
+/* --wait: the second runs after the first; the runs never overlap and the
+ * fences in the commands' environment increase. */
+static void wait_runs_in_turn(void **state)
+{
+	fx *f = *state;
+	char file[256], script[1200];
+	long long fa, fb, ea, eb;
+	tmpfile_name(file, sizeof file, "wait");
+	snprintf(script, sizeof script,
+	         "echo start $LOCKSTOCK_FENCE >> %s; sleep 0.5; echo end $LOCKSTOCK_FENCE >> %s", file, file);
+	const char *args[] = {"run", "turns", "--wait", "5s", "--", "sh", "-c", script, NULL};
+	proc a = start(f->url, args), b = start(f->url, args);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(finish(&b), 0);
+	assert_int_equal(sscanf(slurp(file), "start %lld\nend %lld\nstart %lld\nend %lld", &fa, &ea, &fb, &eb), 4);
+	assert_int_equal(fa, ea);
+	assert_int_equal(fb, eb);
+	assert_true(fb > fa);
+	unlink(file);
+}
+
+/* A lockstock killed with SIGKILL: another run --wait takes over once the
+ * TTL has passed, and list shows its owner. */
+static void sigkilled_run_is_taken_over(void **state)
+{
+	fx *f = *state;
+	char up[256], script[512];
+	lks_lease_info info;
+	tmpfile_name(up, sizeof up, "killed");
+	snprintf(script, sizeof script, "touch %s; sleep 30", up);
+	const char *a_args[] = {"run", "crashy", "--ttl", "2s", "--owner", "replica-a", "--", "sh", "-c", script, NULL};
+	const char *b_args[] = {"run", "crashy", "--wait", "10s", "--owner", "replica-b", "--", cli, "list", NULL};
+	proc a = start(f->url, a_args), b;
+	int64_t t0;
+	wait_file(up);
+	assert_int_equal(lks_lease_inspect(f->c, "crashy", &info), LKS_OK);
+	assert_string_equal(info.owner, "replica-a");
+	kill(a.pid, SIGKILL);
+	assert_int_equal(finish(&a), 128 + SIGKILL); /* and its command */
+	t0 = now_ms();
+	assert_int_equal(run(f->url, b_args, &b), 0);
+	assert_true(now_ms() - t0 >= 500); /* it waited for the expiry */
+	assert_non_null(strstr(slurp(b.out), "crashy\treplica-b\t"));
+	assert_null(strstr(slurp(b.out), "replica-a"));
+	unlink(up);
+}
+
+static int write_one(lks_conn *c, int64_t fence, void *arg)
+{
+	(void)fence;
+	(void)arg;
+	return lks_conn_exec(c, "UPDATE cli_target SET n = n + 1");
+}
+
+/* A lease force-released while its command runs: the command gets SIGTERM,
+ * lockstock exits 79, and the old grant's fenced writes are refused. */
+static void force_release_stops_the_command(void **state)
+{
+	fx *f = *state;
+	char env[256], script[1500], holder[64];
+	long long fence;
+	lks_lease *adopted = NULL;
+	tmpfile_name(env, sizeof env, "lost");
+	t_exec(f->c, "CREATE TABLE cli_target (n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO cli_target VALUES (0)");
+	snprintf(script, sizeof script,
+	         "trap 'echo TERM >> %s; exit 143' TERM; echo $LOCKSTOCK_FENCE $LOCKSTOCK_HOLDER > %s.tmp;"
+	         " mv %s.tmp %s; sleep 30 & wait",
+	         env, env, env, env);
+	const char *args[] = {"run", "guarded", "--ttl", "1500ms", "--", "sh", "-c", script, NULL};
+	const char *force[] = {"release", "--force", "guarded", NULL};
+	proc a = start(f->url, args), r;
+	wait_file(env);
+	assert_int_equal(sscanf(slurp(env), "%lld %63s", &fence, holder), 2);
+	/* the command's grant, adopted from its environment, can write */
+	assert_int_equal(lks_lease_adopt(&adopted, f->c, "guarded", holder, fence), LKS_OK);
+	assert_int_equal(lks_lease_fenced_write(f->c, adopted, write_one, NULL), LKS_OK);
+	assert_int_equal(run(f->url, force, &r), 0);
+	assert_non_null(strstr(slurp(r.out), "released guarded"));
+	assert_int_equal(finish(&a), 79);
+	assert_non_null(strstr(slurp(env), "TERM"));
+	assert_non_null(strstr(slurp(a.err), "lost"));
+	/* the old grant writes nothing now */
+	assert_int_equal(lks_lease_fenced_write(f->c, adopted, write_one, NULL), LKS_LOST);
+	lks_lease_free(adopted);
+	assert_int_equal(lks_lease_adopt(&adopted, f->c, "guarded", holder, fence), LKS_LOST);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM cli_target"), 1);
+	/* a second force release finds nothing held */
+	assert_int_equal(run(f->url, force, &r), 1);
+	unlink(env);
+}
+
+/* --at-least 4s: a command that ends at once keeps the lease 4 s from the
+ * start, without lockstock lingering: it has exited while the lease is
+ * still held. */
+static void at_least_holds_after_the_command(void **state)
+{
+	fx *f = *state;
+	const char *args[] = {"run", "daily", "--at-least", "4s", "--", "true", NULL};
+	lks_lease_info info;
+	int64_t t0 = now_ms();
+	assert_int_equal(run(f->url, args, NULL), 0);
+	assert_int_equal(lks_lease_inspect(f->c, "daily", &info), LKS_OK);
+	assert_true(info.held);
+	assert_true(info.remaining_ms > 0 && info.remaining_ms <= 4000);
+	assert_int_equal(run(f->url, args, NULL), 75);
+	assert_true(now_ms() - t0 < 4000); /* so that busy meant "at least" */
+	while (now_ms() - t0 < 4300)
+		usleep(50000);
+	assert_int_equal(run(f->url, args, NULL), 0);
+}
+
+/* SIGTERM to lockstock reaches the command; the lease is released and the
+ * exit status is the command's. */
+static void signals_reach_the_command(void **state)
+{
+	fx *f = *state;
+	char up[256], got[256], script[1200];
+	lks_lease_info info;
+	tmpfile_name(up, sizeof up, "sig-up");
+	tmpfile_name(got, sizeof got, "sig-got");
+	snprintf(script, sizeof script, "trap 'echo TERM > %s; exit 7' TERM; touch %s; sleep 30 & wait", got, up);
+	const char *args[] = {"run", "polite", "--", "sh", "-c", script, NULL};
+	proc a = start(f->url, args);
+	wait_file(up);
+	kill(a.pid, SIGTERM);
+	assert_int_equal(finish(&a), 7);
+	assert_non_null(strstr(slurp(got), "TERM"));
+	assert_int_equal(lks_lease_inspect(f->c, "polite", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(info.fence, 1);
+	unlink(up);
+	unlink(got);
+}
+
+/* Bad usage and an unreachable server: 64 or 69, one line on stderr
+ * without the password, nothing changed. */
+static void bad_usage(void **state)
+{
+	fx *f = *state;
+	lks_lease_info info;
+	struct {
+		int status;
+		bool env;
+		const char *args[12];
+	} cases[] = {
+		{64, true, {"run", "x", "--bogus", "--", "true", NULL}},
+		{64, true, {"run", "x", "true", NULL}},
+		{64, true, {"run", "x", "--ttl", "30", "--", "true", NULL}},
+		{64, true, {"run", "x", "--ttl", "5 minutes", "--", "true", NULL}},
+		{64, true, {"run", "x", "--wait", "-1s", "--", "true", NULL}},
+		{64, true, {"run", "x", "--ttl", "8d", "--", "true", NULL}},
+		{64, true, {"run", "x", "--busy-exit", "300", "--", "true", NULL}},
+		{64, true, {"run", "--", "true", NULL}},
+		{64, true, {"run", "x", "y", "--", "true", NULL}},
+		{64, true, {"run", "x", "--", NULL}},
+		{64, false, {"run", "x", "--", "true", NULL}},
+		{64, true, {"run", "x", "--url", "ftp://lks:lkspw@h/x", "--", "true", NULL}},
+		{69, true, {"run", "x", "--url", NULL, "--", "true", NULL}}, /* unreachable */
+		{64, true, {"release", "x", NULL}},
+		{64, true, {"inspect", NULL}},
+		{64, true, {"list", "extra", NULL}},
+		{64, true, {"frobnicate", NULL}},
+		{64, true, {"run", "x", "--table", "bad;name", "--", "true", NULL}},
+	};
+	char unreachable[512];
+	proc p;
+	snprintf(unreachable, sizeof unreachable, "%s://lks:lkspw@127.0.0.1:1/x?connect%stimeout=2",
+	         T_BACKEND == LKS_BACKEND_POSTGRESQL ? "postgresql" : "mysql",
+	         T_BACKEND == LKS_BACKEND_POSTGRESQL ? "_" : "-");
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		if (cases[i].args[1] && cases[i].args[2] && !strcmp(cases[i].args[2], "--url") &&
+		    !cases[i].args[3])
+			cases[i].args[3] = unreachable;
+		int st = run(cases[i].env ? f->url : NULL, cases[i].args, &p);
+		const char *err = slurp(p.err);
+		if (st != cases[i].status || lines(err) != 1 || strstr(err, "lkspw") ||
+		    strncmp(err, "lockstock: ", 11))
+			fail_msg("case %zu (%s %s): status %d, stderr: %s", i, cases[i].args[0],
+			         cases[i].args[1] ? cases[i].args[1] : "", st, err);
+		assert_string_equal(slurp(p.out), "");
+	}
+	assert_int_equal(lks_lease_inspect(f->c, "x", &info), LKS_OK);
+	assert_int_equal(info.fence, 0);
+}
+
+/* Help pages, install, and output that is safe for a terminal and JSON. */
+static void help_install_and_output(void **state)
+{
+	fx *f = *state;
+	const char *help[] = {"run", "--help", NULL}, *help2[] = {"help", "release", NULL};
+	const char *install[] = {"install", NULL}, *print[] = {"install", "--print", NULL};
+	const char *list[] = {"list", NULL}, *json[] = {"list", "--json", NULL};
+	const char *inspect[] = {"inspect", "evil\x1b[2Jname", "--json", NULL};
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease *l = NULL;
+	proc p;
+	assert_int_equal(run(NULL, help, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "EXIT STATUS"));
+	assert_non_null(strstr(slurp(p.out), "--at-least"));
+	assert_int_equal(run(NULL, help2, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "--force"));
+	assert_int_equal(run(f->url, install, &p), 0);
+	assert_int_equal(run(f->url, print, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "CREATE TABLE IF NOT EXISTS"));
+	o.owner = "tab-free owner \xe2\x9c\x93";
+	assert_int_equal(lks_lease_acquire(&l, f->c, "evil\x1b[2Jname\\", 10000, 0, &o), LKS_OK);
+	assert_int_equal(run(f->url, list, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "evil\\x1b[2Jname\\\\\ttab-free owner \xe2\x9c\x93\t"));
+	assert_null(strchr(slurp(p.out), '\x1b'));
+	assert_int_equal(run(f->url, json, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"name\":\"evil\\u001b[2Jname\\\\\""));
+	assert_null(strchr(slurp(p.out), '\x1b'));
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	assert_int_equal(run(f->url, inspect, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"held\":false"));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		T(one_of_two_runs),
+		T(wait_runs_in_turn),
+		T(sigkilled_run_is_taken_over),
+		T(force_release_stops_the_command),
+		T(at_least_holds_after_the_command),
+		T(signals_reach_the_command),
+		T(bad_usage),
+		T(help_install_and_output),
+	};
+	char name[64];
+	if (argc != 3 || support_init(argv[1])) {
+		fprintf(stderr, "usage: cli_test postgresql|mysql PATH-TO-LOCKSTOCK\n");
+		return 1;
+	}
+	cli = argv[2];
+	if (getenv("LKS_CLI_WRAP")) {
+		char *w = strdup(getenv("LKS_CLI_WRAP")), *save = NULL;
+		int n = 0;
+		for (char *t = strtok_r(w, " ", &save); t && n < 15; t = strtok_r(NULL, " ", &save))
+			wrap[n++] = t;
+	}
+	snprintf(name, sizeof name, "cli-%s", argv[1]);
+	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
+}
