@@ -67,7 +67,8 @@ typedef struct lks_conn lks_conn;
 
 /*
  * Open a connection from a URL:
- *   postgresql://user:pass@host:port/db?param=value   (libpq URI syntax)
+ *   postgresql://user:pass@host:port/db?param=value   (libpq URI syntax,
+ *                 plus prepare=on|off, see lks_conn_set_prepare)
  *   mysql://user:pass@host:port/db?param=value
  *   mariadb://...  (same as mysql://)
  * mysql:// parameters ('-' and '_' alike; anything else is LKS_EINVAL):
@@ -85,6 +86,17 @@ typedef struct lks_conn lks_conn;
  * when out of memory); close it with lks_conn_close either way.
  */
 int lks_conn_open(lks_conn **out, const char *url);
+/*
+ * PostgreSQL statement mode. 1 (default): each statement is prepared once per
+ * connection under a name unique to the handle. 0: unnamed statements only,
+ * parsed with each call (PQexecParams), and no session locks (the waiting
+ * room is off: waiters poll; wake_on_release falls back to polling): for
+ * transaction poolers (PgBouncer pool_mode=transaction), where consecutive
+ * transactions may run on different server connections. The URL parameter
+ * prepare=off|on sets it for lks_conn_open (and auto-renew); this call sets
+ * it on any handle, adopted ones too. LKS_EUNSUPPORTED on MySQL.
+ */
+int lks_conn_set_prepare(lks_conn *c, int on);
 /* Copy url to out with its password (user:password@, or a password=
  * parameter) replaced by "***", for logs and messages; works on malformed
  * URLs too. LKS_EINVAL when an argument is NULL or out is too small.
@@ -95,6 +107,18 @@ int lks_url_redact(const char *url, char *out, size_t outsz);
 /* Closes the handle (wiping its copy of the URL); a borrowed (adopted)
  * native connection stays open. */
 void lks_conn_close(lks_conn *c);
+/*
+ * Reconnect a handle opened from a URL after LKS_ECONN (server restarted,
+ * failover, connection killed): closes the old session and connects again
+ * with the same URL, so a multi-host PostgreSQL URL
+ * (postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write) finds
+ * the new primary. The lease table name stays; prepared statements and
+ * waiting-room places of the old session are gone. Leases acquired on the
+ * handle stay valid objects (their grants live in the lease table). On
+ * failure the handle stays closed (calls return LKS_ECONN) and reset may be
+ * tried again. LKS_EINVAL for an adopted connection.
+ */
+int lks_conn_reset(lks_conn *c);
 
 lks_backend lks_conn_backend(const lks_conn *c);
 /* Last error of the handle: status, message, SQLSTATE ("" when none) and

@@ -11,7 +11,7 @@ set -euo pipefail
 LKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LKS_PACKAGES=(gcc pkg-config meson ninja-build libcmocka-dev libpq-dev
               default-libmysqlclient-dev postgresql mariadb-server valgrind
-              python3 clang libclang-rt-14-dev openssl)
+              python3 clang libclang-rt-14-dev openssl pgbouncer)
 
 log() { printf '[lockstock] %s\n' "$*" >&2; }
 die() { printf '[lockstock] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -61,6 +61,14 @@ stop_servers() {
 		"$LKS_TMP/pgctl" stop >/dev/null 2>&1
 		log "PostgreSQL stopped"
 	fi
+	if [ -n "${LKS_BOUNCER_PIDFILE:-}" ] && [ -f "$LKS_BOUNCER_PIDFILE" ]; then
+		kill "$(cat "$LKS_BOUNCER_PIDFILE")" 2>/dev/null
+		log "PgBouncer stopped"
+	fi
+	for ctl in ${LKS_PAIRS_STARTED:-}; do
+		"$ctl" >/dev/null 2>&1
+		log "PostgreSQL pair stopped ($(basename "$(dirname "$ctl")"))"
+	done
 	for ctl in $LKS_MY_STARTED; do
 		"$ctl" stop >/dev/null 2>&1
 		log "MariaDB stopped ($(basename "$ctl"))"
@@ -223,6 +231,123 @@ start_mariadb_tls() {
 start_servers() {
 	if [ -z "${LKS_PG_URL:-}" ]; then start_postgres; else log "using PostgreSQL at LKS_PG_URL"; fi
 	if [ -z "${LKS_MYSQL_URL:-}" ]; then start_mariadb; else log "using MySQL at LKS_MYSQL_URL"; fi
+}
+
+# pg_pair NAME sync|async: a primary and a streaming-replication standby
+# for the failover test, in $LKS_TMP/NAME. sync: synchronous_standby_names
+# names the standby and commits wait for it (synchronous_commit = on);
+# async: no synchronous standby. Exports LKS_FO_<NAME>_URL (both hosts,
+# target_session_attrs=read-write), LKS_FO_<NAME>_CRASH (stops the primary
+# with -m immediate) and LKS_FO_<NAME>_PROMOTE (promotes the standby).
+pg_pair() {
+	local name=$1 mode=$2 bin dir p1 p2 sync_names var
+	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	make_tmp
+	dir="$LKS_TMP/$name"
+	mkdir -p "$dir"
+	p1=$(free_port)
+	p2=$(free_port)
+	echo lkspw > "$dir/pw"
+	chown -R postgres: "$dir"
+	runuser -u postgres -- "$bin/initdb" -D "$dir/primary" -U lks --pwfile="$dir/pw" \
+		--auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log" >&2; die "initdb ($name) failed"; }
+	echo "host replication lks 127.0.0.1/32 scram-sha-256" >> "$dir/primary/pg_hba.conf"
+	sync_names=""
+	[ "$mode" = sync ] && sync_names="*"
+	cat >> "$dir/primary/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $p1
+unix_socket_directories = '$dir'
+wal_level = replica
+max_wal_senders = 4
+synchronous_standby_names = '$sync_names'
+synchronous_commit = on
+shared_buffers = 32MB
+max_connections = 100
+CONF
+	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w start >/dev/null ||
+		{ cat "$dir/primary.log" >&2; die "primary ($name) did not start"; }
+	runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
+		die "cannot create database lockstock ($name)"
+	runuser -u postgres -- env PGPASSWORD=lkspw "$bin/pg_basebackup" -h 127.0.0.1 -p "$p1" -U lks \
+		-D "$dir/standby" -R -X stream -d "application_name=standby1" >"$dir/basebackup.log" 2>&1 ||
+		{ cat "$dir/basebackup.log" >&2; die "pg_basebackup ($name) failed"; }
+	sed -i "s/^port = $p1/port = $p2/" "$dir/standby/postgresql.conf"
+	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w start >/dev/null ||
+		{ cat "$dir/standby.log" >&2; die "standby ($name) did not start"; }
+	if [ "$mode" = sync ]; then # wait until the standby is the synchronous one
+		for i in $(seq 1 100); do
+			[ "$(runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -Atc \
+				"SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")" = 1 ] && break
+			sleep 0.1
+		done
+	fi
+	cat > "$dir/crash" <<CTL
+#!/bin/sh
+exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate -w stop
+CTL
+	cat > "$dir/promote" <<CTL
+#!/bin/sh
+exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -w promote
+CTL
+	cat > "$dir/stop" <<CTL
+#!/bin/sh
+runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate stop
+runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -m immediate stop
+CTL
+	chmod 755 "$dir/crash" "$dir/promote" "$dir/stop"
+	LKS_PAIRS_STARTED="${LKS_PAIRS_STARTED:-} $dir/stop"
+	var=$(echo "$name" | tr 'a-z-' 'A-Z_')
+	export "LKS_FO_${var}_URL=postgresql://lks:lkspw@127.0.0.1:$p1,127.0.0.1:$p2/lockstock?target_session_attrs=read-write&connect_timeout=3"
+	export "LKS_FO_${var}_CRASH=$dir/crash" "LKS_FO_${var}_PROMOTE=$dir/promote"
+	log "PostgreSQL primary 127.0.0.1:$p1 with a $mode standby on 127.0.0.1:$p2 ($name)"
+}
+
+# PgBouncer in transaction pooling mode in front of the PostgreSQL at
+# LKS_PG_URL (a pool of 4 server connections, smaller than the tests' thread
+# counts); exports LKS_PGBOUNCER_URL (with prepare=off).
+start_pgbouncer() {
+	local dir port pg_host pg_port rest
+	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || die "pgbouncer not found (package pgbouncer)"
+	make_tmp
+	dir="$LKS_TMP/pgbouncer"
+	mkdir -p "$dir"
+	port=$(free_port)
+	rest=${LKS_PG_URL#*@}      # host:port/db...
+	pg_host=${rest%%:*}
+	pg_port=${rest#*:}
+	pg_port=${pg_port%%/*}
+	cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$pg_host port=$pg_port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir = $dir
+pidfile = $dir/pgbouncer.pid
+logfile = $dir/pgbouncer.log
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 1000
+max_db_connections = 4
+server_reset_query =
+ignore_startup_parameters = extra_float_digits
+query_wait_timeout = 2
+INI
+	printf '"lks" "lkspw"\n' > "$dir/userlist.txt"
+	chown -R postgres: "$dir"
+	runuser -u postgres -- /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 ||
+		{ cat "$dir/start.log" "$dir/pgbouncer.log" >&2; die "PgBouncer did not start"; }
+	LKS_BOUNCER_PIDFILE="$dir/pgbouncer.pid"
+	for i in $(seq 1 50); do
+		python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+		sleep 0.1
+	done
+	export LKS_PGBOUNCER_URL="postgresql://lks:lkspw@127.0.0.1:$port/lockstock?prepare=off"
+	log "PgBouncer $(/usr/sbin/pgbouncer --version | head -1 | awk '{print $2}') on 127.0.0.1:$port (transaction pooling, pool of 4) in front of PostgreSQL"
 }
 
 # The test suite also needs a TLS-only MariaDB (LKS_MYSQL_TLS_URL with the

@@ -15,6 +15,10 @@ source "$(dirname "$0")/common.sh"
 ensure_packages
 start_servers
 start_tls_server
+start_pgbouncer
+# two primary/standby pairs, each failed over once (first pass only)
+pg_pair fo-sync sync
+pg_pair fo-async async
 
 log "building (ASan+UBSan, TSan, and plain for valgrind)"
 build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
@@ -62,6 +66,13 @@ for b in asan tsan plain; do
 	run_suite "$b/unit" "${wrap[@]}" "$dir/tests/unit"
 	run_suite "$b/integration-postgresql" "${wrap[@]}" "$dir/tests/integration" postgresql
 	run_suite "$b/integration-mysql" "${wrap[@]}" "$dir/tests/integration" mysql
+	# the PostgreSQL suite again, through PgBouncer in transaction pooling
+	LKS_PG_URL="$LKS_PGBOUNCER_URL" run_suite "$b/integration-postgresql-pgbouncer" "${wrap[@]}" \
+		"$dir/tests/integration" postgresql
+	if [ "$b" = asan ]; then
+		run_suite "$b/failover-sync" "$dir/tests/failover_test" sync
+		run_suite "$b/failover-async" "$dir/tests/failover_test" async
+	fi
 	run_suite "$b/tls-mysql" "${wrap[@]}" "$dir/tests/tls"
 	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"

@@ -81,6 +81,48 @@ void lks_conn_close(lks_conn *c)
 	free(c);
 }
 
+int lks_conn_reset(lks_conn *c)
+{
+	char *url;
+	int rc;
+	if (!c || !c->ops)
+		return LKS_EINVAL;
+	if (!c->url)
+		return lks_set_error(c, LKS_EINVAL, "reset needs a handle opened from a URL; reopen"
+		                                    " an adopted connection yourself and adopt it again");
+	/* the old session's statements and session locks are gone with it */
+	lks_lease_forget_batons(c);
+	c->ops->close(c);
+	c->backend = NULL;
+	c->owner_col = -1;
+	lks_clear_error(c);
+	url = c->url;
+	c->url = NULL;
+	switch (c->ops->id) {
+#ifdef LKS_WITH_PG
+	case LKS_BACKEND_POSTGRESQL:
+		if ((rc = lks_pg_open(c, url)))
+			lks_redact(c->errmsg, url);
+		break;
+#endif
+#ifdef LKS_WITH_MYSQL
+	case LKS_BACKEND_MYSQL:
+		if ((rc = lks_mysql_open(c, url)))
+			lks_redact(c->errmsg, url);
+		break;
+#endif
+	default:
+		rc = lks_set_error(c, LKS_EUNSUPPORTED, "backend not built in");
+	}
+	if (rc && !c->url) { /* keep the URL for the next try */
+		c->url = url;
+		return rc;
+	}
+	explicit_bzero(url, strlen(url));
+	free(url);
+	return rc;
+}
+
 lks_backend lks_conn_backend(const lks_conn *c)
 {
 	return c && c->ops ? c->ops->id : LKS_BACKEND_NONE;
@@ -129,4 +171,14 @@ int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
 	}
 	lks_rows_clear(&r);
 	return rc;
+}
+
+int lks_conn_set_prepare(lks_conn *c, int on)
+{
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (on != 0 && on != 1)
+		return lks_set_error(c, LKS_EINVAL, "prepare must be 0 or 1");
+	return c->ops->set_prepare(c, on == 1);
 }

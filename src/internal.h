@@ -131,6 +131,8 @@ struct lks_backend_ops {
 	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
 	                    bool with_owner, lks_rows *out);
+	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
+	int (*set_prepare)(lks_conn *c, bool on);
 	/* whether the lease table has the owner column */
 	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
 	/* one transaction: the row as lease_select shows it, then, if held,
@@ -196,6 +198,7 @@ const char *lks_ssl_mode_name(lks_ssl_mode m);
 int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);
 void lks_url_free(lks_url *u);
 lks_backend lks_url_backend(const char *url);
+int lks_url_take_param(const char *url, const char *key, char **rest, char **value);
 /* Replace the URL's password (user:password@ or password=) wherever it
  * occurs in msg with "***" (msg shrinks in place). */
 void lks_redact(char *msg, const char *url);

@@ -873,6 +873,12 @@ static int my_lease_force_release(lks_conn *c, const char *t, const char *name,
 	return rc;
 }
 
+static int my_set_prepare(lks_conn *c, bool on)
+{
+	(void)on;
+	return lks_set_error(c, LKS_EUNSUPPORTED, "statement mode is a PostgreSQL setting");
+}
+
 const lks_backend_ops lks_mysql_ops = {
 	.id = LKS_BACKEND_MYSQL,
 	.name = "mysql",
@@ -894,6 +900,7 @@ const lks_backend_ops lks_mysql_ops = {
 	.baton_held = my_baton_held,
 	.lease_lock_shared = my_lease_lock_shared,
 	.lease_select = my_lease_select,
+	.set_prepare = my_set_prepare,
 	.lease_has_owner = my_lease_has_owner,
 	.lease_force_release = my_lease_force_release,
 };

@@ -21,7 +21,11 @@ typedef struct pg_state {
 	unsigned long next_id;
 	char prefix[17]; /* random per handle: names never meet another
 	                    handle's on a shared or re-adopted connection */
+	bool unprepared; /* prepare=off: no named statement outlives its call
+	                    (transaction poolers), and no session locks */
 } pg_state;
+
+#define ST(c) ((pg_state *)(c)->backend)
 
 #define PG(c) ((PGconn *)(c)->native)
 #define REMAINING_US "(extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint"
@@ -32,7 +36,17 @@ static int pg_error(lks_conn *c, PGresult *res)
 	const char *msg = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
 	                                                      : PQerrorMessage(PG(c));
 	int code = PQstatus(PG(c)) == CONNECTION_BAD ? LKS_ECONN : lks_map_sqlstate(state);
-	return lks_set_db_error(c, code, state, 0, msg);
+	lks_set_db_error(c, code, state, 0, msg);
+	/* a statement this handle prepared is gone, or its name is taken: the
+	 * server connection changed under us */
+	if (state && (!strcmp(state, "26000") || !strcmp(state, "42P05"))) {
+		size_t n = strlen(c->errmsg);
+		snprintf(c->errmsg + n, sizeof c->errmsg - n,
+		         " (lockstock's prepared statements live on one server connection: behind"
+		         " a transaction pooler such as PgBouncer, add prepare=off to the URL or"
+		         " call lks_conn_set_prepare(c, 0))");
+	}
+	return code;
 }
 
 static void pg_close(lks_conn *c)
@@ -92,37 +106,68 @@ static void quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
+/* prepare=on|off is lockstock's, not libpq's: taken out of the URL. */
+static int pg_take_prepare(lks_conn *c, const char *url, char **libpq_url, bool *unprepared)
+{
+	char *v = NULL;
+	int rc = lks_url_take_param(url, "prepare", libpq_url, &v);
+	if (rc)
+		return lks_set_error(c, rc, rc == LKS_EINVAL ? "malformed URL: bad percent escape" : "out of memory");
+	*unprepared = v && !strcmp(v, "off");
+	if (v && strcmp(v, "off") && strcmp(v, "on"))
+		rc = lks_set_error(c, LKS_EINVAL, "malformed URL: prepare must be on or off");
+	free(v);
+	return rc;
+}
+
 int lks_pg_open(lks_conn *c, const char *url)
 {
-	char *err = NULL;
-	bool ok = true;
-	PQconninfoOption *opts = PQconninfoParse(url, &err);
+	char *err = NULL, *libpq_url = NULL;
+	bool ok = true, unprepared = false;
+	PQconninfoOption *opts;
+	if (pg_take_prepare(c, url, &libpq_url, &unprepared)) {
+		free(libpq_url);
+		return c->err;
+	}
+	opts = PQconninfoParse(libpq_url, &err);
 	if (!opts) {
 		lks_set_error(c, err ? LKS_EINVAL : LKS_ENOMEM, "malformed URL: %s",
 		              err ? err : "out of memory");
 		PQfreemem(err);
-		return c->err;
+		goto out;
 	}
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 		if (!strcmp(o->keyword, "port") && o->val && !ports_valid(o->val))
 			ok = false;
 	PQconninfoFree(opts);
-	if (!ok)
-		return lks_set_error(c, LKS_EINVAL, "malformed URL: bad port (1..65535)");
+	if (!ok) {
+		lks_set_error(c, LKS_EINVAL, "malformed URL: bad port (1..65535)");
+		goto out;
+	}
 	if (pg_init_state(c))
-		return c->err;
-	c->native = PQconnectdb(url);
-	if (!c->native)
-		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+		goto out;
+	ST(c)->unprepared = unprepared;
+	c->native = PQconnectdb(libpq_url);
+	if (!c->native) {
+		lks_set_error(c, LKS_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (PQstatus(PG(c)) != CONNECTION_OK) {
 		lks_set_db_error(c, LKS_ECONN, NULL, 0, PQerrorMessage(PG(c)));
 		PQfinish(PG(c));
 		c->native = NULL;
-		return c->err;
+		goto out;
 	}
 	PQsetNoticeProcessor(PG(c), quiet_notice, NULL);
+	/* the whole URL: auto-renew connects the same way */
 	c->url = strdup(url);
-	return c->url ? LKS_OK : lks_set_error(c, LKS_ENOMEM, "out of memory");
+	if (!c->url)
+		lks_set_error(c, LKS_ENOMEM, "out of memory");
+out:
+	if (libpq_url) /* it may hold a password */
+		explicit_bzero(libpq_url, strlen(libpq_url));
+	free(libpq_url);
+	return c->err;
 }
 
 int lks_conn_adopt_pg(lks_conn **out, PGconn *pg)
@@ -238,9 +283,13 @@ static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
 	memset(out, 0, sizeof *out);
 	if ((rc = pg_bind(c, params, n, &pp)))
 		return rc;
-	if (!(name = pg_prepare(c, sql, (int)n)))
-		return c->err;
-	res = PQexecPrepared(PG(c), name, (int)n, pp.vals, NULL, NULL, 0);
+	if (ST(c)->unprepared) { /* the unnamed statement: parsed and run in one go */
+		res = PQexecParams(PG(c), sql, (int)n, NULL, pp.vals, NULL, NULL, 0);
+	} else {
+		if (!(name = pg_prepare(c, sql, (int)n)))
+			return c->err;
+		res = PQexecPrepared(PG(c), name, (int)n, pp.vals, NULL, NULL, 0);
+	}
 	s = PQresultStatus(res);
 	if (s == PGRES_TUPLES_OK) {
 		out->nrows = PQntuples(res);
@@ -463,11 +512,7 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
 	            t, np > 6 ? ", owner = $7" : "", LKS_BATON_STALE_MS);
 	(void)mode;
 	rc = pg_query(c, q.buf, p, np, &r);
-	if (rc == LKS_ETRANSIENT) { /* locked: busy, the full statement tells */
-		lks_clear_error(c);
-		return LKS_OK;
-	}
-	if (rc)
+	if (rc) /* LKS_ETRANSIENT: the row is locked and the wait used up: busy */
 		return rc;
 	if (r.nrows == 1) {
 		g->granted = 1;
@@ -552,7 +597,7 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 		 * or expired lease. Only when it matches nothing does the full
 		 * statement above run. The head's polls (HELD) go straight to it. */
 		if ((rc = pg_lease_try_lean(c, t, p, np, mode, g)) || g->granted)
-			return rc;
+			return rc; /* LKS_ETRANSIENT: lease.c takes it as busy */
 		g->statements++;
 	}
 	rc = pg_query(c, q.buf, p, np, &r);
@@ -672,10 +717,16 @@ static int pg_lease_release(lks_conn *c, const char *t, const char *name,
 	return released == 1 ? LKS_OK : LKS_LOST;
 }
 
+/* Session locks stay on one server connection: not behind a pooler. */
 static bool pg_baton_supported(lks_conn *c)
 {
-	(void)c;
-	return true;
+	return !ST(c)->unprepared;
+}
+
+static int pg_set_prepare(lks_conn *c, bool on)
+{
+	ST(c)->unprepared = !on;
+	return LKS_OK;
 }
 
 /* Wait in the server's lock queue (first come, first served). lock_timeout
@@ -798,6 +849,7 @@ const lks_backend_ops lks_pg_ops = {
 	.baton_held = pg_baton_held,
 	.lease_lock_shared = pg_lease_lock_shared,
 	.lease_select = pg_lease_select,
+	.set_prepare = pg_set_prepare,
 	.lease_has_owner = pg_lease_has_owner,
 	.lease_force_release = pg_lease_force_release,
 };

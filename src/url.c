@@ -388,3 +388,42 @@ int lks_url_redact(const char *url, char *out, size_t outsz)
 	lks_redact(out, url);
 	return LKS_OK;
 }
+
+/* Remove parameter `key` ('-' and '_' alike) from url's query string. On
+ * LKS_OK *rest is a new URL without it and *value the last value given
+ * (percent-decoded; NULL when absent); the caller frees both. */
+int lks_url_take_param(const char *url, const char *key, char **rest, char **value)
+{
+	const char *q = strchr(url, '?');
+	size_t n = strlen(url), o, base;
+	char *out;
+	*rest = NULL;
+	*value = NULL;
+	if (!(out = malloc(n + 1)))
+		return LKS_ENOMEM;
+	o = base = q ? (size_t)(q - url) : n;
+	memcpy(out, url, o);
+	for (const char *p = q ? q + 1 : NULL; p && *p;) {
+		const char *amp = strchr(p, '&'), *eq;
+		size_t len = amp ? (size_t)(amp - p) : strlen(p);
+		eq = memchr(p, '=', len);
+		if (eq && key_is(p, (size_t)(eq - p), key)) {
+			int bad = 0;
+			free(*value);
+			*value = decode(eq + 1, len - (size_t)(eq + 1 - p), &bad);
+			if (!*value) {
+				free(out);
+				return bad ? LKS_EINVAL : LKS_ENOMEM;
+			}
+		} else {
+			char sep = o == base ? '?' : '&';
+			out[o++] = sep;
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		p += len + (amp ? 1 : 0);
+	}
+	out[o] = '\0';
+	*rest = out;
+	return LKS_OK;
+}

@@ -386,8 +386,10 @@ int main(int argc, char **argv)
 	}
 	cli = argv[2];
 	if (getenv("LKS_CLI_WRAP")) {
-		char *w = strdup(getenv("LKS_CLI_WRAP")), *save = NULL;
+		static char w[1024];
+		char *save = NULL;
 		int n = 0;
+		snprintf(w, sizeof w, "%s", getenv("LKS_CLI_WRAP"));
 		for (char *t = strtok_r(w, " ", &save); t && n < 15; t = strtok_r(NULL, " ", &save))
 			wrap[n++] = t;
 	}

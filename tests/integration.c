@@ -1,6 +1,7 @@
 /* Integration suite: every case against a real server, each in a fresh
  * schema (PostgreSQL) or database (MySQL). Usage: integration postgresql|mysql */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "it.h"
 
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
 	char name[64];
 	if (argc != 2 || support_init(argv[1]))
 		return 1;
-	snprintf(name, sizeof name, "integration-%s", argv[1]);
+	snprintf(name, sizeof name, "integration-%s%s", argv[1], T_POOLED ? "-pooled" : "");
+	if (getenv("LKS_TEST_FILTER")) /* for development: one test by name */
+		cmocka_set_test_filter(getenv("LKS_TEST_FILTER"));
 	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }

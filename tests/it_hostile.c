@@ -252,12 +252,36 @@ void pg_readopt_same_connection(void **state)
 	owner = t_open(f->url);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(lks_conn_adopt_pg(&h, lks_conn_pg(owner)), LKS_OK);
+		if (T_POOLED) /* the pooled mode, for an adopted connection */
+			assert_int_equal(lks_conn_set_prepare(h, 0), LKS_OK);
 		assert_int_equal(lks_lease_acquire(&l, h, "readopt", 5000, 0, NULL), LKS_OK);
 		assert_int_equal(lks_lease_release(h, l), LKS_OK);
 		lks_lease_free(l);
 		lks_conn_close(h);
 		/* closing the borrowed handle left none of its statements behind */
 		assert_int_equal(t_int1(f->c, "SELECT 0"), 0);
+	}
+	/* #9 item 0: a statement of the handle gone from its server connection
+	 * (what a transaction pooler does) is an error that names the cure,
+	 * never another statement's result; prepare=off then works */
+	{
+		lks_lease_info info;
+		int rc;
+		assert_int_equal(lks_conn_adopt_pg(&h, lks_conn_pg(owner)), LKS_OK);
+		assert_int_equal(lks_conn_set_prepare(h, 1), LKS_OK);
+		rc = lks_lease_inspect(h, "readopt", &info);
+		assert_true(rc == LKS_OK || (T_POOLED && strstr(lks_conn_errmsg(h), "prepare=off")));
+		PQclear(PQexec(lks_conn_pg(owner), "DEALLOCATE ALL"));
+		rc = lks_lease_inspect(h, "readopt", &info);
+		if (!T_POOLED || rc != LKS_OK) { /* pooled: it may land where it was prepared */
+			assert_int_equal(rc, LKS_EDB);
+			assert_non_null(strstr(lks_conn_errmsg(h), "prepare=off"));
+		}
+		print_message("    %s\n", lks_conn_errmsg(h));
+		assert_int_equal(lks_conn_set_prepare(h, 0), LKS_OK);
+		assert_int_equal(lks_lease_inspect(h, "readopt", &info), LKS_OK);
+		assert_int_equal(info.fence, 3);
+		lks_conn_close(h);
 	}
 	lks_conn_close(owner);
 #else

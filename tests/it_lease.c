@@ -234,7 +234,7 @@ void lease_timeout_when_held(void **state)
 	assert_null(b);
 	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
 	assert_true(st.attempts >= 3);
-	assert_int_equal(st.queued, 1);
+	assert_int_equal(st.queued, T_POOLED ? 0 : 1); /* pooled: no waiting room, it polls */
 	/* without the waiting room: polling with backoff */
 	o.waiting_room = 0;
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
@@ -252,8 +252,10 @@ void lease_timeout_when_held(void **state)
 	o.wake_on_release = 0;
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
 	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
-	assert_true(st.attempts <= 4); /* a first poll and one at the deadline */
-	assert_int_equal(st.queued, 1);
+	if (!T_POOLED) { /* pooled: no line to wait in, it polls (asserted above) */
+		assert_true(st.attempts <= 4); /* a first poll and one at the deadline */
+		assert_int_equal(st.queued, 1);
+	}
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
 	lks_lease_free(a);
 	lks_conn_close(other);
@@ -395,13 +397,14 @@ void lease_tokens_survive_server_restart(void **state)
 	l = must_acquire(f->c, "durable", 60000, 0);
 	last = lks_lease_fence(l);
 	t_ctl("restart"); /* a crash restart: immediate stop / SIGKILL */
-	/* the old connection is gone, and says so */
+	/* the old connection is gone, and says so (behind a pooler the next
+	 * transaction just gets a new server connection) */
 	lks_lease_info info;
 	int rc = lks_lease_inspect(f->c, "durable", &info);
-	if (rc != LKS_ECONN)
+	if (rc != LKS_ECONN && !(T_POOLED && rc == LKS_OK))
 		fail_msg("after restart: %s (%s)", lks_strerror(rc), lks_conn_errmsg(f->c));
-	lks_conn_close(f->c);
-	f->c = t_open(f->url);
+	/* the handle reconnects itself with its URL */
+	assert_int_equal(lks_conn_reset(f->c), LKS_OK);
 	/* the lease survived the restart: still held by us */
 	rc = lks_lease_inspect(f->c, "durable", &info);
 	if (rc != LKS_OK)
@@ -489,7 +492,9 @@ void autorenew_reports_server_gone(void **state)
 	usleep(800 * 1000); /* at least one renewal */
 	assert_false(lks_lease_is_lost(l));
 	t_ctl("stop");
-	for (int i = 0; i < 300 && !atomic_load(&lost_calls); i++)
+	/* behind PgBouncer the renewal waits for a server connection until
+	 * query_wait_timeout (2 s in scripts/common.sh) */
+	for (int i = 0; i < (T_POOLED ? 600 : 300) && !atomic_load(&lost_calls); i++)
 		usleep(10 * 1000);
 	int calls = atomic_load(&lost_calls), status = atomic_load(&lost_status);
 	t_ctl("start");
@@ -581,7 +586,10 @@ void lease_release_wakes_waiter(void **state)
 	assert_true(w.waited_us >= 250000); /* it did wait for the release */
 	print_message("    acquired %lld ms after it started waiting (released at 300 ms)\n",
 	              (long long)w.waited_us / 1000);
-	assert_true(w.waited_us < 700000); /* its own polls are 2 s apart */
+	/* its own polls are 2 s apart; behind a pooler wake_on_release falls
+	 * back to them */
+	if (!T_POOLED)
+		assert_true(w.waited_us < 700000);
 	lks_lease_free(a);
 	lks_lease_free(w.l);
 }

@@ -8,6 +8,7 @@
 lks_backend T_BACKEND;
 const char *T_BASE_URL;
 const char *T_CTL;
+int T_POOLED;
 
 int support_init(const char *backend)
 {
@@ -26,6 +27,7 @@ int support_init(const char *backend)
 	}
 	T_BASE_URL = getenv(url_var);
 	T_CTL = getenv(ctl_var);
+	T_POOLED = T_BASE_URL && strstr(T_BASE_URL, "prepare=off") != NULL;
 	if (!T_BASE_URL || !*T_BASE_URL) {
 		/* never turn a missing server into skipped tests */
 		fprintf(stderr,
@@ -36,6 +38,20 @@ int support_init(const char *backend)
 	}
 	lks_library_init();
 	return 0;
+}
+
+void t_libpq_url(const char *url, char *out, size_t n)
+{
+	const char *p = strstr(url, "prepare=off");
+	if (!p) {
+		snprintf(out, n, "%s", url);
+		return;
+	}
+	const char *after = p + strlen("prepare=off");
+	if (*after == '&') /* keep the separator before it, drop the one after */
+		snprintf(out, n, "%.*s%s", (int)(p - url), url, after + 1);
+	else /* last: drop the separator before it */
+		snprintf(out, n, "%.*s", (int)(p - url - 1), url);
 }
 
 lks_conn *t_open(const char *url)
@@ -120,7 +136,9 @@ void t_ctl(const char *what)
 /* URL of the same server with another default schema / database. */
 static void url_with_ns(const char *base, const char *ns, char *out, size_t n)
 {
-	if (T_BACKEND == LKS_BACKEND_POSTGRESQL) {
+	/* behind a transaction pooler no startup option reaches the server:
+	 * each test gets a database of its own */
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL && !T_POOLED) {
 		snprintf(out, n, "%s%coptions=-csearch_path%%3D%s", base,
 		         strchr(base, '?') ? '&' : '?', ns);
 	} else {
@@ -139,7 +157,8 @@ int fx_setup(void **state)
 	lks_conn *admin;
 	snprintf(f->ns, sizeof f->ns, "lks_t_%d_%d", (int)getpid(), ++counter);
 	admin = t_open(T_BASE_URL);
-	snprintf(sql, sizeof sql, T_BACKEND == LKS_BACKEND_POSTGRESQL ? "CREATE SCHEMA %s" : "CREATE DATABASE %s",
+	snprintf(sql, sizeof sql,
+	         T_BACKEND == LKS_BACKEND_POSTGRESQL && !T_POOLED ? "CREATE SCHEMA %s" : "CREATE DATABASE %s",
 	         f->ns);
 	t_exec(admin, sql);
 	lks_conn_close(admin);
@@ -158,7 +177,9 @@ int fx_teardown(void **state)
 	lks_conn_close(f->c);
 	if (lks_conn_open(&admin, T_BASE_URL) == LKS_OK) {
 		snprintf(sql, sizeof sql,
-		         T_BACKEND == LKS_BACKEND_POSTGRESQL ? "DROP SCHEMA %s CASCADE" : "DROP DATABASE %s",
+		         T_BACKEND == LKS_BACKEND_MYSQL ? "DROP DATABASE %s"
+		         : T_POOLED                     ? "DROP DATABASE %s WITH (FORCE)"
+		                                        : "DROP SCHEMA %s CASCADE",
 		         f->ns);
 		lks_conn_exec(admin, sql);
 	}

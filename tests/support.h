@@ -18,11 +18,14 @@ typedef struct fx {
 extern lks_backend T_BACKEND;
 extern const char *T_BASE_URL; /* server given by the environment */
 extern const char *T_CTL;      /* script: start|stop|restart (may be NULL) */
+extern int T_POOLED;           /* PostgreSQL through a transaction pooler (prepare=off) */
 
 int support_init(const char *backend); /* reads the environment */
 int fx_setup(void **state);
 int fx_teardown(void **state);
 
+/* url without lockstock's own prepare=off, for libpq itself */
+void t_libpq_url(const char *url, char *out, size_t n);
 /* Open on url, asserting success. */
 lks_conn *t_open(const char *url);
 /* Run SQL with '?' placeholders (rewritten to $n on PostgreSQL). */
