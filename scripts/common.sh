@@ -233,14 +233,16 @@ start_servers() {
 	if [ -z "${LKS_MYSQL_URL:-}" ]; then start_mariadb; else log "using MySQL at LKS_MYSQL_URL"; fi
 }
 
-# pg_pair NAME sync|async: a primary and a streaming-replication standby
-# for the failover test, in $LKS_TMP/NAME. sync: synchronous_standby_names
-# names the standby and commits wait for it (synchronous_commit = on);
-# async: no synchronous standby. Exports LKS_FO_<NAME>_URL (both hosts,
-# target_session_attrs=read-write), LKS_FO_<NAME>_CRASH (stops the primary
-# with -m immediate) and LKS_FO_<NAME>_PROMOTE (promotes the standby).
+# pg_pair sync|async: a primary and a streaming-replication standby for the
+# failover test, in $LKS_TMP/fo-MODE. sync: synchronous_standby_names names
+# the standby and commits wait for it (synchronous_commit = on); async: no
+# synchronous standby. Exports LKS_FO_<MODE>_URL (both hosts,
+# target_session_attrs=read-write), LKS_FO_<MODE>_CRASH (stops the primary
+# with -m immediate), LKS_FO_<MODE>_PROMOTE (promotes the standby) and
+# LKS_FO_<MODE>_REPLICATION stop|kill (pauses or kills the standby's WAL
+# receiver).
 pg_pair() {
-	local name=$1 mode=$2 bin dir p1 p2 sync_names var
+	local mode=$1 name="fo-$1" bin dir p1 p2 sync_names var
 	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 	make_tmp
 	dir="$LKS_TMP/$name"
@@ -261,7 +263,6 @@ port = $p1
 unix_socket_directories = '$dir'
 wal_level = replica
 max_wal_senders = 4
-synchronous_standby_names = '$sync_names'
 synchronous_commit = on
 shared_buffers = 32MB
 max_connections = 100
@@ -271,12 +272,15 @@ CONF
 	runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
 		die "cannot create database lockstock ($name)"
 	runuser -u postgres -- env PGPASSWORD=lkspw "$bin/pg_basebackup" -h 127.0.0.1 -p "$p1" -U lks \
-		-D "$dir/standby" -R -X stream -d "application_name=standby1" >"$dir/basebackup.log" 2>&1 ||
+		-D "$dir/standby" -R -X stream -c fast -d "application_name=standby1" >"$dir/basebackup.log" 2>&1 ||
 		{ cat "$dir/basebackup.log" >&2; die "pg_basebackup ($name) failed"; }
 	sed -i "s/^port = $p1/port = $p2/" "$dir/standby/postgresql.conf"
 	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w start >/dev/null ||
 		{ cat "$dir/standby.log" >&2; die "standby ($name) did not start"; }
-	if [ "$mode" = sync ]; then # wait until the standby is the synchronous one
+	if [ "$mode" = sync ]; then # now commits wait for it; until it is the synchronous one
+		runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -qc \
+			"ALTER SYSTEM SET synchronous_standby_names = '$sync_names'" -c "SELECT pg_reload_conf()" >/dev/null ||
+			die "cannot make the standby synchronous ($name)"
 		for i in $(seq 1 100); do
 			[ "$(runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -Atc \
 				"SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")" = 1 ] && break
@@ -285,22 +289,30 @@ CONF
 	fi
 	cat > "$dir/crash" <<CTL
 #!/bin/sh
-exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate -w stop
+exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate -w stop >/dev/null
 CTL
 	cat > "$dir/promote" <<CTL
 #!/bin/sh
-exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -w promote
+exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -w promote >/dev/null
+CTL
+	# replication stop|kill: pause the standby's WAL receiver (a slow
+	# network); kill it, dropping what it had not read (a partition)
+	cat > "$dir/replication" <<CTL
+#!/bin/sh
+pid=\$(pgrep -P "\$(head -1 "$dir/standby/postmaster.pid")" -f walreceiver)
+[ -n "\$pid" ] && exec kill -\$(echo "\$1" | tr a-z A-Z) \$pid
 CTL
 	cat > "$dir/stop" <<CTL
 #!/bin/sh
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate stop
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -m immediate stop
 CTL
-	chmod 755 "$dir/crash" "$dir/promote" "$dir/stop"
+	chmod 755 "$dir/crash" "$dir/promote" "$dir/stop" "$dir/replication"
 	LKS_PAIRS_STARTED="${LKS_PAIRS_STARTED:-} $dir/stop"
-	var=$(echo "$name" | tr 'a-z-' 'A-Z_')
+	var=$(echo "$mode" | tr 'a-z' 'A-Z')
 	export "LKS_FO_${var}_URL=postgresql://lks:lkspw@127.0.0.1:$p1,127.0.0.1:$p2/lockstock?target_session_attrs=read-write&connect_timeout=3"
 	export "LKS_FO_${var}_CRASH=$dir/crash" "LKS_FO_${var}_PROMOTE=$dir/promote"
+	export "LKS_FO_${var}_REPLICATION=$dir/replication"
 	log "PostgreSQL primary 127.0.0.1:$p1 with a $mode standby on 127.0.0.1:$p2 ($name)"
 }
 

@@ -17,8 +17,8 @@ start_servers
 start_tls_server
 start_pgbouncer
 # two primary/standby pairs, each failed over once (first pass only)
-pg_pair fo-sync sync
-pg_pair fo-async async
+pg_pair sync
+pg_pair async
 
 log "building (ASan+UBSan, TSan, and plain for valgrind)"
 build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
