@@ -70,6 +70,11 @@ for b in asan tsan plain; do
 	LKS_PG_URL="$LKS_PGBOUNCER_URL" run_suite "$b/integration-postgresql-pgbouncer" "${wrap[@]}" \
 		"$dir/tests/integration" postgresql
 	if [ "$b" = asan ]; then
+		# the example driver and the command through the pooler too
+		LKS_PG_URL="$LKS_PGBOUNCER_URL" run_suite "$b/inventory-postgresql-pgbouncer" \
+			"$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
+		LKS_PG_URL="$LKS_PGBOUNCER_URL" run_suite "$b/cli-postgresql-pgbouncer" \
+			"$dir/tests/cli_test" postgresql "$dir/tools/lockstock/lockstock"
 		run_suite "$b/failover-sync" "$dir/tests/failover_test" sync
 		run_suite "$b/failover-async" "$dir/tests/failover_test" async
 	fi
