@@ -10,9 +10,16 @@
 
 #define PG_CACHE_MAX 64
 
+#define PG_SHAPE_COLS 16
+
 typedef struct pg_stmt {
 	char *sql;
 	char name[40];
+	/* the result's shape, from its first execution: a later result of
+	 * another shape came from another statement under this name */
+	int nfields; /* -1: not seen yet */
+	ExecStatusType status;
+	Oid types[PG_SHAPE_COLS];
 } pg_stmt;
 
 typedef struct pg_state {
@@ -206,14 +213,14 @@ static int pg_exec(lks_conn *c, const char *sql)
 }
 
 /* Find or prepare the statement; prepared once per connection. */
-static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
+static pg_stmt *pg_prepare_stmt(lks_conn *c, const char *sql, int nparams)
 {
 	pg_state *st = c->backend;
 	pg_stmt *e;
 	PGresult *res;
 	for (int i = 0; i < st->n; i++)
 		if (!strcmp(st->cache[i].sql, sql))
-			return st->cache[i].name;
+			return &st->cache[i];
 	if (st->n == PG_CACHE_MAX) {
 		/* evict the oldest; DEALLOCATE failing only leaks a server-side name */
 		char dealloc[64];
@@ -224,6 +231,7 @@ static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
 		st->n--;
 	}
 	e = &st->cache[st->n];
+	e->nfields = -1;
 	snprintf(e->name, sizeof e->name, "lks_%s_%lu", st->prefix, st->next_id++);
 	res = PQprepare(PG(c), e->name, sql, nparams, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -238,7 +246,37 @@ static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
 		return NULL;
 	}
 	st->n++;
-	return e->name;
+	return e;
+}
+
+static const char *pg_prepare(lks_conn *c, const char *sql, int nparams)
+{
+	pg_stmt *e = pg_prepare_stmt(c, sql, nparams);
+	return e ? e->name : NULL;
+}
+
+/* The first result fixes the statement's shape; another shape later means
+ * a statement lockstock did not prepare answered under its name. */
+static int pg_check_shape(lks_conn *c, pg_stmt *e, const PGresult *res)
+{
+	int n = PQnfields(res);
+	ExecStatusType s = PQresultStatus(res);
+	if (e->nfields < 0) {
+		e->nfields = n;
+		e->status = s;
+		for (int i = 0; i < n && i < PG_SHAPE_COLS; i++)
+			e->types[i] = PQftype(res, i);
+		return LKS_OK;
+	}
+	bool same = n == e->nfields && s == e->status;
+	for (int i = 0; same && i < n && i < PG_SHAPE_COLS; i++)
+		same = PQftype(res, i) == e->types[i];
+	if (same)
+		return LKS_OK;
+	return lks_set_error(c, LKS_EDB,
+	                     "statement %s answered with a result of another shape (%d columns,"
+	                     " expected %d): not the statement lockstock prepared; behind a"
+	                     " transaction pooler use prepare=off", e->name, n, e->nfields);
 }
 
 /* Parameters as text (libpq's text format). */
@@ -275,7 +313,7 @@ static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
                     size_t n, lks_rows *out)
 {
 	pg_params pp;
-	const char *name;
+	pg_stmt *e = NULL;
 	PGresult *res;
 	ExecStatusType s;
 	int rc = LKS_OK;
@@ -286,11 +324,15 @@ static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
 	if (ST(c)->unprepared) { /* the unnamed statement: parsed and run in one go */
 		res = PQexecParams(PG(c), sql, (int)n, NULL, pp.vals, NULL, NULL, 0);
 	} else {
-		if (!(name = pg_prepare(c, sql, (int)n)))
+		if (!(e = pg_prepare_stmt(c, sql, (int)n)))
 			return c->err;
-		res = PQexecPrepared(PG(c), name, (int)n, pp.vals, NULL, NULL, 0);
+		res = PQexecPrepared(PG(c), e->name, (int)n, pp.vals, NULL, NULL, 0);
 	}
 	s = PQresultStatus(res);
+	if (e && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) && (rc = pg_check_shape(c, e, res))) {
+		PQclear(res);
+		return rc;
+	}
 	if (s == PGRES_TUPLES_OK) {
 		out->nrows = PQntuples(res);
 		out->ncols = PQnfields(res);

@@ -283,6 +283,29 @@ void pg_readopt_same_connection(void **state)
 		assert_int_equal(info.fence, 3);
 		lks_conn_close(h);
 	}
+	/* another statement under one of the handle's names (what a shared
+	 * server connection could hold) is refused by its result's shape */
+	if (!T_POOLED) {
+		lks_lease_info info;
+		PGconn *pg = lks_conn_pg(owner);
+		PGresult *res;
+		char sql[256];
+		assert_int_equal(lks_conn_adopt_pg(&h, pg), LKS_OK);
+		assert_int_equal(lks_lease_inspect(h, "readopt", &info), LKS_OK);
+		res = PQexec(pg, "SELECT name FROM pg_prepared_statements WHERE statement LIKE '%coalesce(holder%'");
+		assert_int_equal(PQntuples(res), 1);
+		snprintf(sql, sizeof sql, "DEALLOCATE %s", PQgetvalue(res, 0, 0));
+		PQclear(PQexec(pg, sql));
+		snprintf(sql, sizeof sql, "PREPARE %s(text) AS SELECT $1 AS impostor", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		res = PQexec(pg, sql);
+		assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+		assert_int_equal(lks_lease_inspect(h, "readopt", &info), LKS_EDB);
+		print_message("    %s\n", lks_conn_errmsg(h));
+		assert_non_null(strstr(lks_conn_errmsg(h), "another shape"));
+		lks_conn_close(h);
+	}
 	lks_conn_close(owner);
 #else
 	(void)f;
