@@ -18,9 +18,9 @@ extern "C" {
  * On MariaDB >= 10.5 lease calls leave LAST_INSERT_ID() alone and take
  * session locks named "lks:<16 hex>" (the waiting room, GET_LOCK); on older
  * servers and MySQL a grant sets LAST_INSERT_ID() to the new fence. */
-int lks_conn_adopt_mysql(lks_conn **out, MYSQL *my);
+LKS_API int lks_conn_adopt_mysql(lks_conn **out, MYSQL *my);
 /* The native connection behind a MySQL handle (NULL otherwise). */
-MYSQL *lks_conn_mysql(lks_conn *c);
+LKS_API MYSQL *lks_conn_mysql(lks_conn *c);
 #ifdef __cplusplus
 }
 #endif

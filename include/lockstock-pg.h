@@ -12,9 +12,9 @@ extern "C" {
  * handle) and deallocates them when the handle is closed, so the same
  * connection can be adopted again. Lease waits take session advisory locks
  * (pg_advisory_lock with a 64-bit key hashed from table and name). */
-int lks_conn_adopt_pg(lks_conn **out, PGconn *pg);
+LKS_API int lks_conn_adopt_pg(lks_conn **out, PGconn *pg);
 /* The native connection behind a PostgreSQL handle (NULL otherwise). */
-PGconn *lks_conn_pg(lks_conn *c);
+LKS_API PGconn *lks_conn_pg(lks_conn *c);
 #ifdef __cplusplus
 }
 #endif

@@ -28,7 +28,22 @@
 extern "C" {
 #endif
 
-#define LKS_VERSION_STRING "0.1.0"
+/* Version: of these headers (macros) and of the library in use (calls). */
+#define LKS_VERSION_MAJOR 0
+#define LKS_VERSION_MINOR 2
+#define LKS_VERSION_PATCH 0
+#define LKS_VERSION_STRING "0.2.0"
+#define LKS_VERSION_NUMBER (LKS_VERSION_MAJOR * 10000 + LKS_VERSION_MINOR * 100 + LKS_VERSION_PATCH)
+
+/* Only what is marked LKS_API is exported from the shared library. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LKS_API __attribute__((visibility("default")))
+#else
+#define LKS_API
+#endif
+
+LKS_API const char *lks_version(void); /* "0.2.0" */
+LKS_API int lks_version_number(void);  /* LKS_VERSION_NUMBER of the library */
 
 typedef enum lks_status {
 	LKS_OK = 0,
@@ -49,7 +64,7 @@ typedef enum lks_status {
 } lks_status;
 
 /* Static English text for any status code (never NULL). */
-const char *lks_strerror(int code);
+LKS_API const char *lks_strerror(int code);
 
 typedef enum lks_backend {
 	LKS_BACKEND_NONE = 0,
@@ -59,7 +74,7 @@ typedef enum lks_backend {
 
 /* Once per process, before threads start (mysql_library_init is not
  * thread-safe). Idempotent. Returns 0 or LKS_EDB. */
-int lks_library_init(void);
+LKS_API int lks_library_init(void);
 
 /* ---- connections ---------------------------------------------------- */
 
@@ -85,7 +100,7 @@ typedef struct lks_conn lks_conn;
  * On failure *out is still set to a handle whose error can be read (or NULL
  * when out of memory); close it with lks_conn_close either way.
  */
-int lks_conn_open(lks_conn **out, const char *url);
+LKS_API int lks_conn_open(lks_conn **out, const char *url);
 /*
  * PostgreSQL statement mode. 1 (default): each statement is prepared once per
  * connection under a name unique to the handle. 0: unnamed statements only,
@@ -96,17 +111,17 @@ int lks_conn_open(lks_conn **out, const char *url);
  * prepare=off|on sets it for lks_conn_open (and auto-renew); this call sets
  * it on any handle, adopted ones too. LKS_EUNSUPPORTED on MySQL.
  */
-int lks_conn_set_prepare(lks_conn *c, int on);
+LKS_API int lks_conn_set_prepare(lks_conn *c, int on);
 /* Copy url to out with its password (user:password@, or a password=
  * parameter) replaced by "***", for logs and messages; works on malformed
  * URLs too. LKS_EINVAL when an argument is NULL or out is too small.
  * lockstock's own error messages never contain the password; prefer
  * password-less URLs anyway (PGPASSWORD, ~/.pgpass, MYSQL_PWD) and pass URLs
  * through the environment rather than argv, where ps shows them. */
-int lks_url_redact(const char *url, char *out, size_t outsz);
+LKS_API int lks_url_redact(const char *url, char *out, size_t outsz);
 /* Closes the handle (wiping its copy of the URL); a borrowed (adopted)
  * native connection stays open. */
-void lks_conn_close(lks_conn *c);
+LKS_API void lks_conn_close(lks_conn *c);
 /*
  * Reconnect a handle opened from a URL after LKS_ECONN (server restarted,
  * failover, connection killed): closes the old session and connects again
@@ -118,25 +133,25 @@ void lks_conn_close(lks_conn *c);
  * failure the handle stays closed (calls return LKS_ECONN) and reset may be
  * tried again. LKS_EINVAL for an adopted connection.
  */
-int lks_conn_reset(lks_conn *c);
+LKS_API int lks_conn_reset(lks_conn *c);
 
-lks_backend lks_conn_backend(const lks_conn *c);
+LKS_API lks_backend lks_conn_backend(const lks_conn *c);
 /* Last error of the handle: status, message, SQLSTATE ("" when none) and
  * server errno (0 when none). Valid until the next call on the handle. */
-int lks_conn_errcode(const lks_conn *c);
-const char *lks_conn_errmsg(const lks_conn *c);
-const char *lks_conn_sqlstate(const lks_conn *c);
-unsigned int lks_conn_errno(const lks_conn *c);
+LKS_API int lks_conn_errcode(const lks_conn *c);
+LKS_API const char *lks_conn_errmsg(const lks_conn *c);
+LKS_API const char *lks_conn_sqlstate(const lks_conn *c);
+LKS_API unsigned int lks_conn_errno(const lks_conn *c);
 
 /* Run one SQL statement without parameters and without a result (BEGIN,
  * COMMIT, DDL...). */
-int lks_conn_exec(lks_conn *c, const char *sql);
+LKS_API int lks_conn_exec(lks_conn *c, const char *sql);
 /* Run a statement with parameters and read one integer: the first column of
  * the first row (LKS_NOT_FOUND when no row), or the affected-row count when
  * the statement returns no rows. Placeholders are $1.. on PostgreSQL and ? on
  * MySQL. A convenience for applications and tests. */
 typedef struct lks_value lks_value;
-int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
+LKS_API int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
                        size_t nparams, int64_t *out);
 
 /* ---- values ---------------------------------------------------------- */
@@ -176,7 +191,7 @@ typedef struct lks_row_ref {
  * Runs inside the caller's open transaction if there is one and never
  * commits it. version may be NULL.
  */
-int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
+LKS_API int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
                    const char *const *columns, const lks_value *values,
                    size_t ncolumns, int64_t *version);
 
@@ -186,7 +201,7 @@ int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
  * valid until the next call on it; SQL NULL is a NULL pointer.
  * Returns LKS_OK or LKS_NOT_FOUND.
  */
-int lks_cas_read(lks_conn *c, const lks_row_ref *row, const char *const *columns,
+LKS_API int lks_cas_read(lks_conn *c, const lks_row_ref *row, const char *const *columns,
                  size_t ncolumns, int64_t *version, const char *const **texts);
 
 /* ---- retry helper ------------------------------------------------------ */
@@ -207,6 +222,8 @@ typedef struct lks_retry_options {
 	uint64_t seed;          /* jitter seed; 0 = random */
 } lks_retry_options;
 #define LKS_RETRY_OPTIONS_INIT {LKS_RETRY_OPTIONS_VERSION, 10, 10000, 1000, 100000, 0}
+/* The defaults, for callers that cannot use the macro (other languages). */
+LKS_API void lks_retry_options_init(lks_retry_options *opts);
 
 typedef struct lks_retry_stats {
 	int attempts;        /* callback invocations */
@@ -220,7 +237,7 @@ typedef struct lks_retry_stats {
 /* Returns LKS_OK, LKS_NOT_FOUND, LKS_CONFLICT (attempts exhausted),
  * LKS_TIMEOUT (deadline passed) or the callback's non-retryable error.
  * opts and stats may be NULL. */
-int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
+LKS_API int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
               void *arg, lks_retry_stats *stats);
 
 /* ---- pessimistic leases ----------------------------------------------- */
@@ -237,14 +254,14 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
  * (LKS_ETRANSIENT after that: run it again); older versions keep working
  * on the migrated table, and the new one works on an unmigrated table
  * except for owner labels (acquire with an owner: LKS_EINVAL saying so). */
-int lks_lease_install(lks_conn *c);
+LKS_API int lks_lease_install(lks_conn *c);
 /* Use another lease table name on this handle (an identifier, see above). */
-int lks_lease_set_table(lks_conn *c, const char *table);
+LKS_API int lks_lease_set_table(lks_conn *c, const char *table);
 /* The CREATE TABLE statement lks_lease_install runs for `table` (NULL: the
  * default name) on `backend`, without connecting. LKS_EINVAL for a bad
  * identifier or a buffer too small, LKS_EUNSUPPORTED for a backend not
  * built in. */
-int lks_lease_ddl(lks_backend backend, const char *table, char *out, size_t outsz);
+LKS_API int lks_lease_ddl(lks_backend backend, const char *table, char *out, size_t outsz);
 
 typedef struct lks_lease lks_lease;
 
@@ -284,6 +301,7 @@ typedef struct lks_acquire_options {
 	const char *owner;
 } lks_acquire_options;
 #define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL}
+LKS_API void lks_acquire_options_init(lks_acquire_options *opts);
 
 /*
  * Acquire lease `name` for ttl_ms (1..LKS_LEASE_TTL_MAX_MS). wait_ms = 0
@@ -310,16 +328,16 @@ typedef struct lks_acquire_options {
  * Needs a handle without an open transaction (LKS_EINVAL otherwise): a
  * grant the caller could roll back would hand the same fence out twice.
  */
-int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
+LKS_API int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
                       int64_t ttl_ms, int64_t wait_ms,
                       const lks_acquire_options *opts);
 
 /* Extend to ttl_ms from now (server clock) if still held by this holder and
  * fencing token. LKS_LOST when it expired or was taken over. */
-int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms);
+LKS_API int lks_lease_renew(lks_conn *c, lks_lease *lease, int64_t ttl_ms);
 /* Free the lease for others. LKS_LOST when it was no longer held (it had
  * expired or was taken over): never a silent success. Stops auto-renew. */
-int lks_lease_release(lks_conn *c, lks_lease *lease);
+LKS_API int lks_lease_release(lks_conn *c, lks_lease *lease);
 /*
  * A lease object for a grant made elsewhere: another process, such as
  * `lockstock run`, that passed on the lease's name, holder id and fence
@@ -329,26 +347,26 @@ int lks_lease_release(lks_conn *c, lks_lease *lease);
  * grant; renew and release work too but compete with the process that holds
  * it (a release here makes its renewals report the lease lost).
  */
-int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name,
+LKS_API int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name,
                     const char *holder, int64_t fence);
 /* Stops auto-renew (if running) and frees memory; does not release. If the
  * acquiring handle still holds the lease's waiting-room baton, one statement
  * on that handle gives it back, so call it on the thread that uses that
  * handle (or after closing the handle, which drops the baton with it). */
-void lks_lease_free(lks_lease *lease);
+LKS_API void lks_lease_free(lks_lease *lease);
 
-const char *lks_lease_name(const lks_lease *lease);
-const char *lks_lease_holder(const lks_lease *lease); /* 32 hex chars */
-const char *lks_lease_owner(const lks_lease *lease);  /* "" when none */
-int64_t lks_lease_fence(const lks_lease *lease);      /* fencing token */
+LKS_API const char *lks_lease_name(const lks_lease *lease);
+LKS_API const char *lks_lease_holder(const lks_lease *lease); /* 32 hex chars */
+LKS_API const char *lks_lease_owner(const lks_lease *lease);  /* "" when none */
+LKS_API int64_t lks_lease_fence(const lks_lease *lease);      /* fencing token */
 /* The TTL the server reported left at the last grant or renewal, computed
  * on its own clock (ms). */
-int64_t lks_lease_granted_ms(const lks_lease *lease);
+LKS_API int64_t lks_lease_granted_ms(const lks_lease *lease);
 /* Milliseconds left before the local deadline (<= 0 once passed). */
-int64_t lks_lease_remaining_ms(const lks_lease *lease);
+LKS_API int64_t lks_lease_remaining_ms(const lks_lease *lease);
 /* 1 when the local deadline passed, a renewal found it lost, or auto-renew
  * failed; safe from any thread. */
-int lks_lease_is_lost(const lks_lease *lease);
+LKS_API int lks_lease_is_lost(const lks_lease *lease);
 
 /*
  * Fenced write: in one transaction, lock the lease row in share mode where
@@ -360,7 +378,7 @@ int lks_lease_is_lost(const lks_lease *lease);
  * died during COMMIT.
  */
 typedef int (*lks_fenced_fn)(lks_conn *c, int64_t fence, void *arg);
-int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,
+LKS_API int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,
                            lks_fenced_fn fn, void *arg);
 
 /* Current state of a name. held = 0 when free (never granted, released or
@@ -375,10 +393,10 @@ typedef struct lks_lease_info {
 	int held;
 	char owner[LKS_OWNER_MAX + 1];
 } lks_lease_info;
-int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info);
+LKS_API int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info);
 /* Calls fn for each currently held lease in name order; a non-zero return
  * from fn stops the walk and is returned. */
-int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *),
+LKS_API int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *),
                    void *arg);
 
 /*
@@ -390,7 +408,7 @@ int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *),
  * when the lease was not held (nothing changed; *released shows its state).
  * Needs a handle without an open transaction.
  */
-int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *released);
+LKS_API int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *released);
 
 /* Auto-renew in a background thread on its own connection. */
 typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
@@ -403,6 +421,7 @@ typedef struct lks_autorenew_options {
 	void *arg;
 } lks_autorenew_options;
 #define LKS_AUTORENEW_OPTIONS_INIT {LKS_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL}
+LKS_API void lks_autorenew_options_init(lks_autorenew_options *opts);
 /*
  * Start renewing `lease` (TTL as acquired) every interval. The thread opens
  * its own connection from url (NULL: the URL `c` was opened with; a handle
@@ -410,9 +429,9 @@ typedef struct lks_autorenew_options {
  * reports the lease lost, or renewals fail until the local deadline passes,
  * the lease is marked lost (lks_lease_is_lost) and on_lost is called.
  */
-int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char *url,
+LKS_API int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char *url,
                               const lks_autorenew_options *opts);
-void lks_lease_autorenew_stop(lks_lease *lease);
+LKS_API void lks_lease_autorenew_stop(lks_lease *lease);
 
 #ifdef __cplusplus
 }

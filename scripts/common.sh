@@ -11,7 +11,7 @@ set -euo pipefail
 LKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LKS_PACKAGES=(gcc pkg-config meson ninja-build libcmocka-dev libpq-dev
               default-libmysqlclient-dev postgresql mariadb-server valgrind
-              python3 clang libclang-rt-14-dev openssl pgbouncer)
+              python3 clang libclang-rt-14-dev openssl pgbouncer cmake)
 
 log() { printf '[lockstock] %s\n' "$*" >&2; }
 die() { printf '[lockstock] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -88,6 +88,10 @@ for b in asan tsan plain; do
 	done
 done
 
+# packaging: install into a private prefix, consume it three ways, check
+# the exported symbols
+run_suite "packaging" "$LKS_ROOT/tests/packaging/check.sh" "$LKS_ROOT"
+
 # libFuzzer over the parsers and input checks: a bounded run each, from the
 # checked-in corpus with a fixed seed and run count, so CI repeats what was
 # run before a commit (LKS_FUZZ_SEED=0 explores afresh); a crash, a hang

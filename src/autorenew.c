@@ -146,3 +146,10 @@ void lks_lease_autorenew_stop(lks_lease *l)
 	l->renew_url = NULL;
 	l->renewing = false;
 }
+
+void lks_autorenew_options_init(lks_autorenew_options *opts)
+{
+	static const lks_autorenew_options defaults = LKS_AUTORENEW_OPTIONS_INIT;
+	if (opts)
+		*opts = defaults;
+}

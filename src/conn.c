@@ -182,3 +182,13 @@ int lks_conn_set_prepare(lks_conn *c, int on)
 		return lks_set_error(c, LKS_EINVAL, "prepare must be 0 or 1");
 	return c->ops->set_prepare(c, on == 1);
 }
+
+const char *lks_version(void)
+{
+	return LKS_VERSION_STRING;
+}
+
+int lks_version_number(void)
+{
+	return LKS_VERSION_NUMBER;
+}

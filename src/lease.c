@@ -701,3 +701,10 @@ int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name, const char *
 	*out = l;
 	return LKS_OK;
 }
+
+void lks_acquire_options_init(lks_acquire_options *opts)
+{
+	static const lks_acquire_options defaults = LKS_ACQUIRE_OPTIONS_INIT;
+	if (opts)
+		*opts = defaults;
+}

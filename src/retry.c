@@ -95,3 +95,10 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 		              (stats ? stats : &local)->attempts);
 	return rc;
 }
+
+void lks_retry_options_init(lks_retry_options *opts)
+{
+	static const lks_retry_options defaults = LKS_RETRY_OPTIONS_INIT;
+	if (opts)
+		*opts = defaults;
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Packaging checks: install lockstock into a private prefix, then build and
+# run a tiny consumer three ways (pkg-config, CMake find_package, meson
+# subproject), check that the shared library exports exactly the LKS_API
+# functions of the public headers, and that docs/API.md is current. Prints cmocka-style totals for
+# scripts/test.sh. Usage: tests/packaging/check.sh SOURCE_DIR
+set -uo pipefail
+src=$(cd "$1" && pwd)
+work=$(mktemp -d /tmp/lks-packaging.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+pass=0 fail=0 failed=()
+check() { # check NAME COMMAND...
+	local name=$1
+	shift
+	echo "[ RUN      ] $name"
+	if "$@" >"$work/$name.log" 2>&1; then
+		echo "[       OK ] $name"
+		pass=$((pass + 1))
+	else
+		tail -30 "$work/$name.log"
+		echo "[  FAILED  ] $name"
+		fail=$((fail + 1)) failed+=("$name")
+	fi
+}
+
+prefix="$work/prefix"
+install_lib() {
+	meson setup "$work/build" "$src" --prefix="$prefix" --libdir=lib -Dtests=disabled \
+		-Dexamples=false -Dbuildtype=release &&
+		ninja -C "$work/build" install
+}
+by_pkg_config() {
+	export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+	cc -o "$work/consumer-pc" "$src/tests/packaging/consumer.c" $(pkg-config --cflags --libs lockstock) &&
+		LD_LIBRARY_PATH="$prefix/lib" "$work/consumer-pc"
+}
+by_cmake() {
+	cmake -S "$src/tests/packaging/consumer-cmake" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" &&
+		cmake --build "$work/cmake" &&
+		LD_LIBRARY_PATH="$prefix/lib" "$work/cmake/consumer"
+}
+by_meson_subproject() {
+	local p="$work/meson-consumer"
+	mkdir -p "$p/subprojects" &&
+		cp "$src/tests/packaging/consumer-meson/meson.build" "$p/" &&
+		cp "$src/tests/packaging/consumer.c" "$work/" &&
+		ln -s "$src" "$p/subprojects/lockstock" &&
+		meson setup "$p/build" "$p" && ninja -C "$p/build" && "$p/build/consumer"
+}
+# the exported functions are the LKS_API declarations, no more, no less
+exported_symbols() {
+	local so
+	so=$(ls "$prefix"/lib/liblockstock.so.*.*.* | head -1)
+	objdump -p "$so" | grep -q 'SONAME *liblockstock.so.1' || { echo "unexpected soname"; return 1; }
+	nm -D --defined-only "$so" | awk '$2 == "T" {print $3}' | sort >"$work/exported"
+	cat "$prefix"/include/lockstock*.h | grep -o '^LKS_API [^(]*(' |
+		sed -E 's/.*[ *](lks_[a-z0-9_]+)\($/\1/' | sort >"$work/declared"
+	echo "exported but not declared:"; comm -23 "$work/exported" "$work/declared"
+	echo "declared but not exported:"; comm -13 "$work/exported" "$work/declared"
+	[ "$(wc -l <"$work/declared")" -gt 30 ] && cmp -s "$work/exported" "$work/declared"
+}
+
+# docs/API.md is what the headers say now
+api_reference_current() {
+	python3 "$src/scripts/apiref.py" "$work/API.md" "$src"/include/lockstock.h \
+		"$src"/include/lockstock-pg.h "$src"/include/lockstock-mysql.h &&
+		diff -u "$src/docs/API.md" "$work/API.md"
+}
+
+echo "[==========] Running 6 test(s)."
+check install install_lib
+check pkg_config by_pkg_config
+check cmake_find_package by_cmake
+check meson_subproject by_meson_subproject
+check exported_symbols exported_symbols
+check api_reference_current api_reference_current
+echo "[==========] 6 test(s) run."
+[ "$pass" -gt 0 ] && echo "[  PASSED  ] $pass test(s)."
+if [ "$fail" -gt 0 ]; then
+	echo "[  FAILED  ] $fail test(s), listed below:"
+	for f in "${failed[@]}"; do echo "[  FAILED  ] $f"; done
+	exit 1
+fi
