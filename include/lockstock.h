@@ -59,8 +59,9 @@ typedef enum lks_status {
 	LKS_EOVERFLOW = -14, /* version column would pass its maximum */
 	LKS_EUNKNOWN = -15,  /* connection lost during COMMIT: outcome unknown */
 	LKS_EUNSUPPORTED = -16, /* backend not built in, or feature missing */
-	LKS_ETRANSIENT = -17 /* serialization failure / deadlock / lock wait
+	LKS_ETRANSIENT = -17, /* serialization failure / deadlock / lock wait
 	                        timeout: retrying in a new transaction may work */
+	LKS_CANCELED = -18   /* a cancel token was tripped (lks_cancel_trip) */
 } lks_status;
 
 /* Static English text for any status code (never NULL). */
@@ -75,6 +76,28 @@ typedef enum lks_backend {
 /* Once per process, before threads start (mysql_library_init is not
  * thread-safe). Idempotent. Returns 0 or LKS_EDB. */
 LKS_API int lks_library_init(void);
+
+/* ---- cancellation ----------------------------------------------------- */
+
+/*
+ * A cancel token, given to lks_acquire (lks_acquire_options.cancel) and
+ * lks_retry (lks_retry_options.cancel). lks_cancel_trip, from any thread,
+ * ends a waiting acquire or a retry loop within milliseconds with
+ * LKS_CANCELED, holding nothing: a sleep between polls or attempts wakes at
+ * once, and a statement blocked in the server is interrupted (PostgreSQL: a
+ * cancel request, the handle stays usable; MariaDB: the connection is shut
+ * down, so the handle must be lks_conn_reset or closed, and the server
+ * drops what the session held). A retry attempt that is running finishes
+ * first. A token stays tripped until lks_cancel_reset; one token may serve
+ * many calls and threads.
+ */
+typedef struct lks_cancel lks_cancel;
+LKS_API int lks_cancel_new(lks_cancel **out);
+LKS_API void lks_cancel_trip(lks_cancel *token);
+LKS_API int lks_cancel_is_tripped(const lks_cancel *token);
+LKS_API void lks_cancel_reset(lks_cancel *token);
+/* Only when no call uses it any more. */
+LKS_API void lks_cancel_free(lks_cancel *token);
 
 /* ---- connections ---------------------------------------------------- */
 
@@ -212,7 +235,7 @@ LKS_API int lks_cas_read(lks_conn *c, const lks_row_ref *row, const char *const 
  * error, the helper rolls it back, because a retry needs a fresh snapshot. */
 typedef int (*lks_attempt_fn)(lks_conn *c, int attempt, void *arg);
 
-#define LKS_RETRY_OPTIONS_VERSION 1
+#define LKS_RETRY_OPTIONS_VERSION 2 /* 1 is accepted */
 typedef struct lks_retry_options {
 	unsigned int version;
 	int max_attempts;       /* >= 1; default 10 */
@@ -220,8 +243,10 @@ typedef struct lks_retry_options {
 	int64_t base_delay_us;  /* first backoff ceiling; default 1000 */
 	int64_t max_delay_us;   /* backoff cap; default 100000 */
 	uint64_t seed;          /* jitter seed; 0 = random */
+	/* version 2 */
+	lks_cancel *cancel;     /* tripped: LKS_CANCELED (NULL: none) */
 } lks_retry_options;
-#define LKS_RETRY_OPTIONS_INIT {LKS_RETRY_OPTIONS_VERSION, 10, 10000, 1000, 100000, 0}
+#define LKS_RETRY_OPTIONS_INIT {LKS_RETRY_OPTIONS_VERSION, 10, 10000, 1000, 100000, 0, NULL}
 /* The defaults, for callers that cannot use the macro (other languages). */
 LKS_API void lks_retry_options_init(lks_retry_options *opts);
 
@@ -231,11 +256,14 @@ typedef struct lks_retry_stats {
 	int transient;       /* attempts that failed with LKS_ETRANSIENT */
 	int64_t slept_us;    /* total backoff */
 	int gave_up;         /* 0 applied/final, else LKS_CONFLICT (attempts
-	                        exhausted) or LKS_TIMEOUT (deadline) */
+	                        exhausted), LKS_TIMEOUT (deadline) or
+	                        LKS_CANCELED (cancel token) */
 } lks_retry_stats;
 
 /* Returns LKS_OK, LKS_NOT_FOUND, LKS_CONFLICT (attempts exhausted),
- * LKS_TIMEOUT (deadline passed) or the callback's non-retryable error.
+ * LKS_TIMEOUT (deadline passed), LKS_CANCELED (opts->cancel tripped: before
+ * the next attempt or during a backoff sleep) or the callback's
+ * non-retryable error.
  * opts and stats may be NULL. */
 LKS_API int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
               void *arg, lks_retry_stats *stats);
@@ -265,7 +293,7 @@ LKS_API int lks_lease_ddl(lks_backend backend, const char *table, char *out, siz
 
 typedef struct lks_lease lks_lease;
 
-#define LKS_ACQUIRE_OPTIONS_VERSION 3
+#define LKS_ACQUIRE_OPTIONS_VERSION 4
 typedef struct lks_acquire_stats {
 	int attempts;     /* grant statements sent */
 	int64_t waited_us;/* time spent waiting for the lease */
@@ -273,7 +301,7 @@ typedef struct lks_acquire_stats {
 	int queued;       /* waits in the server-side waiting room */
 } lks_acquire_stats;
 typedef struct lks_acquire_options {
-	unsigned int version;    /* LKS_ACQUIRE_OPTIONS_VERSION; 1 and 2 are accepted */
+	unsigned int version;    /* LKS_ACQUIRE_OPTIONS_VERSION; 1 to 3 are accepted */
 	int64_t margin_ms;       /* local deadline safety margin; -1 = ttl/10 */
 	int64_t base_delay_us;   /* poll interval of the head waiter, and first
 	                            backoff without a waiting room; default 2000,
@@ -299,8 +327,10 @@ typedef struct lks_acquire_options {
 	 * name), 1..LKS_OWNER_MAX bytes of UTF-8 without control characters,
 	 * stored with the grant and shown by inspect and list; NULL: none. */
 	const char *owner;
+	/* version 4. Tripped: the wait ends with LKS_CANCELED (NULL: none). */
+	lks_cancel *cancel;
 } lks_acquire_options;
-#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL}
+#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL, NULL}
 LKS_API void lks_acquire_options_init(lks_acquire_options *opts);
 
 /*

@@ -17,13 +17,7 @@ static bool wait_stop(lks_lease *l, int64_t us)
 {
 	struct timespec ts;
 	bool stop;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += us / 1000000;
-	ts.tv_nsec += (us % 1000000) * 1000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	lks_monotonic_deadline(us, &ts);
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
 		;

@@ -131,6 +131,10 @@ struct lks_backend_ops {
 	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
 	                    bool with_owner, lks_rows *out);
+	/* Cancellation: prepare runs on the handle's thread before a blocking
+	 * statement; interrupt may run on any thread while it blocks. */
+	void (*interrupt_prepare)(lks_conn *c);
+	void (*interrupt)(lks_conn *c);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
 	int (*set_prepare)(lks_conn *c, bool on);
 	/* whether the lease table has the owner column */
@@ -165,6 +169,9 @@ int lks_ident_quote(const char *s, char quote, char *out, size_t outsz);
 /* time (monotonic) and randomness */
 int64_t lks_now_us(void);
 void lks_sleep_us(int64_t us);
+/* now + us on CLOCK_MONOTONIC, for pthread_cond_timedwait */
+struct timespec;
+void lks_monotonic_deadline(int64_t us, struct timespec *ts);
 int lks_random_bytes(void *buf, size_t n);
 uint64_t lks_rng_next(uint64_t *state); /* xorshift64*, state != 0 */
 void lks_holder_id(char out[LKS_HOLDER_LEN + 1]);
@@ -176,6 +183,12 @@ int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
 
 /* owner column: "<holder>:<label>" */
 #define LKS_OWNER_TAG_MAX (LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX)
+
+/* cancel tokens: a sleep that ends early when tripped (true then); enter /
+ * leave bracket a blocking statement (enter: true when already tripped) */
+bool lks_cancel_sleep(lks_cancel *t, int64_t us);
+bool lks_cancel_enter(lks_cancel *t, lks_conn *c);
+void lks_cancel_leave(lks_cancel *t);
 
 /* URL parsing (shared by tests) */
 typedef enum lks_ssl_mode {

@@ -145,6 +145,8 @@ static int check_acquire_options(lks_conn *c, const lks_acquire_options *opts,
 		memcpy(o, opts, offsetof(lks_acquire_options, waiting_room));
 	else if (opts && opts->version == 2)
 		memcpy(o, opts, offsetof(lks_acquire_options, owner));
+	else if (opts && opts->version == 3)
+		memcpy(o, opts, offsetof(lks_acquire_options, cancel));
 	else if (opts && opts->version == LKS_ACQUIRE_OPTIONS_VERSION)
 		*o = *opts;
 	else if (opts)
@@ -169,6 +171,26 @@ static void put_stats(const lks_acquire_options *o, const lks_acquire_stats *st)
 {
 	if (o->stats)
 		memcpy(o->stats, st, o->version == 1 ? offsetof(lks_acquire_stats, queued) : sizeof *st);
+}
+
+static void baton_give_quietly(lks_conn *c, uint64_t baton);
+
+/* The token was tripped while waiting: nothing granted; the baton, if this
+ * poll or wait took it, goes back (twice if needed: a cancel request that
+ * arrives late can end the first try). On MariaDB the connection is gone
+ * and its locks with it. */
+static int canceled(lks_conn *c, lks_acquire_options *o, lks_acquire_stats *st, int64_t start,
+                    bool holding, uint64_t key)
+{
+	if (holding && c->native && c->ops->id == LKS_BACKEND_POSTGRESQL) {
+		int held = 1;
+		baton_give_quietly(c, key);
+		if (c->ops->baton_held(c, key, &held) || held)
+			baton_give_quietly(c, key);
+	}
+	st->waited_us = lks_now_us() - start;
+	put_stats(o, st);
+	return lks_set_error(c, LKS_CANCELED, "acquire canceled");
 }
 
 /*
@@ -253,8 +275,14 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		int got = 0;
 		sent = lks_now_us();
 		g.statements = 1;
+		if (lks_cancel_enter(o.cancel, c))
+			return canceled(c, &o, &st, start, holding, key);
 		rc = c->ops->lease_try(c, t, name, holder, o.owner ? owner_tag : NULL, ttl_us,
 		                       holding ? LKS_BATON_HELD : mode, key, left > 0 ? left : 0, &g);
+		lks_cancel_leave(o.cancel);
+		/* a grant that completed as the token tripped is the caller's */
+		if (lks_cancel_is_tripped(o.cancel) && !(rc == LKS_OK && g.granted))
+			return canceled(c, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
 		now = lks_now_us();
 		st.attempts += g.statements;
 		if (rc == LKS_ETRANSIENT) {
@@ -329,7 +357,13 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			if (delay > deadline - now)
 				delay = deadline - now;
 			st.queued++;
-			if ((rc = c->ops->baton_wait(c, key, delay, &got))) {
+			if (lks_cancel_enter(o.cancel, c))
+				return canceled(c, &o, &st, start, false, key);
+			rc = c->ops->baton_wait(c, key, delay, &got);
+			lks_cancel_leave(o.cancel);
+			if (lks_cancel_is_tripped(o.cancel))
+				return canceled(c, &o, &st, start, rc == LKS_OK && got, key);
+			if (rc) {
 				st.waited_us = lks_now_us() - start;
 				put_stats(&o, &st);
 				return rc;
@@ -350,7 +384,8 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			delay = g.remaining_us + 500;
 		if (delay > deadline - now)
 			delay = deadline - now;
-		lks_sleep_us(delay);
+		if (lks_cancel_sleep(o.cancel, delay))
+			return canceled(c, &o, &st, start, holding, key);
 	}
 	st.waited_us = lks_now_us() - start;
 	put_stats(&o, &st);

@@ -30,6 +30,7 @@ typedef struct pg_state {
 	                    handle's on a shared or re-adopted connection */
 	bool unprepared; /* prepare=off: no named statement outlives its call
 	                    (transaction poolers), and no session locks */
+	PGcancel *cancel; /* for lks_cancel_trip, made on first use */
 } pg_state;
 
 #define ST(c) ((pg_state *)(c)->backend)
@@ -72,6 +73,8 @@ static void pg_close(lks_conn *c)
 			}
 			free(st->cache[i].sql);
 		}
+		if (st->cancel)
+			PQfreeCancel(st->cancel);
 		free(st);
 	}
 	if (c->native && !c->borrowed)
@@ -765,6 +768,21 @@ static bool pg_baton_supported(lks_conn *c)
 	return !ST(c)->unprepared;
 }
 
+static void pg_interrupt_prepare(lks_conn *c)
+{
+	if (!ST(c)->cancel)
+		ST(c)->cancel = PQgetCancel(PG(c));
+}
+
+/* PQcancel is safe from another thread: the running statement ends with
+ * query_canceled, the connection stays usable. */
+static void pg_interrupt(lks_conn *c)
+{
+	char err[256];
+	if (ST(c)->cancel)
+		PQcancel(ST(c)->cancel, err, sizeof err);
+}
+
 static int pg_set_prepare(lks_conn *c, bool on)
 {
 	ST(c)->unprepared = !on;
@@ -892,6 +910,8 @@ const lks_backend_ops lks_pg_ops = {
 	.lease_lock_shared = pg_lease_lock_shared,
 	.lease_select = pg_lease_select,
 	.set_prepare = pg_set_prepare,
+	.interrupt_prepare = pg_interrupt_prepare,
+	.interrupt = pg_interrupt,
 	.lease_has_owner = pg_lease_has_owner,
 	.lease_force_release = pg_lease_force_release,
 };

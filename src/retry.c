@@ -1,5 +1,6 @@
 /* The optimistic retry loop: bounded attempts, a deadline, full-jitter
  * exponential backoff with a cap; retries conflicts and transient errors. */
+#include <stddef.h>
 #include <string.h>
 #include "internal.h"
 #include "retry.h"
@@ -18,6 +19,10 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 	memset(st, 0, sizeof *st);
 	for (int attempt = 0;; attempt++) {
 		int64_t delay, now;
+		if (lks_cancel_is_tripped(o->cancel)) {
+			st->gave_up = LKS_CANCELED;
+			return LKS_CANCELED;
+		}
 		st->attempts++;
 		rc = fn(c, attempt + 1, arg);
 		/* whatever a failed attempt left open is rolled back: on MySQL the
@@ -40,7 +45,10 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 			st->gave_up = LKS_TIMEOUT;
 			return LKS_TIMEOUT;
 		}
-		env->sleep(env->ctx, delay);
+		if (env->sleep(env->ctx, delay, o->cancel)) {
+			st->gave_up = LKS_CANCELED;
+			return LKS_CANCELED;
+		}
 		st->slept_us += delay;
 	}
 }
@@ -50,10 +58,10 @@ static int64_t real_now(void *ctx)
 	(void)ctx;
 	return lks_now_us();
 }
-static void real_sleep(void *ctx, int64_t us)
+static bool real_sleep(void *ctx, int64_t us, lks_cancel *cancel)
 {
 	(void)ctx;
-	lks_sleep_us(us);
+	return lks_cancel_sleep(cancel, us);
 }
 /* A retry needs a fresh snapshot: end a transaction the attempt left open,
  * unless the caller had opened it before lks_retry (never ours to end). */
@@ -69,7 +77,7 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
               void *arg, lks_retry_stats *stats)
 {
 	static const lks_retry_options defaults = LKS_RETRY_OPTIONS_INIT;
-	lks_retry_options o = opts ? *opts : defaults;
+	lks_retry_options o = defaults;
 	bool callers;
 	lks_retry_env env = {real_now, real_sleep, real_rollback, &callers};
 	lks_retry_stats local;
@@ -79,8 +87,12 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 	callers = c->ops->in_transaction(c);
 	if (!fn)
 		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
-	if (o.version != LKS_RETRY_OPTIONS_VERSION)
-		return lks_set_error(c, LKS_EINVAL, "retry options: unknown version %u", o.version);
+	if (opts && opts->version == 1) /* before the cancel token */
+		memcpy(&o, opts, offsetof(lks_retry_options, cancel));
+	else if (opts && opts->version == LKS_RETRY_OPTIONS_VERSION)
+		o = *opts;
+	else if (opts)
+		return lks_set_error(c, LKS_EINVAL, "retry options: unknown version %u", opts->version);
 	if (o.max_attempts < 1 || o.timeout_ms < 0 || o.base_delay_us < 0 ||
 	    o.max_delay_us < o.base_delay_us)
 		return lks_set_error(c, LKS_EINVAL,
@@ -93,6 +105,8 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 	else if (rc == LKS_TIMEOUT)
 		lks_set_error(c, rc, "retry deadline passed after %d attempts",
 		              (stats ? stats : &local)->attempts);
+	else if (rc == LKS_CANCELED)
+		lks_set_error(c, rc, "canceled after %d attempts", (stats ? stats : &local)->attempts);
 	return rc;
 }
 

@@ -6,7 +6,7 @@
 
 typedef struct lks_retry_env {
 	int64_t (*now)(void *ctx);
-	void (*sleep)(void *ctx, int64_t us);
+	bool (*sleep)(void *ctx, int64_t us, lks_cancel *cancel); /* true: canceled */
 	void (*rollback)(void *ctx, lks_conn *c);
 	void *ctx;
 } lks_retry_env;

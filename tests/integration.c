@@ -49,6 +49,8 @@ int main(int argc, char **argv)
 		T(lease_owner_label),
 		T(lease_owner_migration),
 		T(lease_force_release),
+		T(acquire_wait_is_canceled),
+		T(retry_loop_is_canceled),
 		T(bad_input_changes_nothing),
 		T(bad_urls_and_servers),
 		T(server_gone_mid_call),

@@ -47,6 +47,9 @@ void lease_owner_label(void **state);
 void lease_owner_migration(void **state);
 void lease_force_release(void **state);
 
+void acquire_wait_is_canceled(void **state);
+void retry_loop_is_canceled(void **state);
+
 void bad_input_changes_nothing(void **state);
 void bad_urls_and_servers(void **state);
 void server_gone_mid_call(void **state);

@@ -248,7 +248,12 @@ typedef struct fake {
 	int n, calls;
 } fake;
 static int64_t f_now(void *ctx) { return ((fake *)ctx)->now; }
-static void f_sleep(void *ctx, int64_t us) { ((fake *)ctx)->now += us; ((fake *)ctx)->slept += us; }
+static bool f_sleep(void *ctx, int64_t us, lks_cancel *cancel)
+{
+	((fake *)ctx)->now += us;
+	((fake *)ctx)->slept += us;
+	return lks_cancel_is_tripped(cancel);
+}
 static void f_rollback(void *ctx, lks_conn *c) { (void)c; ((fake *)ctx)->rollbacks++; }
 static int f_attempt(lks_conn *c, int attempt, void *arg)
 {
