@@ -135,6 +135,19 @@ LKS_API int lks_conn_open(lks_conn **out, const char *url);
  * it on any handle, adopted ones too. LKS_EUNSUPPORTED on MySQL.
  */
 LKS_API int lks_conn_set_prepare(lks_conn *c, int on);
+/*
+ * The longest lockstock waits for one answer from the server (default 30 s;
+ * 0: no limit). A server that stops answering (SIGSTOP, a black-holed
+ * network) then costs at most that: the call returns LKS_ECONN and the
+ * connection is closed (lks_conn_reset or reopen it). The URL parameter
+ * op-timeout=SECONDS sets it on both schemes (MySQL: as its read and write
+ * timeouts, unless read-timeout / write-timeout are given; PostgreSQL: also
+ * as connect_timeout unless the URL has one). This call sets it on a
+ * PostgreSQL handle, adopted ones too; on MySQL it is LKS_EUNSUPPORTED (set
+ * MYSQL_OPT_READ_TIMEOUT / MYSQL_OPT_WRITE_TIMEOUT before connecting).
+ * Lease waits stay below it: a poll's row-lock wait is capped at half of it.
+ */
+LKS_API int lks_conn_set_op_timeout(lks_conn *c, int64_t ms);
 /* Copy url to out with its password (user:password@, or a password=
  * parameter) replaced by "***", for logs and messages; works on malformed
  * URLs too. LKS_EINVAL when an argument is NULL or out is too small.

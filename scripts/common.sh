@@ -110,9 +110,13 @@ start_postgres() {
 	# a script the tests use to stop, start or restart the server
 	cat > "$LKS_TMP/pgctl" <<CTL
 #!/bin/sh
-# usage: pgctl start|stop|restart   (stop is immediate: a crash, not a shutdown)
+# usage: pgctl start|stop|restart|pause|resume   (stop is immediate: a crash,
+# not a shutdown; pause SIGSTOPs the server and its backends, resume goes on)
 case "\$1" in
 stop) exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop ;;
+pause|resume) pm=\$(head -1 "$dir/data/postmaster.pid")
+   sig=STOP; [ "\$1" = resume ] && sig=CONT
+   exec kill -\$sig \$pm \$(pgrep -P \$pm) ;;
 *) exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 60 -l "$dir/log" \
    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $(pg_durability) -c max_connections=300 -c shared_buffers=256MB" "\$1" ;;
 esac
@@ -144,7 +148,8 @@ mariadb_server() {
 		{ cat "$LKS_TMP/$name-install.log" >&2; die "mariadb-install-db failed"; }
 	cat > "$LKS_TMP/${name}ctl" <<CTL
 #!/bin/sh
-# usage: ${name}ctl start|stop|restart   (stop is SIGKILL: a crash, not a shutdown)
+# usage: ${name}ctl start|stop|restart|pause|resume   (stop is SIGKILL: a crash,
+# not a shutdown; pause is SIGSTOP, resume SIGCONT)
 stop() {
 	[ -f "$dir/pid" ] && kill -9 "\$(cat "$dir/pid")" 2>/dev/null
 	for i in \$(seq 1 100); do
@@ -170,6 +175,8 @@ case "\$1" in
 stop) stop ;;
 start) start ;;
 restart) stop; start ;;
+pause) kill -STOP "\$(cat "$dir/pid")" ;;
+resume) kill -CONT "\$(cat "$dir/pid")" ;;
 esac
 CTL
 	chmod 755 "$LKS_TMP/${name}ctl"

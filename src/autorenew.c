@@ -1,5 +1,6 @@
 /* Background lease renewal on a connection of its own. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +27,23 @@ static bool wait_stop(lks_lease *l, int64_t us)
 	return stop;
 }
 
+/* A renewal that hangs must not outlive the lease: on PostgreSQL its wait
+ * ends at the local deadline (MySQL's renew connection gets a read timeout
+ * of half the TTL when it opens, see renew_url). */
+static void bound_to_deadline(lks_lease *l)
+{
+	lks_conn *c = l->renew_conn;
+	int64_t left = atomic_load(&l->deadline_us) - lks_now_us();
+	if (c->ops->id != LKS_BACKEND_POSTGRESQL)
+		return;
+	if (left < 1000)
+		left = 1000;
+	if (l->renew_op_timeout_us == 0 || left < l->renew_op_timeout_us)
+		c->op_timeout_us = left;
+	else
+		c->op_timeout_us = l->renew_op_timeout_us;
+}
+
 static void *renew_loop(void *arg)
 {
 	lks_lease *l = arg;
@@ -38,6 +56,7 @@ static void *renew_loop(void *arg)
 			l->renew_conn = NULL;
 			rc = LKS_ECONN;
 		} else {
+			bound_to_deadline(l);
 			rc = lks_lease_renew_on(l->renew_conn, l, l->ttl_us);
 		}
 		if (rc == LKS_OK) {
@@ -59,8 +78,42 @@ static void *renew_loop(void *arg)
 			break;
 		}
 		pause = interval / 4 > 1000 ? interval / 4 : 1000;
+		/* a reconnect to a server that does not answer takes its whole
+		 * connect timeout: when that would pass the deadline, wait for the
+		 * deadline instead and report the loss on time */
+		int64_t left = atomic_load(&l->deadline_us) - lks_now_us();
+		if (!l->renew_conn && left < l->renew_connect_us) {
+			if (wait_stop(l, left > 0 ? left : 0))
+				break;
+			lost(l, rc);
+			break;
+		}
 	}
 	return NULL;
+}
+
+/* The renew connection's URL: the caller's, with a connect timeout of a
+ * quarter of the TTL (at least 1 s, libpq 2 s) unless it has one, and on
+ * MySQL a read and write timeout of half the TTL, so neither a hung renewal
+ * nor a hung reconnect outlives the lease by much (a later op-timeout wins
+ * over an earlier one). *connect_us: that connect timeout. */
+static char *renew_url(const char *url, int64_t ttl_us, int64_t *connect_us)
+{
+	size_t n = strlen(url) + 64, o;
+	long long half = ttl_us / 2000000 > 0 ? ttl_us / 2000000 : 1;
+	bool my = lks_url_backend(url) == LKS_BACKEND_MYSQL;
+	long long quarter = ttl_us / 4000000 > (my ? 1 : 2) ? ttl_us / 4000000 : (my ? 1 : 2);
+	char *u = malloc(n);
+	if (!u)
+		return NULL;
+	o = (size_t)snprintf(u, n, "%s", url);
+	*connect_us = quarter * 1000000;
+	if (!strstr(url, "connect_timeout") && !strstr(url, "connect-timeout"))
+		o += (size_t)snprintf(u + o, n - o, "%c%s=%lld", strchr(u, '?') ? '&' : '?',
+		                      my ? "connect-timeout" : "connect_timeout", quarter);
+	if (my && !strstr(url, "read-timeout") && !strstr(url, "read_timeout"))
+		snprintf(u + o, n - o, "%cop-timeout=%lld", strchr(u, '?') ? '&' : '?', half);
+	return u;
 }
 
 int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
@@ -89,10 +142,10 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 	if (o.interval_ms < 0 || o.interval_ms >= l->ttl_us / 1000)
 		return lks_set_error(c, LKS_EINVAL, "autorenew interval must be 1 ms .. TTL");
 	l->ar = o;
-	l->renew_url = strdup(url);
+	l->renew_url = renew_url(url, l->ttl_us, &l->renew_connect_us);
 	if (!l->renew_url)
 		return lks_set_error(c, LKS_ENOMEM, "out of memory");
-	if ((rc = lks_conn_open(&l->renew_conn, url))) {
+	if ((rc = lks_conn_open(&l->renew_conn, l->renew_url))) {
 		lks_set_error(c, rc, "auto-renew connection: %s", lks_conn_errmsg(l->renew_conn));
 		goto fail;
 	}
@@ -100,6 +153,7 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 		rc = lks_set_error(c, LKS_EINVAL, "auto-renew URL names another backend");
 		goto fail;
 	}
+	l->renew_op_timeout_us = l->renew_conn->op_timeout_us;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&l->cv, &ca);

@@ -26,6 +26,7 @@ lks_conn *lks_conn_new(void)
 	if (c) {
 		strcpy(c->lease_table, LKS_LEASE_TABLE_DEFAULT);
 		c->owner_col = -1;
+		c->op_timeout_us = LKS_OP_TIMEOUT_DEFAULT_S * 1000000LL;
 	}
 	return c;
 }
@@ -191,4 +192,19 @@ const char *lks_version(void)
 int lks_version_number(void)
 {
 	return LKS_VERSION_NUMBER;
+}
+
+int lks_conn_set_op_timeout(lks_conn *c, int64_t ms)
+{
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (ms < 0 || ms > 86400000)
+		return lks_set_error(c, LKS_EINVAL, "op timeout must be 0 (none) .. 86400000 ms");
+	if (c->ops->id != LKS_BACKEND_POSTGRESQL)
+		return lks_set_error(c, LKS_EUNSUPPORTED,
+		                     "MySQL: set MYSQL_OPT_READ_TIMEOUT and MYSQL_OPT_WRITE_TIMEOUT before"
+		                     " connecting, or op-timeout in the URL");
+	c->op_timeout_us = ms * 1000;
+	return LKS_OK;
 }

@@ -64,6 +64,7 @@ struct lks_conn {
 	char *url;            /* NULL for adopted connections */
 	char lease_table[LKS_IDENT_MAX * 2 + 2];
 	int owner_col;        /* lease table has the owner column: -1 not known yet */
+	int64_t op_timeout_us; /* longest wait for one answer; 0: none */
 	/* last error */
 	int err;
 	unsigned int err_no;
@@ -181,6 +182,8 @@ uint64_t lks_baton_key(const char *table_q, const char *name);
 int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
                        uint64_t *rng);
 
+#define LKS_OP_TIMEOUT_DEFAULT_S 30
+
 /* owner column: "<holder>:<label>" */
 #define LKS_OWNER_TAG_MAX (LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX)
 
@@ -204,6 +207,8 @@ typedef struct lks_url {
 	char *user, *password, *host, *socket, *database;
 	unsigned int port;
 	unsigned int connect_timeout, read_timeout, write_timeout; /* seconds, 0 = default */
+	unsigned int op_timeout; /* seconds, 0 = none; valid when op_timeout_set */
+	bool op_timeout_set;
 	lks_ssl_mode ssl_mode;
 	char *ssl_ca, *ssl_cert, *ssl_key; /* file paths */
 } lks_url;

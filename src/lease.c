@@ -277,6 +277,9 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		g.statements = 1;
 		if (lks_cancel_enter(o.cancel, c))
 			return canceled(c, &o, &st, start, holding, key);
+		/* a row-lock wait stays well inside the op timeout */
+		if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
+			left = c->op_timeout_us / 2;
 		rc = c->ops->lease_try(c, t, name, holder, o.owner ? owner_tag : NULL, ttl_us,
 		                       holding ? LKS_BATON_HELD : mode, key, left > 0 ? left : 0, &g);
 		lks_cancel_leave(o.cancel);

@@ -29,6 +29,8 @@ struct lks_lease {
 	pthread_cond_t cv;
 	lks_conn *renew_conn;
 	char *renew_url;
+	int64_t renew_op_timeout_us; /* the URL's op timeout (0: none) */
+	int64_t renew_connect_us;    /* connect timeout of renew_url */
 	lks_autorenew_options ar;
 };
 

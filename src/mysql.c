@@ -124,14 +124,19 @@ static int my_check_tls(lks_conn *c, const lks_url *u)
 	                     "refusing a plaintext connection", lks_ssl_mode_name(u->ssl_mode));
 }
 
-static void my_set_timeouts(MYSQL *my, const lks_url *u)
+/* The op timeout (default 30 s) is the read and write timeout, unless those
+ * are given on their own. */
+static void my_set_timeouts(lks_conn *c, MYSQL *my, const lks_url *u)
 {
 	unsigned int connect = u->connect_timeout ? u->connect_timeout : 10;
+	unsigned int op = u->op_timeout_set ? u->op_timeout : LKS_OP_TIMEOUT_DEFAULT_S;
+	unsigned int rd = u->read_timeout ? u->read_timeout : op, wr = u->write_timeout ? u->write_timeout : op;
+	c->op_timeout_us = (int64_t)op * 1000000;
 	mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect);
-	if (u->read_timeout)
-		mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &u->read_timeout);
-	if (u->write_timeout)
-		mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &u->write_timeout);
+	if (rd)
+		mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &rd);
+	if (wr)
+		mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &wr);
 }
 
 int lks_mysql_open(lks_conn *c, const char *url)
@@ -153,7 +158,7 @@ int lks_mysql_open(lks_conn *c, const char *url)
 		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
 		goto out;
 	}
-	my_set_timeouts(MY(c), &u);
+	my_set_timeouts(c, MY(c), &u);
 	my_set_tls(MY(c), &u);
 	/* never reconnect silently: it would lose the open transaction */
 	mysql_options(MY(c), MYSQL_OPT_RECONNECT, &off);

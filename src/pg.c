@@ -1,7 +1,11 @@
 /* PostgreSQL backend (libpq): connection, prepared-statement cache, and the
  * CAS and lease statements in PostgreSQL's dialect. */
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
@@ -31,6 +35,7 @@ typedef struct pg_state {
 	bool unprepared; /* prepare=off: no named statement outlives its call
 	                    (transaction poolers), and no session locks */
 	PGcancel *cancel; /* for lks_cancel_trip, made on first use */
+	bool timed_out;   /* the last call shut the connection: no answer */
 } pg_state;
 
 #define ST(c) ((pg_state *)(c)->backend)
@@ -40,6 +45,11 @@ typedef struct pg_state {
 
 static int pg_error(lks_conn *c, PGresult *res)
 {
+	if (ST(c)->timed_out)
+		return lks_set_error(c, LKS_ECONN,
+		                     "postgresql: no answer within the op timeout (%lld ms); the connection"
+		                     " is closed: lks_conn_reset or reopen it",
+		                     (long long)(c->op_timeout_us / 1000));
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *msg = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
 	                                                      : PQerrorMessage(PG(c));
@@ -57,6 +67,69 @@ static int pg_error(lks_conn *c, PGresult *res)
 	return code;
 }
 
+/*
+ * Wait until libpq can hand over a result without blocking, or the handle's
+ * op timeout passes: then the socket is shut down (a server that stopped
+ * answering: SIGSTOP, a black-holed network) and false. Every statement
+ * goes through here, so no call blocks forever.
+ */
+static bool pg_wait_ready(lks_conn *c, int64_t deadline)
+{
+	while (PQisBusy(PG(c))) {
+		struct pollfd p = {.fd = PQsocket(PG(c)), .events = POLLIN};
+		int64_t left = deadline - lks_now_us();
+		int r;
+		if (c->op_timeout_us > 0 && left <= 0) {
+			shutdown(p.fd, SHUT_RDWR);
+			ST(c)->timed_out = true;
+			return false;
+		}
+		r = poll(&p, 1, c->op_timeout_us > 0 ? (int)(left / 1000 + 1 < INT_MAX ? left / 1000 + 1 : INT_MAX) : -1);
+		if (r < 0 && errno != EINTR)
+			break; /* libpq reports the broken connection */
+		if (r > 0 && !PQconsumeInput(PG(c)))
+			break;
+	}
+	return true;
+}
+
+static int64_t pg_deadline(lks_conn *c)
+{
+	ST(c)->timed_out = false;
+	return c->op_timeout_us > 0 ? lks_now_us() + c->op_timeout_us : INT64_MAX;
+}
+
+/* PQexec's result, bounded by the op timeout: the first error, else the
+ * last result; NULL when nothing came (pg_error tells why). */
+static PGresult *pg_collect(lks_conn *c)
+{
+	int64_t deadline = pg_deadline(c);
+	PGresult *keep = NULL, *r;
+	for (;;) {
+		if (!pg_wait_ready(c, deadline)) {
+			PQclear(keep);
+			return NULL;
+		}
+		if (!(r = PQgetResult(PG(c))))
+			break;
+		if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+			PQclear(r);
+		} else {
+			PQclear(keep);
+			keep = r;
+		}
+		if (PQstatus(PG(c)) == CONNECTION_BAD)
+			break;
+	}
+	return keep;
+}
+
+static PGresult *pg_exec_res(lks_conn *c, const char *sql)
+{
+	ST(c)->timed_out = false;
+	return PQsendQuery(PG(c), sql) ? pg_collect(c) : NULL;
+}
+
 static void pg_close(lks_conn *c)
 {
 	pg_state *st = c->backend;
@@ -69,7 +142,7 @@ static void pg_close(lks_conn *c)
 			if (clean) {
 				char dealloc[64];
 				snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", st->cache[i].name);
-				PQclear(PQexec(PG(c), dealloc));
+				PQclear(pg_exec_res(c, dealloc));
 			}
 			free(st->cache[i].sql);
 		}
@@ -116,17 +189,35 @@ static void quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
-/* prepare=on|off is lockstock's, not libpq's: taken out of the URL. */
-static int pg_take_prepare(lks_conn *c, const char *url, char **libpq_url, bool *unprepared)
+/* prepare=on|off and op-timeout=SECONDS are lockstock's, not libpq's:
+ * taken out of the URL. */
+static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *unprepared)
 {
-	char *v = NULL;
-	int rc = lks_url_take_param(url, "prepare", libpq_url, &v);
-	if (rc)
+	char *v = NULL, *t = NULL, *mid = NULL;
+	int rc = lks_url_take_param(url, "prepare", &mid, &v);
+	if (rc == LKS_OK)
+		rc = lks_url_take_param(mid, "op_timeout", libpq_url, &t);
+	if (mid)
+		explicit_bzero(mid, strlen(mid));
+	free(mid);
+	if (rc) {
+		free(v);
+		free(t);
 		return lks_set_error(c, rc, rc == LKS_EINVAL ? "malformed URL: bad percent escape" : "out of memory");
+	}
 	*unprepared = v && !strcmp(v, "off");
 	if (v && strcmp(v, "off") && strcmp(v, "on"))
 		rc = lks_set_error(c, LKS_EINVAL, "malformed URL: prepare must be on or off");
+	if (t) {
+		char *end;
+		long s = strtol(t, &end, 10);
+		if (!*t || *end || s < 0 || s > 86400)
+			rc = lks_set_error(c, LKS_EINVAL, "malformed URL: op-timeout must be 0 (none) .. 86400 seconds");
+		else
+			c->op_timeout_us = s * 1000000LL;
+	}
 	free(v);
+	free(t);
 	return rc;
 }
 
@@ -135,9 +226,23 @@ int lks_pg_open(lks_conn *c, const char *url)
 	char *err = NULL, *libpq_url = NULL;
 	bool ok = true, unprepared = false;
 	PQconninfoOption *opts;
-	if (pg_take_prepare(c, url, &libpq_url, &unprepared)) {
+	if (pg_take_params(c, url, &libpq_url, &unprepared)) {
 		free(libpq_url);
 		return c->err;
+	}
+	if (c->op_timeout_us > 0 && !strstr(libpq_url, "connect_timeout=")) {
+		/* connecting is bounded too */
+		size_t n = strlen(libpq_url) + 40;
+		char *with = malloc(n);
+		if (!with) {
+			lks_set_error(c, LKS_ENOMEM, "out of memory");
+			goto out;
+		}
+		snprintf(with, n, "%s%cconnect_timeout=%lld", libpq_url, strchr(libpq_url, '?') ? '&' : '?',
+		         (long long)((c->op_timeout_us + 999999) / 1000000));
+		explicit_bzero(libpq_url, strlen(libpq_url));
+		free(libpq_url);
+		libpq_url = with;
 	}
 	opts = PQconninfoParse(libpq_url, &err);
 	if (!opts) {
@@ -206,7 +311,7 @@ PGconn *lks_conn_pg(lks_conn *c)
 
 static int pg_exec(lks_conn *c, const char *sql)
 {
-	PGresult *res = PQexec(PG(c), sql);
+	PGresult *res = pg_exec_res(c, sql);
 	int rc = LKS_OK;
 	ExecStatusType s = PQresultStatus(res);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
@@ -228,7 +333,7 @@ static pg_stmt *pg_prepare_stmt(lks_conn *c, const char *sql, int nparams)
 		/* evict the oldest; DEALLOCATE failing only leaks a server-side name */
 		char dealloc[64];
 		snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", st->cache[0].name);
-		PQclear(PQexec(PG(c), dealloc));
+		PQclear(pg_exec_res(c, dealloc));
 		free(st->cache[0].sql);
 		memmove(&st->cache[0], &st->cache[1], sizeof(pg_stmt) * (PG_CACHE_MAX - 1));
 		st->n--;
@@ -236,7 +341,8 @@ static pg_stmt *pg_prepare_stmt(lks_conn *c, const char *sql, int nparams)
 	e = &st->cache[st->n];
 	e->nfields = -1;
 	snprintf(e->name, sizeof e->name, "lks_%s_%lu", st->prefix, st->next_id++);
-	res = PQprepare(PG(c), e->name, sql, nparams, NULL);
+	ST(c)->timed_out = false;
+	res = PQsendPrepare(PG(c), e->name, sql, nparams, NULL) ? pg_collect(c) : NULL;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		pg_error(c, res);
 		PQclear(res);
@@ -325,11 +431,14 @@ static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
 	if ((rc = pg_bind(c, params, n, &pp)))
 		return rc;
 	if (ST(c)->unprepared) { /* the unnamed statement: parsed and run in one go */
-		res = PQexecParams(PG(c), sql, (int)n, NULL, pp.vals, NULL, NULL, 0);
+		ST(c)->timed_out = false;
+		res = PQsendQueryParams(PG(c), sql, (int)n, NULL, pp.vals, NULL, NULL, 0) ? pg_collect(c) : NULL;
 	} else {
 		if (!(e = pg_prepare_stmt(c, sql, (int)n)))
 			return c->err;
-		res = PQexecPrepared(PG(c), e->name, (int)n, pp.vals, NULL, NULL, 0);
+		ST(c)->timed_out = false;
+		res = PQsendQueryPrepared(PG(c), e->name, (int)n, pp.vals, NULL, NULL, 0) ? pg_collect(c)
+		                                                                         : NULL;
 	}
 	s = PQresultStatus(res);
 	if (e && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) && (rc = pg_check_shape(c, e, res))) {
@@ -370,7 +479,7 @@ static int pg_query(lks_conn *c, const char *sql, const lks_value *params,
 
 static int pg_commit(lks_conn *c)
 {
-	PGresult *res = PQexec(PG(c), "COMMIT");
+	PGresult *res = pg_exec_res(c, "COMMIT");
 	int rc = LKS_OK;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		rc = pg_error(c, res);
@@ -514,7 +623,7 @@ static int pg_lease_install(lks_conn *c, const char *t)
 		/* our own transaction failed: end it, keep the error */
 		char msg[LKS_ERRMSG_MAX];
 		memcpy(msg, c->errmsg, sizeof msg);
-		PQclear(PQexec(PG(c), "ROLLBACK"));
+		PQclear(pg_exec_res(c, "ROLLBACK"));
 		memcpy(c->errmsg, msg, sizeof msg);
 	}
 	return rc;
@@ -676,12 +785,14 @@ static int pg_lease_renew(lks_conn *c, const char *t, const char *name,
 
 /* Read one pipelined statement's result and its sync; the matched-row count
  * goes to *affected. A lost connection leaves nothing more to read. */
-static int pg_pipeline_result(lks_conn *c, int64_t *affected)
+static int pg_pipeline_result(lks_conn *c, int64_t deadline, int64_t *affected)
 {
 	PGresult *res;
 	int rc = LKS_OK;
 	bool synced = false;
 	while (!synced) {
+		if (!pg_wait_ready(c, deadline))
+			return pg_error(c, NULL);
 		res = PQgetResult(PG(c));
 		if (!res) {
 			if (PQstatus(PG(c)) == CONNECTION_BAD)
@@ -740,6 +851,7 @@ static int pg_lease_release(lks_conn *c, const char *t, const char *name,
 	if (!(rel_name = pg_prepare(c, q.buf, 3)) ||
 	    !(unl_name = pg_prepare(c, "SELECT pg_advisory_unlock($1::bigint)", 1)))
 		return c->err;
+	int64_t deadline = pg_deadline(c);
 	if (!PQenterPipelineMode(PG(c)))
 		return pg_error(c, NULL);
 	if (!PQsendQueryPrepared(PG(c), rel_name, 3, rel.vals, NULL, NULL, 0) ||
@@ -750,10 +862,10 @@ static int pg_lease_release(lks_conn *c, const char *t, const char *name,
 		if (PQstatus(PG(c)) == CONNECTION_BAD)
 			return rc;
 	}
-	rc2 = pg_pipeline_result(c, &released);
+	rc2 = pg_pipeline_result(c, deadline, &released);
 	rc = rc ? rc : rc2;
-	if (PQstatus(PG(c)) != CONNECTION_BAD) {
-		rc2 = pg_pipeline_result(c, NULL);
+	if (PQstatus(PG(c)) != CONNECTION_BAD && !ST(c)->timed_out) {
+		rc2 = pg_pipeline_result(c, deadline, NULL);
 		rc = rc ? rc : rc2;
 	}
 	PQexitPipelineMode(PG(c));

@@ -156,6 +156,13 @@ static int parse_param(const char *k, size_t klen, char *val, lks_url *u, char *
 		return set_path(&u->socket, val, "socket", err, errsz);
 	if (key_is(k, klen, "connect_timeout"))
 		return set_seconds(&u->connect_timeout, val, "connect-timeout", err, errsz);
+	if (key_is(k, klen, "op_timeout")) {
+		int rc = val[0] == '0' && !val[1] ? (u->op_timeout = 0, 0)
+		                                  : parse_uint(val, strlen(val), 86400, &u->op_timeout);
+		u->op_timeout_set = true;
+		free(val);
+		return rc ? fail(err, errsz, "op-timeout must be 0 (none) .. 86400 seconds") : LKS_OK;
+	}
 	if (key_is(k, klen, "read_timeout"))
 		return set_seconds(&u->read_timeout, val, "read-timeout", err, errsz);
 	if (key_is(k, klen, "write_timeout"))

@@ -56,7 +56,9 @@ int main(int argc, char **argv)
 		T(server_gone_mid_call),
 		T(connection_lost_during_commit_is_unknown),
 		T(adopt_native_connection),
-		/* these stop or restart the server: last */
+		/* these stop, pause or restart the server: last */
+		T(server_stops_answering),
+		T(autorenew_lost_on_time_when_server_stops),
 		T(lease_tokens_survive_server_restart),
 		T(autorenew_reports_server_gone),
 	};

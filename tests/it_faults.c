@@ -1,6 +1,8 @@
 /* Integration: bad input changes nothing; a server that goes away mid-call
  * is a connection error, never a success; adopted native connections. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,4 +394,135 @@ void connection_lost_during_commit_is_unknown(void **state)
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM slow_commit"), 0);
 	lks_conn_close(victim);
 	lks_lease_free(l);
+}
+
+/* ---- a server that stops answering (#10, item 2) ----------------------- */
+
+static int64_t since_ms(int64_t t0)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - t0;
+}
+
+static int64_t mono_ms(void)
+{
+	return since_ms(0);
+}
+
+static int stopped_write(lks_conn *c, int64_t fence, void *arg)
+{
+	(void)fence;
+	(void)arg;
+	return lks_conn_exec(c, "UPDATE items SET qty = qty + 1");
+}
+
+typedef enum { OP_CAS, OP_ACQUIRE_WAIT, OP_RENEW, OP_FENCED_WRITE } stopped_op;
+
+/* Run one call while the server is SIGSTOPped: it returns LKS_ECONN (or
+ * EUNKNOWN for a commit) within the op timeout (2 s) + 1 s; after SIGCONT
+ * the handle says it must be reopened, and lks_conn_reset brings it back. */
+static void call_while_stopped(fx *f, const char *url, stopped_op op)
+{
+	static const char *names[] = {"CAS", "acquire wait", "renew", "fenced write"};
+	lks_conn *c = t_open(url);
+	lks_row_ref r = {"items", "id", "version", LKS_INT(1)};
+	const char *cols[] = {"qty"};
+	lks_value one = LKS_INT(1);
+	lks_lease *mine = NULL, *got = NULL;
+	lks_lease_info info;
+	char own[32];
+	int64_t v, t0, took;
+	int rc = LKS_OK;
+	int64_t bound = getenv("LKS_TEST_SLOW") ? 2000 + 4000 : 2000 + 1000;
+	snprintf(own, sizeof own, "stopped-own-%d", (int)op);
+	if (op == OP_RENEW || op == OP_FENCED_WRITE)
+		assert_int_equal(lks_lease_acquire(&mine, c, own, 60000, 0, NULL), LKS_OK);
+	t_ctl("pause");
+	usleep(100 * 1000); /* SIGSTOP reaches every thread of the server */
+	t0 = mono_ms();
+	switch (op) {
+	case OP_CAS: rc = lks_cas_update(c, &r, 0, cols, &one, 1, &v); break;
+	case OP_ACQUIRE_WAIT: rc = lks_lease_acquire(&got, c, "stopped-held", 60000, 10000, NULL); break;
+	case OP_RENEW: rc = lks_lease_renew(c, mine, 60000); break;
+	case OP_FENCED_WRITE: rc = lks_lease_fenced_write(c, mine, stopped_write, NULL); break;
+	}
+	took = since_ms(t0);
+	t_ctl("resume");
+	print_message("    %s on a stopped server: %s after %lld ms (%s)\n", names[op], lks_strerror(rc),
+	              (long long)took, lks_conn_errmsg(c));
+	assert_true(rc == LKS_ECONN || (op == OP_FENCED_WRITE && rc == LKS_EUNKNOWN));
+	assert_true(took < bound);
+	assert_null(got);
+	/* the connection was closed: it says so until reset */
+	assert_int_equal(lks_lease_inspect(c, "stopped-held", &info), LKS_ECONN);
+	assert_int_equal(lks_conn_reset(c), LKS_OK);
+	assert_int_equal(lks_lease_inspect(c, "stopped-held", &info), LKS_OK);
+	assert_true(info.held);
+	lks_lease_free(mine);
+	lks_conn_close(c);
+	(void)f;
+}
+
+void server_stops_answering(void **state)
+{
+	fx *f = *state;
+	char url[1200];
+	lks_lease *held;
+	if (!T_CTL)
+		fail_msg("needs LKS_PG_CTL / LKS_MYSQL_CTL (start|stop|pause|resume)");
+	snprintf(url, sizeof url, "%s%cop-timeout=2", f->url, strchr(f->url, '?') ? '&' : '?');
+	t_exec(f->c, "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO items VALUES (1, 0, 0)");
+	assert_int_equal(lks_lease_acquire(&held, f->c, "stopped-held", 120000, 0, NULL), LKS_OK);
+	call_while_stopped(f, url, OP_CAS);
+	call_while_stopped(f, url, OP_ACQUIRE_WAIT);
+	call_while_stopped(f, url, OP_RENEW);
+	call_while_stopped(f, url, OP_FENCED_WRITE);
+	/* the fixture's own connection lived through the pauses */
+	assert_int_equal(lks_lease_release(f->c, held), LKS_OK);
+	lks_lease_free(held);
+}
+
+static atomic_int stopped_lost;
+static void stopped_on_lost(const lks_lease *l, int status, void *arg)
+{
+	(void)l;
+	(void)status;
+	(void)arg;
+	atomic_store(&stopped_lost, 1);
+}
+
+/* Auto-renew against a stopped server reports the lease lost at its local
+ * deadline (+1 s), not after some minutes of a hung renewal. */
+void autorenew_lost_on_time_when_server_stops(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = NULL;
+	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	int64_t deadline_ms, t0;
+	int64_t slack = getenv("LKS_TEST_SLOW") ? 4000 : 1000;
+	if (!T_CTL)
+		fail_msg("needs LKS_PG_CTL / LKS_MYSQL_CTL (start|stop|pause|resume)");
+	assert_int_equal(lks_lease_acquire(&l, f->c, "stopped-renew", 3000, 0, NULL), LKS_OK);
+	ao.interval_ms = 500;
+	ao.on_lost = stopped_on_lost;
+	atomic_store(&stopped_lost, 0);
+	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
+	usleep(700 * 1000); /* a renewal went through */
+	t_ctl("pause");
+	t0 = mono_ms();
+	deadline_ms = lks_lease_remaining_ms(l);
+	while (!atomic_load(&stopped_lost) && since_ms(t0) < deadline_ms + 10000)
+		usleep(10 * 1000);
+	int64_t took = since_ms(t0);
+	t_ctl("resume");
+	print_message("    lost reported %lld ms after the stop (local deadline was %lld ms away)\n",
+	              (long long)took, (long long)deadline_ms);
+	assert_true(atomic_load(&stopped_lost));
+	assert_true(took <= deadline_ms + slack);
+	assert_true(lks_lease_is_lost(l));
+	lks_lease_free(l);
+	lks_conn_close(f->c);
+	f->c = t_open(f->url);
 }
