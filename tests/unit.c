@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "internal.h"
+#include "lease.h"
 #include "cli.h"
 #include "retry.h"
 
@@ -198,6 +199,38 @@ static void cli_output_escaping(void **state)
 	cli_put_json(f, "q\"\\\x01\xff\xc3\xa9\xc2\x85");
 	fclose(f);
 	assert_string_equal(buf, "\"q\\\"\\\\\\u0001\\u00ff\xc3\xa9\\u0085\"");
+}
+
+/* #7 item 13: a suspend (CLOCK_BOOTTIME moves on, CLOCK_MONOTONIC does
+ * not) counts toward a lease's local deadline. */
+static int64_t suspended_us;
+int __real_clock_gettime(clockid_t id, struct timespec *ts);
+int __wrap_clock_gettime(clockid_t id, struct timespec *ts);
+int __wrap_clock_gettime(clockid_t id, struct timespec *ts)
+{
+	int rc = __real_clock_gettime(id, ts);
+	if (rc == 0 && id == CLOCK_BOOTTIME && suspended_us) {
+		int64_t ns = ts->tv_nsec + (suspended_us % 1000000) * 1000;
+		ts->tv_sec += suspended_us / 1000000 + ns / 1000000000;
+		ts->tv_nsec = ns % 1000000000;
+	}
+	return rc;
+}
+
+static void suspend_counts_toward_deadlines(void **state)
+{
+	lks_lease *l = calloc(1, sizeof *l);
+	(void)state;
+	assert_non_null(l);
+	atomic_store(&l->deadline_us, lks_now_us() + 10000000); /* 10 s left */
+	assert_false(lks_lease_is_lost(l));
+	assert_true(lks_lease_remaining_ms(l) > 9000);
+	suspended_us = 3600LL * 1000000; /* the lid closed for an hour */
+	assert_true(lks_lease_is_lost(l));
+	assert_true(lks_lease_remaining_ms(l) <= 0);
+	suspended_us = 0;
+	assert_false(lks_lease_is_lost(l));
+	free(l);
 }
 
 static void backoff_schedule(void **state)
@@ -472,7 +505,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(suspend_counts_toward_deadlines),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
