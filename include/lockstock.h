@@ -99,9 +99,45 @@ LKS_API void lks_cancel_reset(lks_cancel *token);
 /* Only when no call uses it any more. */
 LKS_API void lks_cancel_free(lks_cancel *token);
 
-/* ---- connections ---------------------------------------------------- */
-
 typedef struct lks_conn lks_conn;
+
+/* ---- events and logs --------------------------------------------------- */
+
+/* What happened, for metrics and tracing (lks_conn_set_event_hook, and
+ * lks_autorenew_options.on_event for the renew thread). */
+typedef enum lks_event_kind {
+	LKS_EVENT_ACQUIRED = 1,  /* duration: wait; polls: grant statements */
+	LKS_EVENT_BUSY,          /* acquire without wait found it held */
+	LKS_EVENT_TIMED_OUT,     /* acquire's wait ran out */
+	LKS_EVENT_CANCELED,      /* acquire or retry canceled by its token */
+	LKS_EVENT_RENEWED,       /* duration: the statement */
+	LKS_EVENT_RENEW_FAILED,  /* status: why (the renew thread retries) */
+	LKS_EVENT_LOST,          /* renew or release found it gone; auto-renew gave up */
+	LKS_EVENT_RELEASED,      /* duration: held since the grant */
+	LKS_EVENT_CAS_APPLIED,   /* name: the table; duration: the statement */
+	LKS_EVENT_CAS_CONFLICT,
+	LKS_EVENT_CAS_NOT_FOUND,
+	LKS_EVENT_RETRY,         /* attempt: the one that failed; duration: backoff */
+	LKS_EVENT_TRANSIENT      /* a serialization failure or deadlock (retry) */
+} lks_event_kind;
+typedef struct lks_event {
+	lks_event_kind kind;
+	const char *name;     /* lease name or CAS table; valid during the call */
+	int64_t fence;        /* lease events; 0 otherwise */
+	int64_t duration_us;  /* see the kinds */
+	int polls;            /* ACQUIRED, BUSY, TIMED_OUT: grant statements */
+	int attempt;          /* RETRY, TRANSIENT */
+	int status;           /* the outcome's lks_status */
+} lks_event;
+typedef void (*lks_event_fn)(const lks_event *event, void *arg);
+/* Called on the thread making the call; NULL removes it. No cost unset. */
+LKS_API int lks_conn_set_event_hook(lks_conn *c, lks_event_fn fn, void *arg);
+/* Diagnostics a caller would otherwise not see (level: 0 error, 1 warning,
+ * 2 info); the auto-renew thread's have lks_autorenew_options.on_log. */
+typedef void (*lks_log_fn)(int level, const char *message, void *arg);
+LKS_API int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg);
+
+/* ---- connections ---------------------------------------------------- */
 
 /*
  * Open a connection from a URL:
@@ -455,15 +491,20 @@ LKS_API int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_inf
 
 /* Auto-renew in a background thread on its own connection. */
 typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
-#define LKS_AUTORENEW_OPTIONS_VERSION 1
+#define LKS_AUTORENEW_OPTIONS_VERSION 2 /* 1 is accepted */
 typedef struct lks_autorenew_options {
 	unsigned int version;
 	int64_t interval_ms;  /* default ttl/3 */
 	lks_lost_fn on_lost;  /* called once, from the renew thread; it must
 	                         not free or release the lease itself */
 	void *arg;
+	/* version 2: the renew thread's events (RENEWED, RENEW_FAILED, LOST)
+	 * and its errors as log lines (which it otherwise keeps to itself);
+	 * both get arg */
+	lks_event_fn on_event;
+	lks_log_fn on_log;
 } lks_autorenew_options;
-#define LKS_AUTORENEW_OPTIONS_INIT {LKS_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL}
+#define LKS_AUTORENEW_OPTIONS_INIT {LKS_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL}
 LKS_API void lks_autorenew_options_init(lks_autorenew_options *opts);
 /*
  * Start renewing `lease` (TTL as acquired) every interval. The thread opens

@@ -1,14 +1,37 @@
 /* Background lease renewal on a connection of its own. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "lease.h"
 
+/* the renew thread's events and log lines go to the options' hooks */
+static void renew_event(lks_lease *l, lks_event_kind kind, int64_t duration_us, int status)
+{
+	lks_event ev = {kind, l->name, l->fence, duration_us, 0, 0, status};
+	if (l->ar.on_event)
+		l->ar.on_event(&ev, l->ar.arg);
+}
+
+static void renew_log(lks_lease *l, int level, const char *what, int status)
+{
+	char msg[LKS_ERRMSG_MAX + 128];
+	if (!l->ar.on_log)
+		return;
+	snprintf(msg, sizeof msg, "auto-renew of lease %s (fence %lld): %s: %s", l->name,
+	         (long long)l->fence, what,
+	         l->renew_conn && lks_conn_errmsg(l->renew_conn)[0] ? lks_conn_errmsg(l->renew_conn)
+	                                                           : lks_strerror(status));
+	l->ar.on_log(level, msg, l->ar.arg);
+}
+
 static void lost(lks_lease *l, int status)
 {
 	lks_lease_mark_lost(l);
+	renew_event(l, LKS_EVENT_LOST, 0, status);
+	renew_log(l, 0, "lease lost", status);
 	if (l->ar.on_lost)
 		l->ar.on_lost(l, status, l->ar.arg);
 }
@@ -55,14 +78,21 @@ static void *renew_loop(void *arg)
 			lks_conn_close(l->renew_conn);
 			l->renew_conn = NULL;
 			rc = LKS_ECONN;
+			renew_event(l, LKS_EVENT_RENEW_FAILED, 0, rc);
 		} else {
+			int64_t t0 = lks_now_us();
 			bound_to_deadline(l);
 			rc = lks_lease_renew_on(l->renew_conn, l, l->ttl_us);
+			if (rc != LKS_LOST)
+				renew_event(l, rc == LKS_OK ? LKS_EVENT_RENEWED : LKS_EVENT_RENEW_FAILED,
+				            lks_now_us() - t0, rc);
 		}
 		if (rc == LKS_OK) {
 			pause = interval;
 			continue;
 		}
+		if (rc != LKS_LOST)
+			renew_log(l, 1, "renewal failed, retrying until the local deadline", rc);
 		if (rc == LKS_LOST) {
 			lost(l, rc);
 			break;
@@ -120,15 +150,19 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
                               const lks_autorenew_options *opts)
 {
 	static const lks_autorenew_options defaults = LKS_AUTORENEW_OPTIONS_INIT;
-	lks_autorenew_options o = opts ? *opts : defaults;
+	lks_autorenew_options o = defaults;
 	pthread_condattr_t ca;
 	int rc = lks_conn_check(c);
 	if (rc)
 		return rc;
 	if (!l)
 		return lks_set_error(c, LKS_EINVAL, "lease is NULL");
-	if (o.version != LKS_AUTORENEW_OPTIONS_VERSION)
-		return lks_set_error(c, LKS_EINVAL, "autorenew options: unknown version %u", o.version);
+	if (opts && opts->version == 1) /* before the hooks */
+		memcpy(&o, opts, offsetof(lks_autorenew_options, on_event));
+	else if (opts && opts->version == LKS_AUTORENEW_OPTIONS_VERSION)
+		o = *opts;
+	else if (opts)
+		return lks_set_error(c, LKS_EINVAL, "autorenew options: unknown version %u", opts->version);
 	if (l->renewing)
 		return lks_set_error(c, LKS_EINVAL, "auto-renew is already running for this lease");
 	if (!url)

@@ -167,9 +167,14 @@ int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,
 		                     (long long)expected);
 	if ((rc = quote_columns(c, row, columns, ncolumns, &cols)))
 		return rc;
+	int64_t t0 = c->event_fn ? lks_now_us() : 0;
 	rc = c->ops->cas_update(c, q.table, q.key, q.version, row->key, expected,
 	                        (const char *const *)cols, values, ncolumns, &v);
 	free(cols);
+	if (rc == LKS_OK || rc == LKS_CONFLICT || rc == LKS_NOT_FOUND)
+		lks_emit(c, rc == LKS_OK ? LKS_EVENT_CAS_APPLIED
+		          : rc == LKS_CONFLICT ? LKS_EVENT_CAS_CONFLICT : LKS_EVENT_CAS_NOT_FOUND,
+		         row->table, 0, lks_now_us() - t0, 0, 0, rc);
 	if (rc == LKS_EOVERFLOW)
 		rc = classify_overflow(c, row, &q, expected);
 	if (version && (rc == LKS_OK || rc == LKS_CONFLICT))

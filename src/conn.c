@@ -1,4 +1,6 @@
 /* Connection handles: open by URL, dispatch to a backend, plain statements. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -207,4 +209,50 @@ int lks_conn_set_op_timeout(lks_conn *c, int64_t ms)
 		                     " connecting, or op-timeout in the URL");
 	c->op_timeout_us = ms * 1000;
 	return LKS_OK;
+}
+
+int lks_conn_set_event_hook(lks_conn *c, lks_event_fn fn, void *arg)
+{
+	if (!c)
+		return LKS_EINVAL;
+	c->event_fn = fn;
+	c->event_arg = arg;
+	return LKS_OK;
+}
+
+int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg)
+{
+	if (!c)
+		return LKS_EINVAL;
+	c->log_fn = fn;
+	c->log_arg = arg;
+	return LKS_OK;
+}
+
+void lks_emit(lks_conn *c, lks_event_kind kind, const char *name, int64_t fence,
+              int64_t duration_us, int polls, int attempt, int status)
+{
+	lks_event ev;
+	if (!c || !c->event_fn)
+		return;
+	ev.kind = kind;
+	ev.name = name;
+	ev.fence = fence;
+	ev.duration_us = duration_us;
+	ev.polls = polls;
+	ev.attempt = attempt;
+	ev.status = status;
+	c->event_fn(&ev, c->event_arg);
+}
+
+void lks_log(lks_conn *c, int level, const char *fmt, ...)
+{
+	char msg[LKS_ERRMSG_MAX];
+	va_list ap;
+	if (!c || !c->log_fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	c->log_fn(level, msg, c->log_arg);
 }

@@ -65,6 +65,10 @@ struct lks_conn {
 	char lease_table[LKS_IDENT_MAX * 2 + 2];
 	int owner_col;        /* lease table has the owner column: -1 not known yet */
 	int64_t op_timeout_us; /* longest wait for one answer; 0: none */
+	lks_event_fn event_fn; /* hooks (NULL: none) */
+	void *event_arg;
+	lks_log_fn log_fn;
+	void *log_arg;
 	/* last error */
 	int err;
 	unsigned int err_no;
@@ -186,6 +190,11 @@ int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
 
 /* owner column: "<holder>:<label>" */
 #define LKS_OWNER_TAG_MAX (LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX)
+
+/* events: a no-op unless the handle has a hook */
+void lks_emit(lks_conn *c, lks_event_kind kind, const char *name, int64_t fence,
+              int64_t duration_us, int polls, int attempt, int status);
+void lks_log(lks_conn *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* cancel tokens: a sleep that ends early when tripped (true then); enter /
  * leave bracket a blocking statement (enter: true when already tripped) */

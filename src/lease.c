@@ -179,8 +179,8 @@ static void baton_give_quietly(lks_conn *c, uint64_t baton);
  * poll or wait took it, goes back (twice if needed: a cancel request that
  * arrives late can end the first try). On MariaDB the connection is gone
  * and its locks with it. */
-static int canceled(lks_conn *c, lks_acquire_options *o, lks_acquire_stats *st, int64_t start,
-                    bool holding, uint64_t key)
+static int canceled(lks_conn *c, const char *name, lks_acquire_options *o, lks_acquire_stats *st,
+                    int64_t start, bool holding, uint64_t key)
 {
 	if (holding && c->native && c->ops->id == LKS_BACKEND_POSTGRESQL) {
 		int held = 1;
@@ -190,6 +190,7 @@ static int canceled(lks_conn *c, lks_acquire_options *o, lks_acquire_stats *st, 
 	}
 	st->waited_us = lks_now_us() - start;
 	put_stats(o, st);
+	lks_emit(c, LKS_EVENT_CANCELED, name, 0, st->waited_us, st->attempts, 0, LKS_CANCELED);
 	return lks_set_error(c, LKS_CANCELED, "acquire canceled");
 }
 
@@ -276,7 +277,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		sent = lks_now_us();
 		g.statements = 1;
 		if (lks_cancel_enter(o.cancel, c))
-			return canceled(c, &o, &st, start, holding, key);
+			return canceled(c, name, &o, &st, start, holding, key);
 		/* a row-lock wait stays well inside the op timeout */
 		if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
 			left = c->op_timeout_us / 2;
@@ -285,7 +286,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		lks_cancel_leave(o.cancel);
 		/* a grant that completed as the token tripped is the caller's */
 		if (lks_cancel_is_tripped(o.cancel) && !(rc == LKS_OK && g.granted))
-			return canceled(c, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
+			return canceled(c, name, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
 		now = lks_now_us();
 		st.attempts += g.statements;
 		if (rc == LKS_ETRANSIENT) {
@@ -332,6 +333,8 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				baton_give_quietly(c, key);
 			st.waited_us = now - start;
 			put_stats(&o, &st);
+			lks_emit(c, wait_ms ? LKS_EVENT_TIMED_OUT : LKS_EVENT_BUSY, name, g.fence, st.waited_us,
+			         st.attempts, 0, wait_ms ? LKS_TIMEOUT : LKS_BUSY);
 			if (g.remaining_us > 0)
 				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
 				                     "lease %s is held (%lld ms left)", name,
@@ -361,11 +364,11 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				delay = deadline - now;
 			st.queued++;
 			if (lks_cancel_enter(o.cancel, c))
-				return canceled(c, &o, &st, start, false, key);
+				return canceled(c, name, &o, &st, start, false, key);
 			rc = c->ops->baton_wait(c, key, delay, &got);
 			lks_cancel_leave(o.cancel);
 			if (lks_cancel_is_tripped(o.cancel))
-				return canceled(c, &o, &st, start, rc == LKS_OK && got, key);
+				return canceled(c, name, &o, &st, start, rc == LKS_OK && got, key);
 			if (rc) {
 				st.waited_us = lks_now_us() - start;
 				put_stats(&o, &st);
@@ -388,7 +391,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		if (delay > deadline - now)
 			delay = deadline - now;
 		if (lks_cancel_sleep(o.cancel, delay))
-			return canceled(c, &o, &st, start, holding, key);
+			return canceled(c, name, &o, &st, start, holding, key);
 	}
 	st.waited_us = lks_now_us() - start;
 	put_stats(&o, &st);
@@ -410,8 +413,10 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	if (holding)
 		baton_register(c, l);
 	set_deadline(l, sent, g.remaining_us);
+	l->granted_at_us = sent;
 	pthread_mutex_init(&l->mu, NULL);
 	*out = l;
+	lks_emit(c, LKS_EVENT_ACQUIRED, name, g.fence, st.waited_us, st.attempts, 0, LKS_OK);
 	return LKS_OK;
 }
 
@@ -435,6 +440,8 @@ int lks_lease_renew_on(lks_conn *c, lks_lease *l, int64_t ttl_us)
 	int64_t remaining = 0, sent = lks_now_us();
 	int rc = c->ops->lease_renew(c, l->table_q, l->name, l->holder, l->fence, ttl_us,
 	                             &remaining);
+	lks_emit(c, rc == LKS_OK ? LKS_EVENT_RENEWED : rc == LKS_LOST ? LKS_EVENT_LOST : LKS_EVENT_RENEW_FAILED,
+	         l->name, l->fence, lks_now_us() - sent, 0, 0, rc);
 	if (rc == LKS_OK) {
 		l->ttl_us = ttl_us;
 		set_deadline(l, sent, remaining);
@@ -479,6 +486,9 @@ int lks_lease_release(lks_conn *c, lks_lease *lease)
 	}
 	if (rc == LKS_OK || rc == LKS_LOST)
 		lks_lease_mark_lost(lease); /* no longer ours either way */
+	if (rc == LKS_OK || rc == LKS_LOST)
+		lks_emit(c, rc == LKS_OK ? LKS_EVENT_RELEASED : LKS_EVENT_LOST, lease->name, lease->fence,
+		         lks_now_us() - lease->granted_at_us, 0, 0, rc);
 	if (rc == LKS_LOST)
 		lks_set_error(c, rc, "lease %s (fence %lld) was already lost when released",
 		              lease->name, (long long)lease->fence);
@@ -734,6 +744,7 @@ int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name, const char *
 	l->fence = fence;
 	l->ttl_us = info.remaining_ms > 0 ? info.remaining_ms * 1000 : 1000;
 	l->margin_us = -1;
+	l->granted_at_us = sent;
 	set_deadline(l, sent, info.remaining_ms * 1000);
 	pthread_mutex_init(&l->mu, NULL);
 	*out = l;

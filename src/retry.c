@@ -21,6 +21,7 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 		int64_t delay, now;
 		if (lks_cancel_is_tripped(o->cancel)) {
 			st->gave_up = LKS_CANCELED;
+			lks_emit(c, LKS_EVENT_CANCELED, NULL, 0, 0, 0, attempt, LKS_CANCELED);
 			return LKS_CANCELED;
 		}
 		st->attempts++;
@@ -45,8 +46,12 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 			st->gave_up = LKS_TIMEOUT;
 			return LKS_TIMEOUT;
 		}
+		if (rc == LKS_ETRANSIENT)
+			lks_emit(c, LKS_EVENT_TRANSIENT, NULL, 0, 0, 0, attempt + 1, rc);
+		lks_emit(c, LKS_EVENT_RETRY, NULL, 0, delay, 0, attempt + 1, rc);
 		if (env->sleep(env->ctx, delay, o->cancel)) {
 			st->gave_up = LKS_CANCELED;
+			lks_emit(c, LKS_EVENT_CANCELED, NULL, 0, 0, 0, attempt + 1, LKS_CANCELED);
 			return LKS_CANCELED;
 		}
 		st->slept_us += delay;

@@ -51,6 +51,7 @@ int main(int argc, char **argv)
 		T(lease_force_release),
 		T(acquire_wait_is_canceled),
 		T(retry_loop_is_canceled),
+		T(events_reach_the_hooks),
 		T(bad_input_changes_nothing),
 		T(bad_urls_and_servers),
 		T(server_gone_mid_call),

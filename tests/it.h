@@ -53,6 +53,8 @@ void retry_loop_is_canceled(void **state);
 void server_stops_answering(void **state);
 void autorenew_lost_on_time_when_server_stops(void **state);
 
+void events_reach_the_hooks(void **state);
+
 void bad_input_changes_nothing(void **state);
 void bad_urls_and_servers(void **state);
 void server_gone_mid_call(void **state);

@@ -1,0 +1,151 @@
+/* Integration: event and log hooks (issue #10, item 4). */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "it.h"
+
+typedef struct seen {
+	pthread_mutex_t mu;
+	lks_event ev[256];
+	char names[256][32];
+	int n;
+	char log[512];
+	int logs;
+} seen;
+
+static void on_event(const lks_event *ev, void *arg)
+{
+	seen *s = arg;
+	pthread_mutex_lock(&s->mu);
+	if (s->n < 256) {
+		s->ev[s->n] = *ev;
+		snprintf(s->names[s->n], sizeof s->names[0], "%s", ev->name ? ev->name : "");
+		s->ev[s->n].name = NULL; /* valid only during the call */
+		s->n++;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void on_log(int level, const char *msg, void *arg)
+{
+	seen *s = arg;
+	pthread_mutex_lock(&s->mu);
+	if (level <= 1)
+		snprintf(s->log, sizeof s->log, "%s", msg);
+	s->logs++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* the last event of a kind, or NULL */
+static const lks_event *last(seen *s, lks_event_kind kind, const char **name)
+{
+	for (int i = s->n - 1; i >= 0; i--)
+		if (s->ev[i].kind == kind) {
+			if (name)
+				*name = s->names[i];
+			return &s->ev[i];
+		}
+	return NULL;
+}
+
+static int conflicts_twice(lks_conn *c, int attempt, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return attempt < 3 ? LKS_CONFLICT : LKS_OK;
+}
+
+void events_reach_the_hooks(void **state)
+{
+	fx *f = *state;
+	seen s = {.mu = PTHREAD_MUTEX_INITIALIZER}, r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	lks_conn *other = t_open(f->url);
+	lks_row_ref row = {"ev_items", "id", "version", LKS_INT(1)}, none = {"ev_items", "id", "version", LKS_INT(9)};
+	const char *cols[] = {"qty"}, *name = NULL;
+	lks_value one = LKS_INT(1);
+	lks_lease *a = NULL, *b = NULL;
+	lks_retry_options ro = LKS_RETRY_OPTIONS_INIT;
+	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_info info;
+	const lks_event *e;
+	int64_t v;
+	t_exec(f->c, "CREATE TABLE ev_items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
+	t_exec(f->c, "INSERT INTO ev_items VALUES (1, 0, 0)");
+	assert_int_equal(lks_conn_set_event_hook(f->c, on_event, &s), LKS_OK);
+	assert_int_equal(lks_conn_set_event_hook(other, on_event, &s), LKS_OK);
+	/* CAS: applied, conflict, not found */
+	assert_int_equal(lks_cas_update(f->c, &row, 0, cols, &one, 1, &v), LKS_OK);
+	assert_non_null(e = last(&s, LKS_EVENT_CAS_APPLIED, &name));
+	assert_string_equal(name, "ev_items");
+	assert_int_equal(e->status, LKS_OK);
+	assert_true(e->duration_us > 0);
+	assert_int_equal(lks_cas_update(f->c, &row, 0, cols, &one, 1, &v), LKS_CONFLICT);
+	assert_non_null(last(&s, LKS_EVENT_CAS_CONFLICT, NULL));
+	assert_int_equal(lks_cas_update(f->c, &none, 0, cols, &one, 1, &v), LKS_NOT_FOUND);
+	assert_non_null(last(&s, LKS_EVENT_CAS_NOT_FOUND, NULL));
+	/* leases: acquired, busy, timed out, renewed, released, lost */
+	assert_int_equal(lks_lease_acquire(&a, f->c, "ev", 10000, 0, NULL), LKS_OK);
+	assert_non_null(e = last(&s, LKS_EVENT_ACQUIRED, &name));
+	assert_string_equal(name, "ev");
+	assert_int_equal(e->fence, lks_lease_fence(a));
+	assert_true(e->polls >= 1);
+	assert_int_equal(lks_lease_acquire(&b, other, "ev", 10000, 0, NULL), LKS_BUSY);
+	assert_non_null(e = last(&s, LKS_EVENT_BUSY, NULL));
+	assert_int_equal(e->status, LKS_BUSY);
+	assert_int_equal(lks_lease_acquire(&b, other, "ev", 10000, 200, NULL), LKS_TIMEOUT);
+	assert_non_null(e = last(&s, LKS_EVENT_TIMED_OUT, NULL));
+	assert_true(e->duration_us >= 200000);
+	assert_int_equal(lks_lease_renew(f->c, a, 10000), LKS_OK);
+	assert_non_null(e = last(&s, LKS_EVENT_RENEWED, NULL));
+	assert_int_equal(e->fence, lks_lease_fence(a));
+	usleep(20 * 1000);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	assert_non_null(e = last(&s, LKS_EVENT_RELEASED, NULL));
+	assert_true(e->duration_us >= 20000); /* held that long */
+	assert_int_equal(lks_lease_release(f->c, a), LKS_LOST);
+	assert_non_null(e = last(&s, LKS_EVENT_LOST, NULL));
+	lks_lease_free(a);
+	/* retry: each failed attempt with its backoff */
+	int before = s.n;
+	ro.base_delay_us = 1000;
+	ro.max_delay_us = 2000;
+	assert_int_equal(lks_retry(f->c, &ro, conflicts_twice, NULL, NULL), LKS_OK);
+	int retries = 0;
+	for (int i = before; i < s.n; i++)
+		if (s.ev[i].kind == LKS_EVENT_RETRY) {
+			retries++;
+			assert_int_equal(s.ev[i].attempt, retries);
+			assert_int_equal(s.ev[i].status, LKS_CONFLICT);
+			assert_true(s.ev[i].duration_us >= 0 && s.ev[i].duration_us <= 2000);
+		}
+	assert_int_equal(retries, 2);
+	/* unset: nothing more arrives */
+	assert_int_equal(lks_conn_set_event_hook(f->c, NULL, NULL), LKS_OK);
+	before = s.n;
+	assert_int_equal(lks_cas_update(f->c, &row, 1, cols, &one, 1, &v), LKS_OK);
+	assert_int_equal(s.n, before);
+	/* the renew thread: renewals, then the loss (forced), as events and a log line */
+	assert_int_equal(lks_lease_acquire(&a, f->c, "ev-renew", 1500, 0, NULL), LKS_OK);
+	ao.interval_ms = 200;
+	ao.on_event = on_event;
+	ao.on_log = on_log;
+	ao.arg = &r;
+	assert_int_equal(lks_lease_autorenew_start(a, f->c, NULL, &ao), LKS_OK);
+	usleep(700 * 1000);
+	pthread_mutex_lock(&r.mu);
+	assert_non_null(e = last(&r, LKS_EVENT_RENEWED, NULL));
+	assert_int_equal(e->fence, lks_lease_fence(a));
+	pthread_mutex_unlock(&r.mu);
+	assert_int_equal(lks_lease_force_release(other, "ev-renew", &info), LKS_OK);
+	for (int i = 0; i < 300 && !lks_lease_is_lost(a); i++)
+		usleep(10 * 1000);
+	usleep(50 * 1000);
+	pthread_mutex_lock(&r.mu);
+	assert_non_null(last(&r, LKS_EVENT_LOST, NULL));
+	print_message("    renew thread's log: %s\n", r.log);
+	assert_non_null(strstr(r.log, "ev-renew"));
+	pthread_mutex_unlock(&r.mu);
+	lks_lease_free(a);
+	lks_conn_close(other);
+}
