@@ -84,6 +84,9 @@ for b in asan tsan plain; do
 	run_suite "$b/tls-mysql" "${wrap[@]}" "$dir/tests/tls"
 	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"
+	for db in postgresql mysql; do
+		run_suite "$b/examples-$db" "$dir/tests/examples_test" $db "$dir/examples"
+	done
 	# the lockstock command: under valgrind it is the command that runs
 	# under it (LKS_CLI_WRAP), the test driver only forks it
 	for db in postgresql mysql; do

@@ -1,0 +1,109 @@
+/* The small examples, built and run against a real server, as a user would
+ * run them. Usage: examples_test postgresql|mysql BUILD-DIR/examples */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "support.h"
+
+static const char *dir;
+
+/* run `dir/prog 'url' args`, output to out; its exit status */
+static int run(const char *prog, const char *url, const char *args, const char *out)
+{
+	char cmd[4096];
+	int st;
+	snprintf(cmd, sizeof cmd, "%s/%s '%s' %s >%s 2>&1", dir, prog, url, args, out);
+	st = system(cmd);
+	st = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	if (st) {
+		snprintf(cmd, sizeof cmd, "cat %s >&2", out);
+		if (system(cmd) != 0)
+			print_error("no output\n");
+	}
+	return st;
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[16384];
+	FILE *fp = fopen(path, "r");
+	size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+	if (fp)
+		fclose(fp);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void balance_stays_exact(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(run("basics/balance", f->url, "", "/tmp/lks-ex-balance.out"), 0);
+	assert_non_null(strstr(slurp("/tmp/lks-ex-balance.out"), "transfers 400 of 400, total 2000000"));
+}
+
+static void nightly_job_runs_once(void **state)
+{
+	fx *f = *state;
+	char cmd[4096];
+	/* two replicas at once: one runs the job, the other sees it busy */
+	snprintf(cmd, sizeof cmd,
+	         "(%s/basics/nightly_job '%s' >/tmp/lks-ex-job1.out 2>&1 &"
+	         " %s/basics/nightly_job '%s' >/tmp/lks-ex-job2.out 2>&1; wait) ",
+	         dir, f->url, dir, f->url);
+	assert_int_equal(system(cmd), 0);
+	char both[8192];
+	snprintf(both, sizeof both, "%s", slurp("/tmp/lks-ex-job1.out"));
+	strncat(both, slurp("/tmp/lks-ex-job2.out"), sizeof both - strlen(both) - 1);
+	assert_non_null(strstr(both, "report written with fence 1: ok"));
+	assert_non_null(strstr(both, "another replica runs the job"));
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM reports"), 1);
+}
+
+static void adopt_works(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(run("basics/adopt", f->url, "", "/tmp/lks-ex-adopt.out"), 0);
+	assert_non_null(strstr(slurp("/tmp/lks-ex-adopt.out"), "on an adopted connection, fence 1"));
+}
+
+static void prometheus_metrics(void **state)
+{
+	fx *f = *state;
+	unsigned long acquired = 0, applied = 0, inf = 0, count = 0, prev = 0, b;
+	char *line;
+	assert_int_equal(run("metrics/prometheus", f->url, "/tmp/lks-ex.prom 1", "/tmp/lks-ex-prom.out"), 0);
+	char *text = slurp("/tmp/lks-ex.prom");
+	assert_non_null(strstr(text, "# TYPE lockstock_acquire_wait_seconds histogram"));
+	for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		sscanf(line, "lockstock_acquire_total{outcome=\"acquired\"} %lu", &acquired);
+		sscanf(line, "lockstock_cas_total{outcome=\"applied\"} %lu", &applied);
+		sscanf(line, "lockstock_acquire_wait_seconds_count %lu", &count);
+		if (!strncmp(line, "lockstock_acquire_wait_seconds_bucket", 37) &&
+		    sscanf(strchr(line, '}') + 1, " %lu", &b) == 1) {
+			assert_true(b >= prev); /* cumulative */
+			prev = b;
+			if (strstr(line, "+Inf"))
+				inf = b;
+		}
+	}
+	assert_true(acquired > 0 && applied > 0);
+	assert_int_equal(inf, count);
+	assert_true(count >= acquired);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {T(balance_stays_exact), T(nightly_job_runs_once), T(adopt_works),
+	                                   T(prometheus_metrics)};
+	char name[64];
+	if (argc != 3 || support_init(argv[1])) {
+		fprintf(stderr, "usage: examples_test postgresql|mysql BUILD-DIR/examples\n");
+		return 1;
+	}
+	dir = argv[2];
+	snprintf(name, sizeof name, "examples-%s", argv[1]);
+	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
+}
