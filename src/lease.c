@@ -293,6 +293,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			/* row locked, serialization failure or deadlock: busy. The
 			 * poll may have taken the baton before it failed, and a
 			 * session lock outlives the failed statement: ask. */
+			lks_log(c, 2, "lease %s: poll taken as busy: %s", name, c->errmsg);
 			lks_clear_error(c);
 			g.granted = 0;
 			g.remaining_us = -1;
@@ -449,6 +450,7 @@ int lks_lease_renew_on(lks_conn *c, lks_lease *l, int64_t ttl_us)
 		lks_lease_mark_lost(l);
 		lks_set_error(c, rc, "lease %s (fence %lld) expired or was taken over", l->name,
 		              (long long)l->fence);
+		lks_log(c, 1, "%s", c->errmsg);
 	}
 	return rc;
 }
@@ -489,9 +491,11 @@ int lks_lease_release(lks_conn *c, lks_lease *lease)
 	if (rc == LKS_OK || rc == LKS_LOST)
 		lks_emit(c, rc == LKS_OK ? LKS_EVENT_RELEASED : LKS_EVENT_LOST, lease->name, lease->fence,
 		         lks_now_us() - lease->granted_at_us, 0, 0, rc);
-	if (rc == LKS_LOST)
+	if (rc == LKS_LOST) {
 		lks_set_error(c, rc, "lease %s (fence %lld) was already lost when released",
 		              lease->name, (long long)lease->fence);
+		lks_log(c, 1, "%s", c->errmsg);
+	}
 	return rc;
 }
 

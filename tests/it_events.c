@@ -103,8 +103,10 @@ void events_reach_the_hooks(void **state)
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
 	assert_non_null(e = last(&s, LKS_EVENT_RELEASED, NULL));
 	assert_true(e->duration_us >= 20000); /* held that long */
+	assert_int_equal(lks_conn_set_log_hook(f->c, on_log, &s), LKS_OK);
 	assert_int_equal(lks_lease_release(f->c, a), LKS_LOST);
 	assert_non_null(e = last(&s, LKS_EVENT_LOST, NULL));
+	assert_non_null(strstr(s.log, "already lost when released")); /* and a log line */
 	lks_lease_free(a);
 	/* retry: each failed attempt with its backoff */
 	int before = s.n;
