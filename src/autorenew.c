@@ -59,8 +59,10 @@ static void bound_to_deadline(lks_lease *l)
 	int64_t left = atomic_load(&l->deadline_us) - lks_now_us();
 	if (c->ops->id != LKS_BACKEND_POSTGRESQL)
 		return;
-	if (left < 1000)
-		left = 1000;
+	/* a floor, so a slow but answering server (valgrind, a busy host)
+	 * still reports what it knows, such as a takeover */
+	if (left < 250000)
+		left = 250000;
 	if (l->renew_op_timeout_us == 0 || left < l->renew_op_timeout_us)
 		c->op_timeout_us = left;
 	else
