@@ -59,10 +59,12 @@ static void bound_to_deadline(lks_lease *l)
 	int64_t left = atomic_load(&l->deadline_us) - lks_now_us();
 	if (c->ops->id != LKS_BACKEND_POSTGRESQL)
 		return;
-	/* a floor, so a slow but answering server (valgrind, a busy host)
-	 * still reports what it knows, such as a takeover */
-	if (left < 250000)
-		left = 250000;
+	/* a renewal may still succeed until the server's expiry (a margin
+	 * after the local deadline); and a floor, so a slow but answering
+	 * server (valgrind, a busy host) still reports what it knows */
+	left += l->margin_us < 0 ? l->ttl_us / 10 : l->margin_us;
+	if (left < 500000)
+		left = 500000;
 	if (l->renew_op_timeout_us == 0 || left < l->renew_op_timeout_us)
 		c->op_timeout_us = left;
 	else

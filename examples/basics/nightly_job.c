@@ -34,16 +34,19 @@ int main(int argc, char **argv)
 	lks_library_init();
 	if (lks_conn_open(&c, argv[1]) || lks_lease_install(c)) {
 		fprintf(stderr, "nightly_job: %s\n", lks_conn_errmsg(c));
+		lks_conn_close(c);
 		return 69;
 	}
 	lks_conn_exec(c, "CREATE TABLE IF NOT EXISTS reports (fence bigint NOT NULL, body varchar(100))");
 	rc = lks_lease_acquire(&l, c, "nightly", 3000, 0, NULL);
 	if (rc == LKS_BUSY) {
 		printf("another replica runs the job\n");
+		lks_conn_close(c);
 		return 0;
 	}
 	if (rc) {
 		fprintf(stderr, "nightly_job: %s\n", lks_conn_errmsg(c));
+		lks_conn_close(c);
 		return 70;
 	}
 	ao.on_lost = lost;
