@@ -4,6 +4,7 @@
  * workload produces them: 4 threads contending for one lease and CAS-ing a
  * counter. Usage: prometheus URL OUT.prom [SECONDS] */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,7 @@ static int write_exposition(const char *path)
 /* ---- a workload to observe -------------------------------------------- */
 
 static const char *url;
-static volatile int stop;
+static atomic_int stop;
 
 static int bump(lks_conn *c, int attempt, void *arg)
 {
@@ -139,7 +140,7 @@ static void *worker(void *arg)
 	if (lks_conn_open(&c, url) != LKS_OK)
 		return NULL;
 	lks_conn_set_event_hook(c, on_event, NULL);
-	while (!stop) {
+	while (!atomic_load(&stop)) {
 		lks_lease *l = NULL;
 		if (lks_lease_acquire(&l, c, "metrics-demo", 2000, 200, NULL) == LKS_OK) {
 			usleep(2000);
@@ -173,7 +174,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 4; i++)
 		pthread_create(&th[i], NULL, worker, NULL);
 	sleep(argc > 3 ? (unsigned)atoi(argv[3]) : 2);
-	stop = 1;
+	atomic_store(&stop, 1);
 	for (int i = 0; i < 4; i++)
 		pthread_join(th[i], NULL);
 	if (write_exposition(argv[2])) {
