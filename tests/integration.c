@@ -29,6 +29,8 @@ int main(int argc, char **argv)
 		T(lease_sigkilled_holder_is_replaced),
 		T(lease_table_from_sql_file),
 		T(lease_release_wakes_waiter),
+		T(lease_fence_guess_never_decides),
+		T(lease_free_name_is_never_busy),
 		T(queue_many_waiters_with_deadline),
 		T(queue_survives_killed_waiter_and_holder),
 		T(queue_wait_is_bounded_by_deadline),

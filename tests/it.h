@@ -24,6 +24,8 @@ void lease_sigkilled_holder_is_replaced(void **state);
 void lease_tokens_survive_server_restart(void **state);
 void lease_table_from_sql_file(void **state);
 void lease_release_wakes_waiter(void **state);
+void lease_fence_guess_never_decides(void **state);
+void lease_free_name_is_never_busy(void **state);
 void queue_many_waiters_with_deadline(void **state);
 void queue_survives_killed_waiter_and_holder(void **state);
 void queue_wait_is_bounded_by_deadline(void **state);
