@@ -6,7 +6,10 @@
  *   2. one hot lease, 8 and 64 workers (acquire, fenced write, release):
  *      goodput, grant statements per purchase, wait p99 and max;
  *   3. hand-off after 400-600 ms holds, release -> next holder's grant:
- *      through the waiting room, by the head's polling, and by plain polling.
+ *      through the waiting room, by the head's polling, and by plain polling;
+ *   4. (MySQL) fenced writes through one held lease, 1 and 8 connections,
+ *      each its own row: the share-lock guard against the write guard that
+ *      Galera needs (fence-guard=lock|write).
  * Usage: lease_bench postgresql|mysql [seconds per run, default 3]
  * (URL from LKS_PG_URL / LKS_MYSQL_URL; run it against servers at default
  * durability: scripts/bench.sh starts such servers). */
@@ -510,6 +513,84 @@ static void handoff(void)
 	       "   alone every ~2 ms (as behind a holder that took the lease without the room).\n");
 }
 
+/* ---- 4. fenced-write guards (MySQL) ------------------------------------ */
+
+typedef struct guard_arg {
+	const char *url;
+	const lks_lease *lease;
+	int id;
+	double deadline_s;
+	long writes;
+} guard_arg;
+
+static int fenced_row_increment(lks_conn *c, int64_t fence, void *arg)
+{
+	lks_value id = LKS_INT(*(int *)arg);
+	int64_t n;
+	(void)fence;
+	return lks_conn_query_int(c, "UPDATE bench_counter SET n = n + 1 WHERE id = ?", &id, 1, &n);
+}
+
+static void *guard_thread(void *arg)
+{
+	guard_arg *a = arg;
+	lks_conn *c = NULL;
+	if (lks_conn_open(&c, a->url))
+		die(c, "open");
+	while (now_s() < a->deadline_s) {
+		if (lks_lease_fenced_write(c, a->lease, fenced_row_increment, &a->id))
+			die(c, "guarded write");
+		a->writes++;
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+static double run_guard(const char *guard, const lks_lease *l, int threads)
+{
+	char u[1200];
+	pthread_t th[MAX_THREADS];
+	guard_arg a[MAX_THREADS];
+	long writes = 0;
+	double t0 = now_s();
+	snprintf(u, sizeof u, "%s%sfence-guard=%s", url, strchr(url, '?') ? "&" : "?", guard);
+	for (int i = 0; i < threads; i++) {
+		a[i] = (guard_arg){.url = u, .lease = l, .id = i + 1, .deadline_s = t0 + run_seconds};
+		pthread_create(&th[i], NULL, guard_thread, &a[i]);
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		writes += a[i].writes;
+	}
+	return writes / (now_s() - t0);
+}
+
+static void fence_guards(lks_conn *c)
+{
+	int counts[] = {1, 8};
+	lks_lease *l = NULL;
+	if (lks_lease_acquire(&l, c, "bench:guard", 3600000, 0, NULL))
+		die(c, "guard lease");
+	printf("\n4. fenced writes through one held lease (each connection its own row), writes/s,"
+	       " median of %d rotated runs\n   %-12s %14s %14s %10s\n",
+	       ROUNDS, "connections", "share lock", "write guard", "ratio");
+	for (int ci = 0; ci < 2; ci++) {
+		double r[2][ROUNDS], m[2];
+		for (int round = 0; round < ROUNDS; round++)
+			for (int k = 0; k < 2; k++) {
+				int g = (k + round) % 2;
+				r[g][round] = run_guard(g ? "write" : "lock", l, counts[ci]);
+			}
+		for (int g = 0; g < 2; g++)
+			m[g] = pct(r[g], ROUNDS, 0.5);
+		printf("   %-12d %14.0f %14.0f %9.2fx\n", counts[ci], m[0], m[1], m[1] / m[0]);
+	}
+	printf("   The write guard (writes = writes + 1) is what a Galera node uses (fence-guard=auto);\n"
+	       "   it serializes one holder's concurrent fenced writes on the lease row.\n");
+	lks_lease_release(c, l);
+	lks_lease_free(l);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || (strcmp(argv[1], "postgresql") && strcmp(argv[1], "mysql"))) {
@@ -535,7 +616,8 @@ int main(int argc, char **argv)
 	                          " locked_at timestamp(3) NOT NULL, locked_by varchar(255) NOT NULL)") ||
 	    lks_conn_exec(c, "DROP TABLE IF EXISTS bench_counter") ||
 	    lks_conn_exec(c, "CREATE TABLE bench_counter (id int PRIMARY KEY, n bigint NOT NULL)") ||
-	    lks_conn_exec(c, "INSERT INTO bench_counter VALUES (1, 0)"))
+	    lks_conn_exec(c, "INSERT INTO bench_counter VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0),"
+	                     " (6, 0), (7, 0), (8, 0)"))
 		die(c, "setup");
 	for (int i = 0; i < MAX_THREADS; i++) {
 		char sql[256];
@@ -549,8 +631,9 @@ int main(int argc, char **argv)
 	printf("lease_bench %s: %s, 2 cores; %.1f s per run\n", argv[1],
 	       pg ? "PostgreSQL" : "MySQL/MariaDB", run_seconds);
 	if (!getenv("LB_SKIP1")) distinct_names();
-	hot_lease();
+	if (!getenv("LB_SKIP2")) hot_lease();
 	if (!getenv("LB_SKIP3")) handoff();
+	if (!pg) fence_guards(c);
 	lks_conn_exec(c, "DROP TABLE shedlock");
 	lks_conn_exec(c, "DROP TABLE bench_counter");
 	lks_conn_close(c);

@@ -11,7 +11,8 @@ set -euo pipefail
 LKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LKS_PACKAGES=(gcc pkg-config meson ninja-build libcmocka-dev libpq-dev
               default-libmysqlclient-dev postgresql mariadb-server valgrind
-              python3 clang libclang-rt-14-dev openssl pgbouncer cmake)
+              python3 clang libclang-rt-14-dev openssl pgbouncer cmake
+              galera-4 rsync iproute2)
 
 log() { printf '[lockstock] %s\n' "$*" >&2; }
 die() { printf '[lockstock] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -194,6 +195,101 @@ start_mariadb() {
 	export LKS_MYSQL_URL="mysql://lks:lkspw@127.0.0.1:$MY_PORT/lockstock"
 	export LKS_MYSQL_CTL="$MY_CTL"
 	log "MariaDB $(/usr/sbin/mariadbd --version | awk '{print $3}') on 127.0.0.1:$MY_PORT (data in $MY_DIR), $(durability_label)"
+}
+
+# galera_cluster: three MariaDB Galera nodes on loopback (wsrep, rsync state
+# transfer; distinct client, gcomm, IST and SST ports), in $LKS_TMP/galera.
+# Node 1 bootstraps the cluster, 2 and 3 join it by state transfer. The
+# nodes run as the mysql user (mariadbd --user): the rsync transfer refuses
+# root. Exports LKS_GALERA_URLS (three URLs, space-separated) and
+# LKS_GALERA_CTL_1..3 (start|stop|pause|resume one node). Fails with the
+# node's log when the cluster does not form.
+galera_cluster() {
+	local dir n port gport iport sport addrs="" urls="" provider=/usr/lib/galera/libgalera_smm.so
+	[ -f "$provider" ] || die "Galera provider $provider not found (package galera-4)"
+	command -v rsync >/dev/null || die "rsync not found (package rsync): Galera's state transfer needs it"
+	make_tmp
+	local ports=()
+	for n in 1 2 3; do
+		ports+=("$(free_port) $(free_port) $(free_port) $(free_port)")
+	done
+	for n in 1 2 3; do
+		read -r port gport iport sport <<<"${ports[$((n - 1))]}"
+		addrs="$addrs${addrs:+,}127.0.0.1:$gport"
+	done
+	for n in 1 2 3; do
+		read -r port gport iport sport <<<"${ports[$((n - 1))]}"
+		dir="$LKS_TMP/galera/n$n"
+		mkdir -p "$dir"
+		chown mysql: "$dir" "$LKS_TMP/galera"
+		mariadb-install-db --no-defaults --datadir="$dir/data" --user=mysql \
+			--auth-root-authentication-method=socket --skip-test-db >"$dir/install.log" 2>&1 ||
+			{ cat "$dir/install.log" >&2; die "mariadb-install-db (galera node $n) failed"; }
+		cat > "$dir/my.cnf" <<CNF
+[mysqld]
+user = mysql
+datadir = $dir/data
+socket = $dir/sock
+port = $port
+bind-address = 127.0.0.1
+pid-file = $dir/pid
+log-error = $dir/log
+skip-name-resolve
+skip-log-bin
+max-connections = 300
+innodb-buffer-pool-size = 128M
+innodb-flush-log-at-trx-commit = $(my_durability)
+binlog-format = ROW
+innodb-autoinc-lock-mode = 2
+wsrep-on = ON
+wsrep-provider = $provider
+wsrep-cluster-name = lockstock-test
+wsrep-cluster-address = gcomm://$addrs
+wsrep-node-name = n$n
+wsrep-node-address = 127.0.0.1
+wsrep-provider-options = "gmcast.listen_addr=tcp://127.0.0.1:$gport;ist.recv_addr=127.0.0.1:$iport;gcache.size=64M"
+wsrep-sst-method = rsync
+wsrep-sst-receive-address = 127.0.0.1:$sport
+CNF
+		cat > "$dir/ctl" <<CTL
+#!/bin/sh
+# usage: ctl start [--wsrep-new-cluster]|stop|pause|resume   (stop is SIGKILL)
+case "\$1" in
+start)
+	shift
+	/usr/sbin/mariadbd --defaults-file="$dir/my.cnf" "\$@" >/dev/null 2>&1 &
+	for i in \$(seq 1 1200); do
+		st=\$(mariadb --no-defaults --socket="$dir/sock" -uroot -N -e "SHOW STATUS LIKE 'wsrep_local_state_comment'" 2>/dev/null | cut -f2)
+		[ "\$st" = Synced ] && exit 0
+		sleep 0.1
+	done
+	echo "Galera node $n did not reach Synced:" >&2; tail -30 "$dir/log" >&2; exit 1 ;;
+stop)
+	[ -f "$dir/pid" ] && kill -9 "\$(cat "$dir/pid")" 2>/dev/null
+	pkill -9 -f "rsync --daemon.*$dir" 2>/dev/null
+	rm -f "$dir/pid" "$dir/sock" ;;
+pause) kill -STOP "\$(cat "$dir/pid")" ;;
+resume) kill -CONT "\$(cat "$dir/pid")" ;;
+esac
+CTL
+		chmod 755 "$dir/ctl"
+		LKS_MY_STARTED="$LKS_MY_STARTED $dir/ctl"
+		if [ "$n" = 1 ]; then
+			"$dir/ctl" start --wsrep-new-cluster || die "Galera node 1 did not bootstrap the cluster"
+			mariadb --no-defaults --socket="$dir/sock" -uroot -e "
+				CREATE USER 'lks'@'%' IDENTIFIED BY 'lkspw';
+				GRANT ALL PRIVILEGES ON *.* TO 'lks'@'%';
+				CREATE DATABASE lockstock;" || die "cannot create the lks user on Galera"
+		else
+			"$dir/ctl" start || die "Galera node $n did not join the cluster"
+		fi
+		export "LKS_GALERA_CTL_$n=$dir/ctl"
+		urls="$urls${urls:+ }mysql://lks:lkspw@127.0.0.1:$port/lockstock"
+	done
+	n=$(mariadb --no-defaults --socket="$LKS_TMP/galera/n1/sock" -uroot -N -e "SHOW STATUS LIKE 'wsrep_cluster_size'" | cut -f2)
+	[ "$n" = 3 ] || die "Galera cluster has $n nodes, not 3"
+	export LKS_GALERA_URLS="$urls"
+	log "MariaDB Galera: 3 nodes on loopback ($urls), $(durability_label)"
 }
 
 # tls_certs DIR: a CA, a server and a client certificate for the name

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole lockstock test suite on a fresh Debian 12 machine:
 #   unit (no server), integration-postgresql, integration-mysql, TLS on
-#   MySQL, and the tests of the lockstock command and the inventory example
-#   on both databases,
+#   MySQL, leases on a three-node MariaDB Galera cluster, and the tests of
+#   the lockstock command and the inventory example on both databases,
 #   built with AddressSanitizer + UndefinedBehaviorSanitizer, with
 #   ThreadSanitizer, and plain under valgrind; then a bounded libFuzzer run
 #   over the parsers and input checks (clang). Installs what is missing (as root), starts throwaway
@@ -19,6 +19,9 @@ start_pgbouncer
 # two primary/standby pairs, each failed over once (first pass only)
 pg_pair sync
 pg_pair async
+# a three-node MariaDB Galera cluster (ASan and TSan passes); a cluster that
+# cannot start fails the run with its log
+galera_cluster
 
 log "building (ASan+UBSan, TSan, and plain for valgrind)"
 build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
@@ -81,6 +84,7 @@ for b in asan tsan plain; do
 		run_suite "$b/failover-sync" "$dir/tests/failover_test" sync
 		run_suite "$b/failover-async" "$dir/tests/failover_test" async
 	fi
+	[ "$b" = plain ] || run_suite "$b/galera" "$dir/tests/galera_test"
 	run_suite "$b/tls-mysql" "${wrap[@]}" "$dir/tests/tls"
 	run_suite "$b/inventory-postgresql" "${wrap[@]}" "$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 	run_suite "$b/inventory-mysql" "${wrap[@]}" "$dir/tests/inventory_test" mysql "$dir/examples/inventory/inventory"

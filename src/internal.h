@@ -128,10 +128,10 @@ struct lks_backend_ops {
 	int (*baton_wait)(lks_conn *c, uint64_t baton, int64_t timeout_us, int *got);
 	int (*baton_give)(lks_conn *c, uint64_t baton);
 	int (*baton_held)(lks_conn *c, uint64_t baton, int *held);
-	/* inside an open transaction: share-lock the row if it is the grant */
-	int (*lease_lock_shared)(lks_conn *c, const char *table_q,
-	                         const char *name, const char *holder,
-	                         int64_t fence);
+	/* inside an open transaction: hold the row if it is the current grant,
+	 * so a takeover cannot commit before this transaction (else LKS_LOST) */
+	int (*lease_guard)(lks_conn *c, const char *table_q, const char *name,
+	                   const char *holder, int64_t fence);
 	/* rows: name, holder, fence, remaining_us, held (0/1), owner tag (NULL
 	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
@@ -211,6 +211,12 @@ typedef enum lks_ssl_mode {
 	LKS_SSL_VERIFY_CA,
 	LKS_SSL_VERIFY_IDENTITY,
 } lks_ssl_mode;
+/* MySQL: how a fenced write holds the lease row (fence-guard=) */
+typedef enum lks_fence_guard {
+	LKS_GUARD_AUTO = 0, /* write on a Galera node, lock elsewhere */
+	LKS_GUARD_LOCK,     /* share-mode lock */
+	LKS_GUARD_WRITE,    /* writes = writes + 1: holds under certification */
+} lks_fence_guard;
 typedef struct lks_url {
 	lks_backend backend;
 	char *user, *password, *host, *socket, *database;
@@ -220,6 +226,7 @@ typedef struct lks_url {
 	bool op_timeout_set;
 	lks_ssl_mode ssl_mode;
 	char *ssl_ca, *ssl_cert, *ssl_key; /* file paths */
+	lks_fence_guard fence_guard;
 } lks_url;
 const char *lks_ssl_mode_name(lks_ssl_mode m);
 int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);

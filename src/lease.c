@@ -538,6 +538,37 @@ int lks_lease_is_lost(const lks_lease *l)
 	return atomic_load(&l->lost) || lks_now_us() >= atomic_load(&l->deadline_us);
 }
 
+/*
+ * A fenced write that failed transiently (deadlock, serialization failure,
+ * and on Galera a certification failure at COMMIT or a takeover applied
+ * while it ran) wrote nothing. When the lease is no longer this grant, that
+ * is why: LKS_LOST. Otherwise the caller may retry: LKS_ETRANSIENT.
+ */
+static int transient_or_lost(lks_conn *c, const lks_lease *lease)
+{
+	char cause[LKS_ERRMSG_MAX];
+	lks_rows r;
+	bool current = false;
+	memcpy(cause, c->errmsg, sizeof cause);
+	if (c->ops->lease_select(c, lease->table_q, lease->name, false, &r) == LKS_OK) {
+		current = r.nrows == 1 && lks_rows_get(&r, 0, 1) &&
+		          !strcmp(lks_rows_get(&r, 0, 1), lease->holder) && lks_rows_get(&r, 0, 4) &&
+		          !strcmp(lks_rows_get(&r, 0, 4), "1");
+		if (current) {
+			int64_t fence = 0;
+			current = !lks_parse_i64(lks_rows_get(&r, 0, 2), &fence) && fence == lease->fence;
+		}
+		lks_rows_clear(&r);
+	} else {
+		current = true; /* cannot tell: keep the transient error */
+	}
+	if (!current)
+		return lks_set_error(c, LKS_LOST,
+		                     "lease %s (fence %lld) was taken over; its fenced write was refused"
+		                     " and wrote nothing: %s", lease->name, (long long)lease->fence, cause);
+	return lks_set_error(c, LKS_ETRANSIENT, "%s", cause);
+}
+
 int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn, void *arg)
 {
 	int rc = check_lease(c, lease);
@@ -550,13 +581,14 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn
 		                     "fenced write needs a handle without an open transaction");
 	if ((rc = c->ops->exec(c, "BEGIN")))
 		return rc;
-	rc = c->ops->lease_lock_shared(c, lease->table_q, lease->name, lease->holder, lease->fence);
+	rc = c->ops->lease_guard(c, lease->table_q, lease->name, lease->holder, lease->fence);
 	if (rc == LKS_LOST)
 		lks_set_error(c, rc, "lease %s (fence %lld) is no longer the current grant",
 		              lease->name, (long long)lease->fence);
 	if (rc == LKS_OK)
 		rc = fn(c, lease->fence, arg);
 	if (rc != LKS_OK) {
+		bool transient = rc == LKS_ETRANSIENT && c->err == LKS_ETRANSIENT;
 		if (c->native && c->ops->in_transaction(c)) {
 			/* keep the first error: rollback must not overwrite it */
 			char msg[LKS_ERRMSG_MAX], state[6];
@@ -570,9 +602,11 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn
 			c->err = err;
 			c->err_no = err_no;
 		}
-		return rc;
+		return transient ? transient_or_lost(c, lease) : rc;
 	}
 	rc = c->ops->commit(c);
+	if (rc == LKS_ETRANSIENT)
+		return transient_or_lost(c, lease);
 	if (rc == LKS_ECONN) {
 		char cause[LKS_ERRMSG_MAX];
 		memcpy(cause, c->errmsg, sizeof cause);

@@ -25,6 +25,9 @@ typedef struct my_state {
 	bool found_rows; /* opened with CLIENT_FOUND_ROWS */
 	bool returning;  /* MariaDB >= 10.5: INSERT ... RETURNING, SET STATEMENT */
 	bool strict;     /* sql_mode has a strict mode: overflows fail, never clamp */
+	bool wsrep;      /* a Galera node (wsrep_on): see SYNC and my_lease_guard */
+	lks_fence_guard guard_mode; /* from the URL */
+	bool write_guard;           /* the guard in effect: see my_lease_guard */
 	/* fence hints: the fence a lease had when this handle released it, by
 	 * baton key (table and name); see my_lease_try_hinted */
 	struct {
@@ -36,6 +39,13 @@ typedef struct my_state {
 
 #define MY(c) ((MYSQL *)(c)->native)
 #define ST(c) ((my_state *)(c)->backend)
+
+/* On a Galera node a statement reads the node's own state, which may lag the
+ * cluster. Statements whose reading decides (renew, release, the fenced-write
+ * guard, inspect, list, force release) first wait until the node has applied
+ * everything the cluster had committed when they started. Grants need no
+ * wait: certification refuses a grant made on a stale row. */
+#define SYNC(c) (ST(c)->wsrep ? "SET STATEMENT wsrep_sync_wait = 15 FOR " : "")
 
 static int my_error(lks_conn *c, unsigned int e, const char *state, const char *msg)
 {
@@ -86,11 +96,17 @@ static void my_detect_server(lks_conn *c)
 	                   mysql_get_server_version(MY(c)) >= 100500;
 	/* an adopted connection may run without a strict sql_mode */
 	ST(c)->strict = false;
-	if (!mysql_query(MY(c), "SELECT @@sql_mode") && (res = mysql_store_result(MY(c)))) {
+	ST(c)->wsrep = false;
+	if (!mysql_query(MY(c), ST(c)->returning ? "SELECT @@sql_mode, @@wsrep_on" : "SELECT @@sql_mode") &&
+	    (res = mysql_store_result(MY(c)))) {
 		if ((row = mysql_fetch_row(res)) && row[0] && strstr(row[0], "STRICT_"))
 			ST(c)->strict = true;
+		if (row && ST(c)->returning && row[1] && !strcmp(row[1], "1"))
+			ST(c)->wsrep = true;
 		mysql_free_result(res);
 	}
+	ST(c)->write_guard = ST(c)->guard_mode == LKS_GUARD_WRITE ||
+	                     (ST(c)->guard_mode == LKS_GUARD_AUTO && ST(c)->wsrep);
 }
 
 /* TLS settings from the URL. MariaDB Connector/C has no ssl-mode: it
@@ -162,6 +178,7 @@ int lks_mysql_open(lks_conn *c, const char *url)
 	}
 	if ((rc = my_init_state(c, true)))
 		goto out;
+	ST(c)->guard_mode = u.fence_guard;
 	c->native = mysql_init(NULL);
 	if (!c->native) {
 		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
@@ -501,7 +518,8 @@ static int my_lease_columns(lks_conn *c, const char *table, lks_rows *r)
 	                p, dot ? 2 : 1, r);
 }
 
-static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner)
+static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner,
+                                 bool *has_writes)
 {
 	static const char *const want[][2] = {
 		{"name", "varbinary"}, {"holder", "char"}, {"fence", "bigint"},
@@ -512,6 +530,7 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 	if (rc)
 		return rc;
 	*has_owner = lks_rows_find(&r, 0, "owner") >= 0;
+	*has_writes = lks_rows_find(&r, 0, "writes") >= 0;
 	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
 		int found = lks_rows_find(&r, 0, want[w][0]);
 		if (found < 0)
@@ -540,31 +559,49 @@ void lks_mysql_lease_ddl(const char *t, lks_sql *q)
 	            "    acquired_at DATETIME(6) NULL,\n"
 	            "    expires_at  DATETIME(6) NOT NULL,\n"
 	            "    owner       VARBINARY(%d) NULL,\n"
+	            "    writes      BIGINT NOT NULL DEFAULT 0,\n"
 	            "    CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),\n"
 	            "    CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)\n"
 	            ") ENGINE=InnoDB",
 	            t, LKS_LEASE_NAME_MAX, LKS_OWNER_TAG_MAX);
 }
 
+/* Columns added since the first table: owner (labels), writes (the fenced
+ * write's guard on Galera). */
+static void add_column(lks_sql *q, size_t i, const char *sep, const char *if_not_exists)
+{
+	if (i == 0)
+		lks_sql_add(q, "%s ADD COLUMN %sowner VARBINARY(%d) NULL", sep, if_not_exists,
+		            LKS_OWNER_TAG_MAX);
+	else
+		lks_sql_add(q, "%s ADD COLUMN %swrites BIGINT NOT NULL DEFAULT 0", sep, if_not_exists);
+}
+
 static int my_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
 	lks_mysql_lease_ddl(t, &q);
-	bool has;
+	bool has[2];
 	int rc = my_exec(c, q.buf);
-	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has)) || has)
+	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has[0], &has[1])) ||
+	    (has[0] && has[1]))
 		return rc;
-	/* A table from before owner labels: add the column in place
-	 * (ALGORITHM=INSTANT: catalog only, no copy), waiting at most 5 s for
-	 * the table's metadata lock so lease calls never queue behind it. */
+	/* A table from an older version: add the columns in place
+	 * (ALGORITHM=INSTANT: catalog only, no copy; a Galera cluster runs it on
+	 * every node in turn), waiting at most 5 s for the table's metadata lock
+	 * so lease calls never queue behind it. */
 	q.len = 0;
-	if (ST(c)->returning) { /* MariaDB: SET STATEMENT */
-		lks_sql_add(&q, "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE %s"
-		                " ADD COLUMN IF NOT EXISTS owner VARBINARY(%d) NULL, ALGORITHM=INSTANT",
-		                t, LKS_OWNER_TAG_MAX);
+	if (ST(c)->returning) { /* MariaDB: SET STATEMENT, IF NOT EXISTS */
+		lks_sql_add(&q, "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE %s", t);
+		for (size_t i = 0; i < 2; i++)
+			add_column(&q, i, i ? "," : "", "IF NOT EXISTS ");
+		lks_sql_add(&q, ", ALGORITHM=INSTANT");
 		return my_exec(c, q.buf);
 	}
-	lks_sql_add(&q, "ALTER TABLE %s ADD COLUMN owner VARBINARY(%d) NULL", t, LKS_OWNER_TAG_MAX);
+	lks_sql_add(&q, "ALTER TABLE %s", t);
+	for (size_t i = 0, n = 0; i < 2; i++)
+		if (!has[i])
+			add_column(&q, i, n++ ? "," : "", "");
 	if ((rc = my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5")))
 		return rc;
 	rc = my_exec(c, q.buf);
@@ -823,9 +860,9 @@ static int my_lease_renew(lks_conn *c, const char *t, const char *name,
 	lks_value p[4] = {LKS_INT(ttl_us), LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
 	int rc;
 	lks_sql_add(&q,
-	            "UPDATE %s SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND"
+	            "%sUPDATE %s SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND"
 	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
-	            t);
+	            SYNC(c), t);
 	if ((rc = lks_query_grant(c, &q, p, 4, NULL)) == LKS_OK)
 		*remaining_us = ttl_us; /* from the statement's own UTC_TIMESTAMP(6) */
 	return rc;
@@ -843,7 +880,7 @@ static int my_lease_release(lks_conn *c, const char *t, const char *name,
 	lks_value p[4] = {LKS_TEXT(bn), LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
 	int rc;
 	my_baton_name(baton, bn);
-	lks_sql_add(&q, "UPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)", t);
+	lks_sql_add(&q, "%sUPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)", SYNC(c), t);
 	if (give_baton)
 		lks_sql_add(&q, " + INTERVAL (COALESCE(RELEASE_LOCK(?), 0) * 0) MICROSECOND");
 	lks_sql_add(&q, " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)");
@@ -888,16 +925,39 @@ static int my_baton_give(lks_conn *c, uint64_t baton)
 	return lks_conn_query_int(c, "SELECT COALESCE(RELEASE_LOCK(?), 0)", &p, 1, &v);
 }
 
-static int my_lease_lock_shared(lks_conn *c, const char *t, const char *name,
-                                const char *holder, int64_t fence)
+/*
+ * The fenced write's guard, first statement of its transaction. On one
+ * server a share-mode lock on the current grant's row makes a takeover wait
+ * for this commit. A Galera node's row locks are its own, and certification
+ * compares only what transactions write: there the guard writes the row
+ * (writes + 1), so a takeover committed on any node first makes this commit
+ * fail certification (lease.c reports LKS_LOST), and a takeover this node
+ * applies first aborts the write. See README, "Galera".
+ */
+static int my_lease_guard(lks_conn *c, const char *t, const char *name,
+                          const char *holder, int64_t fence)
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	int rc;
+	if (!ST(c)->write_guard) {
+		lks_sql_add(&q,
+		            "SELECT 1 FROM %s WHERE name = ? AND holder = ? AND fence = ?"
+		            " AND expires_at > UTC_TIMESTAMP(6) LOCK IN SHARE MODE",
+		            t);
+		return lks_query_grant(c, &q, p, 3, NULL);
+	}
 	lks_sql_add(&q,
-	            "SELECT 1 FROM %s WHERE name = ? AND holder = ? AND fence = ?"
-	            " AND expires_at > UTC_TIMESTAMP(6) LOCK IN SHARE MODE",
-	            t);
-	return lks_query_grant(c, &q, p, 3, NULL);
+	            "%sUPDATE %s SET writes = writes + 1 WHERE name = ? AND holder = ? AND fence = ?"
+	            " AND expires_at > UTC_TIMESTAMP(6)",
+	            SYNC(c), t);
+	rc = lks_query_grant(c, &q, p, 3, NULL);
+	if (rc == LKS_EDB && c->err_no == 1054) /* ER_BAD_FIELD_ERROR */
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease table %s has no writes column, which fenced writes need on"
+		                     " Galera: run lks_lease_install (or lockstock install) once",
+		                     c->lease_table);
+	return rc;
 }
 
 #define MY_SELECT_ROW \
@@ -910,7 +970,7 @@ static int my_lease_select(lks_conn *c, const char *t, const char *name, bool wi
 {
 	lks_sql q = {.len = 0};
 	lks_value p = LKS_TEXT(name);
-	lks_sql_add(&q, MY_SELECT_ROW, with_owner ? "owner" : "NULL", t);
+	lks_sql_add(&q, "%s" MY_SELECT_ROW, SYNC(c), with_owner ? "owner" : "NULL", t);
 	if (name)
 		lks_sql_add(&q, " WHERE name = ?");
 	else
@@ -939,7 +999,8 @@ static int my_lease_force_release(lks_conn *c, const char *t, const char *name,
 	lks_value p = LKS_TEXT(name);
 	lks_rows r;
 	int rc;
-	lks_sql_add(&sel, MY_SELECT_ROW " WHERE name = ? FOR UPDATE", with_owner ? "owner" : "NULL", t);
+	lks_sql_add(&sel, "%s" MY_SELECT_ROW " WHERE name = ? FOR UPDATE", SYNC(c),
+	            with_owner ? "owner" : "NULL", t);
 	lks_sql_add(&up,
 	            "UPDATE %s SET holder = NULL, fence = fence + 1, expires_at = UTC_TIMESTAMP(6)"
 	            " WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)",
@@ -1006,7 +1067,7 @@ const lks_backend_ops lks_mysql_ops = {
 	.baton_wait = my_baton_wait,
 	.baton_give = my_baton_give,
 	.baton_held = my_baton_held,
-	.lease_lock_shared = my_lease_lock_shared,
+	.lease_guard = my_lease_guard,
 	.lease_select = my_lease_select,
 	.set_prepare = my_set_prepare,
 	.interrupt_prepare = my_interrupt_prepare,

@@ -944,7 +944,7 @@ static int pg_baton_give(lks_conn *c, uint64_t baton)
 	return rc;
 }
 
-static int pg_lease_lock_shared(lks_conn *c, const char *t, const char *name,
+static int pg_lease_guard(lks_conn *c, const char *t, const char *name,
                                 const char *holder, int64_t fence)
 {
 	lks_sql q = {.len = 0};
@@ -1025,7 +1025,7 @@ const lks_backend_ops lks_pg_ops = {
 	.baton_wait = pg_baton_wait,
 	.baton_give = pg_baton_give,
 	.baton_held = pg_baton_held,
-	.lease_lock_shared = pg_lease_lock_shared,
+	.lease_guard = pg_lease_guard,
 	.lease_select = pg_lease_select,
 	.set_prepare = pg_set_prepare,
 	.interrupt_prepare = pg_interrupt_prepare,

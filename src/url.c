@@ -180,6 +180,18 @@ static int parse_param(const char *k, size_t klen, char *val, lks_url *u, char *
 		                             "VERIFY_CA or VERIFY_IDENTITY")
 		          : LKS_OK;
 	}
+	if (key_is(k, klen, "fence_guard")) {
+		static const char *const names[] = {"auto", "lock", "write"};
+		int found = -1;
+		for (int g = 0; g < 3; g++)
+			if (!strcasecmp(val, names[g]))
+				found = g;
+		free(val);
+		if (found < 0)
+			return fail(err, errsz, "fence-guard must be auto, lock or write");
+		u->fence_guard = (lks_fence_guard)found;
+		return LKS_OK;
+	}
 	free(val);
 	return fail(err, errsz, "unknown URL parameter: %.*s", (int)klen, k);
 }

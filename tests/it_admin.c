@@ -223,3 +223,63 @@ void lease_force_release(void **state)
 	assert_int_equal(lks_lease_force_release(admin, "never", NULL), LKS_NOT_FOUND);
 	lks_conn_close(admin);
 }
+
+static lks_lease *must_acquire_on(lks_conn *c, const char *name, int64_t ttl_ms)
+{
+	lks_lease *l = NULL;
+	if (lks_lease_acquire(&l, c, name, ttl_ms, 2000, NULL))
+		fail_msg("acquire %s: %s", name, lks_conn_errmsg(c));
+	return l;
+}
+
+static int mark_fence(lks_conn *c, int64_t fence, void *arg)
+{
+	lks_value p = LKS_INT(fence);
+	int64_t n;
+	(void)arg;
+	return lks_conn_query_int(c, "INSERT INTO guard_marks VALUES (?)", &p, 1, &n);
+}
+
+/* fence-guard=write (what a Galera node uses) on one server: the guard
+ * writes the lease row, a table without the writes column says to run
+ * install (which adds it), a stale holder writes nothing, and a bad value
+ * is refused. */
+void fenced_write_guard_modes(void **state)
+{
+	fx *f = *state;
+	char url[1200];
+	lks_conn *w = NULL;
+	lks_lease *l = NULL, *l2 = NULL;
+	if (T_BACKEND != LKS_BACKEND_MYSQL)
+		skip(); /* a MySQL URL parameter */
+	snprintf(url, sizeof url, "%s%sfence-guard=sideways", f->url, strchr(f->url, '?') ? "&" : "?");
+	assert_int_equal(lks_conn_open(&w, url), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(w), "fence-guard"));
+	lks_conn_close(w);
+	snprintf(url, sizeof url, "%s%sfence-guard=write", f->url, strchr(f->url, '?') ? "&" : "?");
+	w = t_open(url);
+	t_exec(f->c, "CREATE TABLE guard_marks (fence bigint PRIMARY KEY)");
+	create_old_table(f->c);
+	assert_int_equal(lks_lease_set_table(w, "old_lease"), LKS_OK);
+	l = must_acquire_on(w, "g", 5000);
+	assert_int_equal(lks_lease_fenced_write(w, l, mark_fence, NULL), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(w), "lks_lease_install"));
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM guard_marks"), 0);
+	assert_int_equal(lks_lease_install(w), LKS_OK); /* adds writes and owner */
+	assert_int_equal(lks_lease_fenced_write(w, l, mark_fence, NULL), LKS_OK);
+	assert_int_equal(t_int1(f->c, "SELECT writes FROM old_lease WHERE name = 'g'"), 1);
+	/* taken over after expiry: the stale holder's write is LKS_LOST */
+	assert_int_equal(lks_lease_release(w, l), LKS_OK);
+	lks_lease_free(l);
+	assert_int_equal(lks_lease_set_table(f->c, "old_lease"), LKS_OK);
+	l = must_acquire_on(w, "g", 200);
+	usleep(300 * 1000);
+	l2 = must_acquire_on(f->c, "g", 5000);
+	assert_int_equal(lks_lease_fenced_write(w, l, mark_fence, NULL), LKS_LOST);
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM guard_marks"), 1);
+	assert_int_equal(lks_lease_fenced_write(f->c, l2, mark_fence, NULL), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, l2), LKS_OK);
+	lks_lease_free(l);
+	lks_lease_free(l2);
+	lks_conn_close(w);
+}

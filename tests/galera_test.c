@@ -1,0 +1,383 @@
+/* Leases on a MariaDB Galera cluster (issue #11): three nodes on loopback,
+ * started by scripts/common.sh galera_cluster, named by LKS_GALERA_URLS
+ * (three URLs, space-separated).
+ *
+ * contended_load: 4 clients per node acquire one lease (wait 3 s), write
+ * through it (fenced) and release. Asserts: never two holders, fences
+ * unique and increasing, no waiting acquire returns LKS_ETRANSIENT, and the
+ * counter written through the lease equals the acknowledged writes on every
+ * node.
+ *
+ * stale_holder_on_lagging_node: a holder on node 1 is inside its fenced
+ * write when its lease expires; a large transaction committed on node 3
+ * makes nodes 1 and 2 lag, and node 2 takes the lease over. The stale
+ * holder's write must not commit after the takeover: its fenced write
+ * returns LKS_LOST and wrote nothing, or it committed before the takeover
+ * and the new holder saw it. Node 1 must report the takeover at once
+ * (inspect, renew) even while it lags. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include "lockstock.h"
+
+#define NODES 3
+#define PER_NODE 4
+#define MAX_GRANTS 100000
+
+static char urls[NODES][512];
+/* the stale holder writes this long after the takeover began; the large
+ * transaction has this many rows (env: LKS_GALERA_DELAY_MS, _BIG_ROWS) */
+static int write_delay_ms = 0, big_rows = 100000;
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static lks_conn *open_node(int n)
+{
+	lks_conn *c = NULL;
+	if (lks_conn_open(&c, urls[n]) != LKS_OK)
+		fail_msg("node %d: %s", n + 1, c ? lks_conn_errmsg(c) : "out of memory");
+	return c;
+}
+
+static void exec_ok(lks_conn *c, const char *sql)
+{
+	if (lks_conn_exec(c, sql) != LKS_OK)
+		fail_msg("%s: %s", sql, lks_conn_errmsg(c));
+}
+
+/* a count read after the node caught up with the cluster */
+static int64_t synced_int(lks_conn *c, const char *sql)
+{
+	char q[512];
+	int64_t v = -1;
+	snprintf(q, sizeof q, "SET STATEMENT wsrep_sync_wait = 1 FOR %s", sql);
+	if (lks_conn_query_int(c, q, NULL, 0, &v) != LKS_OK)
+		fail_msg("%s: %s", sql, lks_conn_errmsg(c));
+	return v;
+}
+
+/* ---- contended load ---------------------------------------------------- */
+
+typedef struct worker {
+	int node;
+	int64_t deadline_ms;
+	atomic_int *inside;
+	int64_t fences[MAX_GRANTS / (NODES * PER_NODE)];
+	int grants, acked, lost, transient_writes, early_transient, timeouts, overlaps, errors;
+	char first_error[256];
+} worker;
+
+static int add_one(lks_conn *c, int64_t fence, void *arg)
+{
+	lks_value p[2] = {LKS_INT(fence), LKS_INT(*(int *)arg)};
+	int64_t n;
+	int rc = lks_conn_query_int(c, "INSERT INTO g_writes (fence, node) VALUES (?, ?)", p, 2, &n);
+	if (rc == LKS_OK)
+		rc = lks_conn_query_int(c, "UPDATE g_counter SET n = n + 1 WHERE id = 1", NULL, 0, &n);
+	return rc;
+}
+
+static void note_error(worker *w, lks_conn *c, const char *what)
+{
+	if (!w->errors++)
+		snprintf(w->first_error, sizeof w->first_error, "%s: %s", what, lks_conn_errmsg(c));
+}
+
+static void *load_thread(void *arg)
+{
+	worker *w = arg;
+	lks_conn *c = NULL;
+	if (lks_conn_open(&c, urls[w->node]) != LKS_OK) {
+		note_error(w, c, "open");
+		lks_conn_close(c);
+		return NULL;
+	}
+	while (mono_ms() < w->deadline_ms && w->grants < (int)(sizeof w->fences / sizeof *w->fences)) {
+		lks_lease *l = NULL;
+		int node = w->node + 1;
+		int rc = lks_lease_acquire(&l, c, "g:hot", 3000, 3000, NULL);
+		if (rc == LKS_TIMEOUT) {
+			w->timeouts++;
+			continue;
+		}
+		if (rc == LKS_ETRANSIENT) {
+			w->early_transient++;
+			continue;
+		}
+		if (rc) {
+			note_error(w, c, "acquire");
+			continue;
+		}
+		if (atomic_fetch_add(w->inside, 1) != 0)
+			w->overlaps++;
+		w->fences[w->grants++] = lks_lease_fence(l);
+		rc = lks_lease_fenced_write(c, l, add_one, &node);
+		if (rc == LKS_OK)
+			w->acked++;
+		else if (rc == LKS_LOST)
+			w->lost++;
+		else if (rc == LKS_ETRANSIENT)
+			w->transient_writes++;
+		else
+			note_error(w, c, "fenced write");
+		atomic_fetch_sub(w->inside, 1);
+		rc = lks_lease_release(c, l);
+		if (rc && rc != LKS_LOST)
+			note_error(w, c, "release");
+		lks_lease_free(l);
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static void contended_load(void **state)
+{
+	static worker w[NODES * PER_NODE];
+	static int64_t all[MAX_GRANTS];
+	pthread_t th[NODES * PER_NODE];
+	atomic_int inside = 0;
+	const char *env = getenv("LKS_GALERA_SECONDS");
+	int64_t seconds = env ? atoi(env) : 8;
+	int n = 0, acked = 0, lost = 0, transient = 0, timeouts = 0, early = 0;
+	lks_conn *c[NODES];
+	(void)state;
+	for (int i = 0; i < NODES; i++)
+		c[i] = open_node(i);
+	exec_ok(c[0], "CREATE OR REPLACE TABLE g_counter (id int PRIMARY KEY, n bigint NOT NULL)");
+	exec_ok(c[0], "CREATE OR REPLACE TABLE g_writes (fence bigint PRIMARY KEY, node int NOT NULL)");
+	exec_ok(c[0], "INSERT INTO g_counter VALUES (1, 0)");
+	for (int i = 0; i < NODES * PER_NODE; i++) {
+		memset(&w[i], 0, sizeof w[i]);
+		w[i].node = i % NODES;
+		w[i].inside = &inside;
+		w[i].deadline_ms = mono_ms() + seconds * 1000;
+		pthread_create(&th[i], NULL, load_thread, &w[i]);
+	}
+	for (int i = 0; i < NODES * PER_NODE; i++) {
+		pthread_join(th[i], NULL);
+		if (w[i].errors)
+			fail_msg("client %d (node %d): %d errors, first: %s", i, w[i].node + 1, w[i].errors,
+			         w[i].first_error);
+		assert_int_equal(w[i].overlaps, 0);
+		for (int k = 1; k < w[i].grants; k++)
+			assert_true(w[i].fences[k] > w[i].fences[k - 1]);
+		memcpy(all + n, w[i].fences, (size_t)w[i].grants * sizeof *all);
+		n += w[i].grants;
+		acked += w[i].acked;
+		lost += w[i].lost;
+		transient += w[i].transient_writes;
+		timeouts += w[i].timeouts;
+		early += w[i].early_transient;
+	}
+	qsort(all, (size_t)n, sizeof *all, cmp_i64);
+	for (int k = 1; k < n; k++)
+		assert_true(all[k] > all[k - 1]); /* no fence granted twice */
+	print_message("    %d grants from %d nodes x %d clients in %lld s; fenced writes: %d ok,"
+	              " %d lost, %d transient; %d timeouts, %d early transient returns\n",
+	              n, NODES, PER_NODE, (long long)seconds, acked, lost, transient, timeouts, early);
+	assert_int_equal(early, 0);
+	assert_true(n > 0);
+	for (int i = 0; i < NODES; i++) {
+		assert_int_equal(synced_int(c[i], "SELECT n FROM g_counter WHERE id = 1"), acked);
+		assert_int_equal(synced_int(c[i], "SELECT count(*) FROM g_writes"), acked);
+		lks_conn_close(c[i]);
+	}
+}
+
+/* ---- a stale holder on a lagging node ----------------------------------- */
+
+typedef struct stale_round {
+	int round;
+	atomic_int step; /* 1: A is inside its write; 2: B started acquiring; 3: B granted */
+	int64_t b_fence, a_expired_ms;
+	int b_rc, b_seen;
+	bool ordered; /* the takeover was ordered before the stale write */
+	lks_lease *a_lease;
+	lks_conn *watch;
+} stale_round;
+
+static int stale_write(lks_conn *c, int64_t fence, void *arg)
+{
+	stale_round *r = arg;
+	lks_value p[2] = {LKS_INT(r->round), LKS_INT(fence)};
+	lks_value name = LKS_TEXT("g:stale");
+	int64_t n, seen = 0;
+	int64_t until = mono_ms() + 20000;
+	atomic_store(&r->step, 1);
+	/* stall until node 2's takeover is ordered in the cluster: node 3,
+	 * which does not lag (the large transaction is its own), shows it */
+	while (atomic_load(&r->step) < 2 && mono_ms() < until)
+		usleep(1000);
+	while (seen <= fence && mono_ms() < until) {
+		if (lks_conn_query_int(r->watch, "SELECT fence FROM lks_lease WHERE name = ?", &name, 1,
+		                       &seen))
+			fail_msg("watch on node 3: %s", lks_conn_errmsg(r->watch));
+		if (seen <= fence)
+			usleep(2000);
+	}
+	r->ordered = seen > fence;
+	usleep((useconds_t)write_delay_ms * 1000);
+	return lks_conn_query_int(c, "INSERT INTO g_stale (round, fence) VALUES (?, ?)", p, 2, &n);
+}
+
+static int look_for_stale(lks_conn *c, int64_t fence, void *arg)
+{
+	stale_round *r = arg;
+	lks_value p = LKS_INT(r->round);
+	int64_t n = 0;
+	(void)fence;
+	int rc = lks_conn_query_int(c, "SELECT count(*) FROM g_stale WHERE round = ?", &p, 1, &n);
+	r->b_seen = (int)n;
+	return rc;
+}
+
+typedef struct taker {
+	stale_round *r;
+	lks_conn *b, *big;
+} taker;
+
+static void *take_over(void *arg)
+{
+	taker *t = arg;
+	stale_round *r = t->r;
+	lks_lease *l = NULL;
+	while (atomic_load(&r->step) == 0)
+		usleep(1000);
+	if (atomic_load(&r->step) < 0)
+		return NULL; /* the stale holder never got inside its write */
+	/* A's lease (600 ms) expires inside its write; then node 3 commits a
+	 * large transaction that nodes 1 and 2 apply before anything after it */
+	while (mono_ms() < r->a_expired_ms)
+		usleep(5000);
+	if (lks_conn_exec(t->big, "UPDATE g_big SET v = v + 1"))
+		fail_msg("big transaction: %s", lks_conn_errmsg(t->big));
+	atomic_store(&r->step, 2);
+	r->b_rc = lks_lease_acquire(&l, t->b, "g:stale", 5000, 5000, NULL);
+	if (r->b_rc == LKS_OK) {
+		r->b_fence = lks_lease_fence(l);
+		atomic_store(&r->step, 3);
+		if (lks_lease_fenced_write(t->b, l, look_for_stale, r) != LKS_OK)
+			fail_msg("new holder's read: %s", lks_conn_errmsg(t->b));
+		lks_lease_release(t->b, l);
+		lks_lease_free(l);
+	}
+	return NULL;
+}
+
+static void stale_holder_on_lagging_node(void **state)
+{
+	const char *env = getenv("LKS_GALERA_ROUNDS");
+	int rounds = env ? atoi(env) : 8, lost = 0, before = 0, stale = 0;
+	char q[128];
+	lks_conn *a = open_node(0), *a2 = open_node(0), *b = open_node(1), *big = open_node(2);
+	lks_conn *watch = open_node(2);
+	int ordered = 0;
+	(void)state;
+	exec_ok(a, "CREATE OR REPLACE TABLE g_stale (round int PRIMARY KEY, fence bigint NOT NULL)");
+	exec_ok(a, "CREATE OR REPLACE TABLE g_big (id int PRIMARY KEY, v int NOT NULL)");
+	snprintf(q, sizeof q, "INSERT INTO g_big SELECT seq, 0 FROM seq_1_to_%d", big_rows);
+	exec_ok(a, q);
+	for (int i = 0; i < rounds; i++) {
+		stale_round r = {.round = i, .watch = watch};
+		taker t = {.r = &r, .b = b, .big = big};
+		lks_lease_info info;
+		pthread_t th;
+		int64_t written;
+		int rc;
+		if (lks_lease_acquire(&r.a_lease, a, "g:stale", 600, 5000, NULL))
+			fail_msg("round %d: acquire on node 1: %s", i, lks_conn_errmsg(a));
+		r.a_expired_ms = mono_ms() + 600 + 100;
+		pthread_create(&th, NULL, take_over, &t);
+		rc = lks_lease_fenced_write(a, r.a_lease, stale_write, &r);
+		if (atomic_load(&r.step) == 0) {
+			atomic_store(&r.step, -1);
+			pthread_join(th, NULL);
+			fail_msg("round %d: the guard refused a fresh grant: %s (%s)", i, lks_strerror(rc),
+			         lks_conn_errmsg(a));
+		}
+		if (rc != LKS_OK && rc != LKS_LOST)
+			fail_msg("round %d: stale holder's fenced write: %s (%s)", i, lks_strerror(rc),
+			         lks_conn_errmsg(a));
+		/* node 1 tells the takeover at once, lagging or not */
+		if (atomic_load(&r.step) == 3) {
+			assert_int_equal(lks_lease_inspect(a2, "g:stale", &info), LKS_OK);
+			assert_true(info.fence >= r.b_fence);
+			assert_int_equal(lks_lease_renew(a2, r.a_lease, 600), LKS_LOST);
+		}
+		pthread_join(th, NULL);
+		ordered += r.ordered;
+		assert_int_equal(r.b_rc, LKS_OK);
+		assert_int_equal(r.b_fence, lks_lease_fence(r.a_lease) + 1);
+		snprintf(q, sizeof q, "SELECT count(*) FROM g_stale WHERE round = %d", i);
+		written = synced_int(a2, q);
+		if (rc == LKS_LOST) {
+			lost++;
+			assert_int_equal(written, 0); /* refused: nothing written */
+		} else if (written == 1 && r.b_seen == 1 && !r.ordered) {
+			before++; /* committed before the takeover, which saw it: fine */
+		} else {
+			stale++; /* acknowledged after the takeover was ordered */
+		}
+		lks_lease_free(r.a_lease);
+	}
+	print_message("    %d rounds (%d with the takeover ordered first): %d stale writes refused"
+	              " (LKS_LOST), %d committed before the takeover, %d committed after it\n",
+	              rounds, ordered, lost, before, stale);
+	assert_int_equal(stale, 0);
+	lks_conn_close(a);
+	lks_conn_close(a2);
+	lks_conn_close(b);
+	lks_conn_close(big);
+	lks_conn_close(watch);
+}
+
+static int setup(void **state)
+{
+	lks_conn *c = open_node(0);
+	(void)state;
+	if (lks_lease_install(c) != LKS_OK)
+		fail_msg("install: %s", lks_conn_errmsg(c));
+	lks_conn_close(c);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(contended_load),
+		cmocka_unit_test(stale_holder_on_lagging_node),
+	};
+	const char *env = getenv("LKS_GALERA_URLS");
+	if (!env || sscanf(env, "%511s %511s %511s", urls[0], urls[1], urls[2]) != 3) {
+		/* never turn a missing cluster into skipped tests */
+		fprintf(stderr, "FAILED: LKS_GALERA_URLS must name three Galera nodes;"
+		                " scripts/test.sh starts them (scripts/common.sh galera_cluster)\n");
+		return 1;
+	}
+	if (getenv("LKS_GALERA_DELAY_MS"))
+		write_delay_ms = atoi(getenv("LKS_GALERA_DELAY_MS"));
+	if (getenv("LKS_GALERA_BIG_ROWS"))
+		big_rows = atoi(getenv("LKS_GALERA_BIG_ROWS"));
+	lks_library_init();
+	return cmocka_run_group_tests_name("galera", tests, setup, NULL);
+}
