@@ -150,6 +150,11 @@ LKS_API int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg);
  *   connect-timeout, read-timeout, write-timeout=SECONDS (1..3600)
  *   ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY
  *   ssl-ca, ssl-cert, ssl-key=/path    (cert and key go together)
+ *   fence-guard=auto|lock|write        how a fenced write holds the lease
+ *                 row: lock (a share lock), write (writes = writes + 1,
+ *                 which certification-based clusters need: Galera, Group
+ *                 Replication multi-primary), auto (default: write on a
+ *                 Galera node, lock elsewhere)
  * REQUIRED and the VERIFY modes never fall back to plaintext: a server
  * without TLS is LKS_ECONN. VERIFY_CA checks the chain against ssl-ca
  * (required), VERIFY_IDENTITY the host name too. Without ssl-mode, ssl-ca
@@ -448,13 +453,16 @@ LKS_API int64_t lks_lease_remaining_ms(const lks_lease *lease);
 LKS_API int lks_lease_is_lost(const lks_lease *lease);
 
 /*
- * Fenced write: in one transaction, lock the lease row in share mode where
- * (name, holder, fence) still is the current unexpired grant, run fn, commit.
- * A takeover waits for this commit, so a holder paused past its TTL writes
- * nothing: LKS_LOST. fn receives the fencing token (for outside resources)
- * and returns LKS_OK to commit or anything else to roll back (returned).
- * Needs a handle with no open transaction. LKS_EUNKNOWN when the connection
- * died during COMMIT.
+ * Fenced write: in one transaction, hold the lease row where (name, holder,
+ * fence) still is the current unexpired grant (a share lock; on a Galera
+ * node a write to it, see fence-guard), run fn, commit. A takeover waits
+ * for this commit, so a holder paused past its TTL writes nothing:
+ * LKS_LOST. fn receives the fencing token (for outside resources) and
+ * returns LKS_OK to commit or anything else to roll back (returned). A
+ * transient failure (deadlock, serialization or certification failure)
+ * wrote nothing: LKS_LOST when the lease was taken over meanwhile, else
+ * LKS_ETRANSIENT. Needs a handle with no open transaction. LKS_EUNKNOWN
+ * when the connection died during COMMIT.
  */
 typedef int (*lks_fenced_fn)(lks_conn *c, int64_t fence, void *arg);
 LKS_API int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,

@@ -322,7 +322,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				break;
 			/* the reply came too late to be of use: give it back, go on */
 			if ((rc = c->ops->lease_release(c, t, name, holder, g.fence, false, key)) &&
-			    rc != LKS_LOST) {
+			    rc != LKS_LOST && rc != LKS_ETRANSIENT) { /* else it expires on its own */
 				if (holding)
 					baton_give_quietly(c, key);
 				return rc;
