@@ -105,7 +105,18 @@ static void url_tls_params(void **state)
 	/* no ssl-mode: nothing set, or the mode MySQL's client would imply */
 	assert_int_equal(lks_url_parse("mysql://h/d", &u, err, sizeof err), LKS_OK);
 	assert_int_equal(u.ssl_mode, LKS_SSL_UNSET);
+	assert_int_equal(u.fence_guard, LKS_GUARD_AUTO);
 	lks_url_free(&u);
+	/* the fenced-write guard: auto, lock or write, any case */
+	assert_int_equal(lks_url_parse("mysql://h/d?fence-guard=WRITE", &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.fence_guard, LKS_GUARD_WRITE);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://h/d?fence_guard=lock", &u, err, sizeof err), LKS_OK);
+	assert_int_equal(u.fence_guard, LKS_GUARD_LOCK);
+	lks_url_free(&u);
+	assert_int_equal(lks_url_parse("mysql://h/d?fence-guard=", &u, err, sizeof err), LKS_EINVAL);
+	assert_non_null(strstr(err, "fence-guard"));
+	assert_int_equal(lks_url_parse("mysql://h/d?fence-guard=writes", &u, err, sizeof err), LKS_EINVAL);
 	assert_int_equal(lks_url_parse("mysql://h/d?ssl-ca=ca.pem", &u, err, sizeof err), LKS_OK);
 	assert_int_equal(u.ssl_mode, LKS_SSL_VERIFY_CA);
 	lks_url_free(&u);
