@@ -410,6 +410,7 @@ typedef struct handoff_arg {
 	handoff_lease *hl;
 	int lease_no;
 	int room;        /* waiting_room */
+	int wake;        /* wake_on_release: every grant keeps the baton */
 	int drop_baton;  /* the holder gives its baton back: the head polls */
 	double deadline_s;
 	unsigned int seed;
@@ -427,6 +428,7 @@ static void *handoff_thread(void *arg)
 		double asked = now_s();
 		int rc;
 		o.waiting_room = a->room;
+		o.wake_on_release = a->wake;
 		rc = lks_lease_acquire(&l, c, name, 10000, 5000, &o);
 		double got = now_s();
 		if (rc == LKS_TIMEOUT)
@@ -453,7 +455,7 @@ static void *handoff_thread(void *arg)
 	return NULL;
 }
 
-static void run_handoff(const char *label, int room, int drop_baton)
+static void run_handoff(const char *label, int room, int wake, int drop_baton)
 {
 	static handoff_lease hl[HANDOFF_LEASES];
 	pthread_t th[HANDOFF_LEASES * HANDOFF_THREADS];
@@ -468,8 +470,8 @@ static void run_handoff(const char *label, int room, int drop_baton)
 		hl[i].n = 0;
 	}
 	for (int i = 0; i < HANDOFF_LEASES * HANDOFF_THREADS; i++) {
-		a[i] = (handoff_arg){&hl[i / HANDOFF_THREADS], i / HANDOFF_THREADS, room, drop_baton,
-		                     deadline, (unsigned)i * 7919u + 1};
+		a[i] = (handoff_arg){&hl[i / HANDOFF_THREADS], i / HANDOFF_THREADS, room, wake,
+		                     drop_baton, deadline, (unsigned)i * 7919u + 1};
 		pthread_create(&th[i], NULL, handoff_thread, &a[i]);
 	}
 	for (int i = 0; i < HANDOFF_LEASES * HANDOFF_THREADS; i++)
@@ -506,11 +508,14 @@ static void handoff(void)
 		printf("   %-34s %8d %9.2f\n", "(floor: one durable grant alone)", 50, p50);
 		lks_conn_close(c);
 	}
-	run_handoff("waiting room (baton), default", 1, 0);
-	run_handoff("waiting room, the head polls", 1, 1);
-	run_handoff("no waiting room: backoff polling", 0, 0);
-	printf("   \"the head polls\": each holder drops its baton, so the head of the line polls\n"
-	       "   alone every ~2 ms (as behind a holder that took the lease without the room).\n");
+	run_handoff("wake_on_release: baton hand-off", 1, 1, 0);
+	run_handoff("waiting room, default", 1, 0, 0);
+	run_handoff("waiting room, the head polls", 1, 0, 1);
+	run_handoff("no waiting room: backoff polling", 0, 0, 0);
+	printf("   wake_on_release: every grant keeps the baton, so each release hands it to the\n"
+	       "   next in line. Default: an uncontended grant takes no baton; behind such a holder\n"
+	       "   the head of the line polls. \"The head polls\": each holder drops its baton, so\n"
+	       "   the head polls alone every ~2 ms.\n");
 }
 
 /* ---- 4. fenced-write guards (MySQL) ------------------------------------ */

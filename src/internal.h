@@ -50,9 +50,11 @@ typedef enum lks_baton_mode {
 	                       new name or a lease free for LKS_BATON_STALE_MS */
 	LKS_BATON_HELD = 1, /* this connection holds the baton already */
 	LKS_BATON_NONE = 2, /* no waiting room: never touch the baton */
-	LKS_BATON_PEEK = 3  /* like TRY, but leave the baton free: an
+	LKS_BATON_PEEK = 3, /* like TRY, but leave the baton free: an
 	                       uncontended holder keeps none, so its release
 	                       needs no second statement */
+	LKS_BATON_WOKEN = 4 /* HELD, just handed over by a release: the lease
+	                       is most likely free, so try the leanest grant */
 } lks_baton_mode;
 
 typedef struct lks_backend_ops lks_backend_ops;

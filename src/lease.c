@@ -220,7 +220,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	int64_t start, deadline, ttl_us, sent = 0;
 	uint64_t rng, key;
 	lks_baton_mode mode;
-	bool room, holding = false;
+	bool room, holding = false, woken = false;
 	lks_grant g;
 	lks_lease *l;
 	int rc;
@@ -282,7 +282,9 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
 			left = c->op_timeout_us / 2;
 		rc = c->ops->lease_try(c, t, name, holder, o.owner ? owner_tag : NULL, ttl_us,
-		                       holding ? LKS_BATON_HELD : mode, key, left > 0 ? left : 0, &g);
+		                       holding ? (woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : mode,
+		                       key, left > 0 ? left : 0, &g);
+		woken = false;
 		lks_cancel_leave(o.cancel);
 		/* a grant that completed as the token tripped is the caller's */
 		if (lks_cancel_is_tripped(o.cancel) && !(rc == LKS_OK && g.granted))
@@ -375,7 +377,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				put_stats(&o, &st);
 				return rc;
 			}
-			holding = got;
+			holding = woken = got;
 			continue;
 		}
 		if (holding) {

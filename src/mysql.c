@@ -788,6 +788,8 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	g->baton = 0;
 	g->released = 0;
 	g->statements = 1;
+	if (mode == LKS_BATON_WOKEN) /* one statement here either way */
+		mode = LKS_BATON_HELD;
 	if (ST(c)->returning && (mode == LKS_BATON_PEEK || mode == LKS_BATON_NONE)) {
 		int64_t *hint = hint_slot(c, baton);
 		if (hint) {
