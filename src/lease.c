@@ -438,11 +438,22 @@ void lks_lease_mark_lost(lks_lease *lease)
 	atomic_store(&lease->lost, 1);
 }
 
+/* Renew and release are conditional UPDATEs of one row: one that failed
+ * transiently (deadlock, serialization failure, a Galera certification
+ * conflict while the cluster changes) wrote nothing and may simply run
+ * again. A few quick tries, then the error is the caller's. */
+#define SETTLE_TRIES 3
+
 int lks_lease_renew_on(lks_conn *c, lks_lease *l, int64_t ttl_us)
 {
 	int64_t remaining = 0, sent = lks_now_us();
-	int rc = c->ops->lease_renew(c, l->table_q, l->name, l->holder, l->fence, ttl_us,
-	                             &remaining);
+	int rc = LKS_ETRANSIENT;
+	for (int i = 0; i < SETTLE_TRIES && rc == LKS_ETRANSIENT; i++) {
+		if (i)
+			lks_sleep_us(1000 << (2 * i)); /* 4 ms, 16 ms */
+		sent = lks_now_us();
+		rc = c->ops->lease_renew(c, l->table_q, l->name, l->holder, l->fence, ttl_us, &remaining);
+	}
 	lks_emit(c, rc == LKS_OK ? LKS_EVENT_RENEWED : rc == LKS_LOST ? LKS_EVENT_LOST : LKS_EVENT_RENEW_FAILED,
 	         l->name, l->fence, lks_now_us() - sent, 0, 0, rc);
 	if (rc == LKS_OK) {
@@ -480,8 +491,13 @@ int lks_lease_release(lks_conn *c, lks_lease *lease)
 		                     "release needs a handle without an open transaction");
 	lks_lease_autorenew_stop(lease);
 	give = lease->baton_conn == c;
-	rc = c->ops->lease_release(c, lease->table_q, lease->name, lease->holder, lease->fence,
-	                           give, lease->baton);
+	rc = LKS_ETRANSIENT;
+	for (int i = 0; i < SETTLE_TRIES && rc == LKS_ETRANSIENT; i++) {
+		if (i)
+			lks_sleep_us(1000 << (2 * i));
+		rc = c->ops->lease_release(c, lease->table_q, lease->name, lease->holder, lease->fence,
+		                           give, lease->baton);
+	}
 	if (give) {
 		/* an error other than a lost connection may have left it held */
 		if (rc != LKS_OK && rc != LKS_LOST && rc != LKS_ECONN)

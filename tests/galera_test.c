@@ -215,8 +215,9 @@ static void run_load(int64_t seconds, int kill_node)
 		snprintf(cmd, sizeof cmd, "%s stop", getenv(ctl));
 		assert_int_equal(system(cmd), 0);
 	}
-	for (int i = 0; i < NODES * PER_NODE; i++) {
+	for (int i = 0; i < NODES * PER_NODE; i++)
 		pthread_join(th[i], NULL);
+	for (int i = 0; i < NODES * PER_NODE; i++) {
 		if (w[i].errors)
 			fail_msg("client %d (node %d): %d errors, first: %s", i, w[i].node + 1, w[i].errors,
 			         w[i].first_error);
