@@ -562,23 +562,19 @@ int lks_lease_is_lost(const lks_lease *l)
  * while it ran) wrote nothing. When the lease is no longer this grant, that
  * is why: LKS_LOST. Otherwise the caller may retry: LKS_ETRANSIENT.
  */
+static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *info);
+
 static int transient_or_lost(lks_conn *c, const lks_lease *lease)
 {
 	char cause[LKS_ERRMSG_MAX];
+	lks_lease_info info;
 	lks_rows r;
-	bool current = false;
+	bool current = true; /* cannot tell: keep the transient error */
 	memcpy(cause, c->errmsg, sizeof cause);
 	if (c->ops->lease_select(c, lease->table_q, lease->name, false, &r) == LKS_OK) {
-		current = r.nrows == 1 && lks_rows_get(&r, 0, 1) &&
-		          !strcmp(lks_rows_get(&r, 0, 1), lease->holder) && lks_rows_get(&r, 0, 4) &&
-		          !strcmp(lks_rows_get(&r, 0, 4), "1");
-		if (current) {
-			int64_t fence = 0;
-			current = !lks_parse_i64(lks_rows_get(&r, 0, 2), &fence) && fence == lease->fence;
-		}
+		current = r.nrows == 1 && fill_info(c, &r, 0, &info) == LKS_OK && info.held &&
+		          !strcmp(info.holder, lease->holder) && info.fence == lease->fence;
 		lks_rows_clear(&r);
-	} else {
-		current = true; /* cannot tell: keep the transient error */
 	}
 	if (!current)
 		return lks_set_error(c, LKS_LOST,
