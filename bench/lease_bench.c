@@ -492,6 +492,124 @@ static void run_handoff(const char *label, int room, int wake, int drop_baton)
 	printf("   %-34s %8d %9.2f %9.2f %9.2f %9.2f\n", label, n, p50, p95, p99, n ? all[n - 1] : 0);
 }
 
+/* The same chain on raw libpq, no lockstock: the holder's release UPDATE
+ * (asynchronous commit) and advisory unlock pipelined; the waiter blocked in
+ * pg_advisory_lock wakes and sends the grant UPDATE (durable commit). What
+ * wake_on_release costs beyond this is lockstock's own. */
+typedef struct raw_pair {
+	int no;
+	pthread_barrier_t bar;
+	double released_at, granted_at;
+	double samples[256];
+	int n;
+} raw_pair;
+
+static void *raw_waiter(void *arg)
+{
+	raw_pair *rp = arg;
+	PGconn *b = lks_conn_pg(open_conn());
+	char grant[256], lock[64], unlock[64];
+	snprintf(grant, sizeof grant,
+	         "UPDATE raw_handoff SET holder = 'w', fence = fence + 1,"
+	         " expires_at = clock_timestamp() + interval '10 s'"
+	         " WHERE name = %d AND expires_at <= clock_timestamp()", rp->no);
+	snprintf(lock, sizeof lock, "SELECT pg_advisory_lock(%d)", 4243000 + rp->no);
+	snprintf(unlock, sizeof unlock, "SELECT pg_advisory_unlock(%d)", 4243000 + rp->no);
+	PQclear(PQprepare(b, "g", grant, 0, NULL));
+	for (;;) {
+		pthread_barrier_wait(&rp->bar); /* the holder has the lock, or we stop */
+		if (rp->released_at < 0)
+			break;
+		PQclear(PQexec(b, lock));
+		PGresult *r = PQexecPrepared(b, "g", 0, NULL, NULL, NULL, 0);
+		rp->granted_at = !strcmp(PQcmdTuples(r), "1") ? now_s() : -1;
+		PQclear(r);
+		PQclear(PQexec(b, unlock));
+		pthread_barrier_wait(&rp->bar);
+	}
+	PQclear(PQexec(b, "DEALLOCATE ALL"));
+	return NULL;
+}
+
+static void *raw_holder(void *arg)
+{
+	raw_pair *rp = arg;
+	lks_conn *c = open_conn();
+	PGconn *a = lks_conn_pg(c);
+	char take[160], lock[64], release[200], unlock[64];
+	pthread_t w;
+	unsigned int seed = (unsigned)rp->no * 7919u + 3;
+	double deadline = now_s() + (run_seconds * 3 < 6 ? 6 : run_seconds * 3);
+	snprintf(take, sizeof take,
+	         "UPDATE raw_handoff SET holder = 'h', expires_at = clock_timestamp() + interval '1 h'"
+	         " WHERE name = %d", rp->no);
+	snprintf(lock, sizeof lock, "SELECT pg_advisory_lock(%d)", 4243000 + rp->no);
+	snprintf(release, sizeof release,
+	         "UPDATE raw_handoff SET holder = NULL, expires_at = clock_timestamp() WHERE name = %d"
+	         " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL", rp->no);
+	snprintf(unlock, sizeof unlock, "SELECT pg_advisory_unlock(%d)", 4243000 + rp->no);
+	PQclear(PQprepare(a, "r", release, 0, NULL));
+	PQclear(PQprepare(a, "u", unlock, 0, NULL));
+	pthread_create(&w, NULL, raw_waiter, rp);
+	while (now_s() < deadline && rp->n < 256) {
+		PQclear(PQexec(a, take));
+		PQclear(PQexec(a, lock));
+		pthread_barrier_wait(&rp->bar);
+		usleep(400000 + (useconds_t)(rand_r(&seed) % 200000)); /* the waiter is blocked */
+		rp->released_at = now_s();
+		if (!PQenterPipelineMode(a) || !PQsendQueryPrepared(a, "r", 0, NULL, NULL, NULL, 0) ||
+		    !PQpipelineSync(a) || !PQsendQueryPrepared(a, "u", 0, NULL, NULL, NULL, 0) ||
+		    !PQpipelineSync(a))
+			die(c, "raw pipeline");
+		for (int syncs = 0; syncs < 2;) {
+			PGresult *r = PQgetResult(a);
+			if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC)
+				syncs++;
+			PQclear(r);
+		}
+		PQexitPipelineMode(a);
+		pthread_barrier_wait(&rp->bar); /* the waiter granted and unlocked */
+		if (rp->granted_at > 0)
+			rp->samples[rp->n++] = (rp->granted_at - rp->released_at) * 1000;
+	}
+	rp->released_at = -1;
+	pthread_barrier_wait(&rp->bar);
+	pthread_join(w, NULL);
+	PQclear(PQexec(a, "DEALLOCATE ALL"));
+	lks_conn_close(c);
+	return NULL;
+}
+
+static void run_raw_handoff(void)
+{
+	static raw_pair rp[HANDOFF_LEASES];
+	pthread_t th[HANDOFF_LEASES];
+	double all[HANDOFF_LEASES * 256];
+	int n = 0;
+	lks_conn *c = open_conn();
+	if (lks_conn_exec(c, "DROP TABLE IF EXISTS raw_handoff") ||
+	    lks_conn_exec(c, "CREATE TABLE raw_handoff (name int PRIMARY KEY, holder text,"
+	                     " fence bigint NOT NULL, expires_at timestamptz NOT NULL)") ||
+	    lks_conn_exec(c, "INSERT INTO raw_handoff SELECT g, NULL, 0, now() FROM generate_series(0, 7) g"))
+		die(c, "raw hand-off setup");
+	for (int i = 0; i < HANDOFF_LEASES; i++) {
+		rp[i] = (raw_pair){.no = i};
+		pthread_barrier_init(&rp[i].bar, NULL, 2);
+		pthread_create(&th[i], NULL, raw_holder, &rp[i]);
+	}
+	for (int i = 0; i < HANDOFF_LEASES; i++) {
+		pthread_join(th[i], NULL);
+		memcpy(all + n, rp[i].samples, sizeof(double) * (size_t)rp[i].n);
+		n += rp[i].n;
+		pthread_barrier_destroy(&rp[i].bar);
+	}
+	lks_conn_exec(c, "DROP TABLE raw_handoff");
+	lks_conn_close(c);
+	double p50 = pct(all, n, 0.5), p95 = pct(all, n, 0.95), p99 = pct(all, n, 0.99);
+	printf("   %-34s %8d %9.2f %9.2f %9.2f %9.2f\n", "(raw libpq: unlock -> grant chain)", n, p50,
+	       p95, p99, n ? all[n - 1] : 0);
+}
+
 static void handoff(void)
 {
 	printf("\n3. hand-off after 400-600 ms holds: release call -> next holder's grant, ms\n");
@@ -515,6 +633,8 @@ static void handoff(void)
 		printf("   %-34s %8d %9.2f\n", "(floor: one durable grant alone)", 50, p50);
 		lks_conn_close(c);
 	}
+	if (pg)
+		run_raw_handoff();
 	run_handoff("wake_on_release: baton hand-off", 1, 1, 0);
 	run_handoff("waiting room, default", 1, 0, 0);
 	run_handoff("waiting room, the head polls", 1, 0, 1);
@@ -522,7 +642,9 @@ static void handoff(void)
 	printf("   wake_on_release: every grant keeps the baton, so each release hands it to the\n"
 	       "   next in line. Default: an uncontended grant takes no baton; behind such a holder\n"
 	       "   the head of the line polls. \"The head polls\": each holder drops its baton, so\n"
-	       "   the head polls alone every ~2 ms.\n");
+	       "   the head polls alone every ~2 ms. Raw libpq (PostgreSQL): the wake_on_release chain\n"
+	       "   without lockstock (release UPDATE + advisory unlock pipelined; the waiter in\n"
+	       "   pg_advisory_lock wakes and sends its grant UPDATE): the floor of that design here.\n");
 }
 
 /* ---- 4. fenced-write guards (MySQL) ------------------------------------ */
