@@ -33,6 +33,8 @@ typedef struct lks_grant {
 	int baton;            /* this connection holds the name's baton afterwards */
 	int released;         /* busy: the row is free (released or never granted) */
 	int statements;       /* grant statements this attempt sent */
+	int skip_lean;        /* in: the lease was handed on at this handle's last
+	                         release, so it is most likely held: no lean try */
 } lks_grant;
 
 /*
@@ -81,6 +83,8 @@ struct lks_conn {
 	const char **texts;
 	void *backend;        /* backend private state (statement cache...) */
 	struct lks_lease *batons; /* leases whose baton this connection holds */
+	uint64_t handed_on;   /* baton key of the lease this handle's last release
+	                         handed to a waiter (0: none) */
 };
 
 /*

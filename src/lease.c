@@ -281,6 +281,9 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		/* a row-lock wait stays well inside the op timeout */
 		if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
 			left = c->op_timeout_us / 2;
+		/* behind a line (our last release handed this lease on), a first
+		 * lean try would only find it held: go straight to the line */
+		g.skip_lean = attempt == 0 && c->handed_on == key;
 		rc = c->ops->lease_try(c, t, name, holder, o.owner ? owner_tag : NULL, ttl_us,
 		                       holding ? (woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : mode,
 		                       key, left > 0 ? left : 0, &g);
@@ -498,6 +501,9 @@ int lks_lease_release(lks_conn *c, lks_lease *lease)
 		rc = c->ops->lease_release(c, lease->table_q, lease->name, lease->holder, lease->fence,
 		                           give, lease->baton);
 	}
+	/* a release that handed the baton on had a line behind it */
+	c->handed_on = give && rc == LKS_OK ? lease->baton
+	               : c->handed_on == lease->baton ? 0 : c->handed_on;
 	if (give) {
 		/* an error other than a lost connection may have left it held */
 		if (rc != LKS_OK && rc != LKS_LOST && rc != LKS_ECONN)

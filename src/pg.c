@@ -748,7 +748,8 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	lks_value p[7] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(mode),
 	                  LKS_INT((int64_t)baton), LKS_TEXT(timeout), LKS_TEXT(owner_tag)};
 	size_t np = owner_tag ? 7 : 6;
-	bool lean_first = mode == LKS_BATON_PEEK || mode == LKS_BATON_NONE || mode == LKS_BATON_WOKEN;
+	bool lean_first = mode == LKS_BATON_WOKEN ||
+	                  ((mode == LKS_BATON_PEEK || mode == LKS_BATON_NONE) && !g->skip_lean);
 	lks_rows r;
 	int rc;
 	if (mode == LKS_BATON_WOKEN)

@@ -328,6 +328,28 @@ void lease_round_trips_counted_on_server(void **state)
 	assert_int_equal(n_release, 1);
 	assert_int_equal(n_new, pg ? 2 : 1);
 	assert_int_equal(n_busy, pg ? 2 : 1);
+	{
+		/* a release that handed the baton on (wake_on_release keeps it)
+		 * had a line behind it: this handle's next poll of that lease goes
+		 * straight to the line, one statement, no lean try first */
+		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease *c1 = NULL, *c2 = NULL;
+		int64_t n_after_line;
+		o.wake_on_release = 1;
+		assert_int_equal(lks_lease_acquire(&c1, f->c, "rt-line", 5000, 0, &o), LKS_OK);
+		assert_int_equal(lks_lease_release(f->c, c1), LKS_OK);
+		lks_lease_free(c1);
+		c1 = NULL;
+		assert_int_equal(lks_lease_acquire(&c2, other, "rt-line", 5000, 0, NULL), LKS_OK);
+		mark = executed(f->c);
+		assert_int_equal(lks_lease_acquire(&c1, f->c, "rt-line", 5000, 0, NULL), LKS_BUSY);
+		n_after_line = count_statements(f->c, &mark);
+		print_message("    statements: held, polled after handing it on %lld\n",
+		              (long long)n_after_line);
+		assert_int_equal(n_after_line, 1);
+		assert_int_equal(lks_lease_release(other, c2), LKS_OK);
+		lks_lease_free(c2);
+	}
 	if (pg) /* no statement this handle prepared notifies */
 		assert_int_equal(t_int1(f->c, "SELECT count(*) FROM pg_prepared_statements"
 		                              " WHERE position('pg_' || 'notify' in statement) > 0"),
