@@ -49,7 +49,7 @@ static void die(lks_conn *c, const char *what)
 
 /* The leases live in a table of their own, made afresh each run as the
  * ShedLock table is: both start from the same state (a lease table that
- * years of tests have scattered over many pages would tilt the comparison). */
+ * earlier tests have scattered over many pages would tilt the comparison). */
 #define BENCH_LEASE_TABLE "lks_bench_lease"
 
 static lks_conn *open_conn(void)
