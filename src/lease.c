@@ -261,8 +261,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	 * version that does not write owners never shows a stale label */
 	if (o.owner)
 		snprintf(owner_tag, sizeof owner_tag, "%s:%s", holder, o.owner);
-	if (lks_random_bytes(&rng, sizeof rng))
-		rng = (uint64_t)lks_now_us();
+	rng = 0; /* seeded when a wait first needs jitter: most grants never do */
 	room = o.waiting_room && c->ops->baton_supported(c);
 	/* an uncontended grant leaves the baton free (PEEK), so its release is
 	 * one statement; whoever has waited keeps it, to hand the lease on */
@@ -383,6 +382,8 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			holding = woken = got;
 			continue;
 		}
+		if (!rng && lks_random_bytes(&rng, sizeof rng))
+			rng = (uint64_t)lks_now_us();
 		if (holding) {
 			/* head of the line while the holder has no baton: poll alone,
 			 * about every base_delay_us */
