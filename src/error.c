@@ -21,6 +21,7 @@ const char *lks_strerror(int code)
 	case LKS_EUNKNOWN: return "connection lost during commit: outcome unknown";
 	case LKS_EUNSUPPORTED: return "unsupported: backend or feature not built in";
 	case LKS_ETRANSIENT: return "transient server error (serialization failure, deadlock or lock wait timeout)";
+	case LKS_CANCELED: return "canceled: the cancel token was tripped";
 	default: return "unknown status code";
 	}
 }

@@ -246,11 +246,13 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		return lks_set_error(c, LKS_EINVAL,
 		                     "acquire needs a handle without an open transaction:"
 		                     " a rollback would undo the grant but not the fence handed out");
+	/* the first grant on a handle and table checks the table's shape once
+	 * (MySQL: a name that is not a unique key would grant every acquirer) */
+	bool has_owner;
+	if ((rc = owner_column(c, t, &has_owner)))
+		return rc;
 	if (o.owner) {
-		bool has;
-		if ((rc = owner_column(c, t, &has)))
-			return rc;
-		if (!has)
+		if (!has_owner)
 			return lks_set_error(c, LKS_EINVAL,
 			                     "lease table %s has no owner column: run lks_lease_install"
 			                     " (or lockstock install) once to add it", c->lease_table);

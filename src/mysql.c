@@ -511,11 +511,34 @@ static int my_lease_columns(lks_conn *c, const char *table, lks_rows *r)
 	if (dot)
 		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
 	return my_query(c,
-	                dot ? "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
-	                      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ?"
-	                    : "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE) FROM information_schema.COLUMNS"
-	                      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = DATABASE()",
+	                dot ? "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE), COALESCE(DATETIME_PRECISION, -1)"
+	                      " FROM information_schema.COLUMNS WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ?"
+	                    : "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE), COALESCE(DATETIME_PRECISION, -1)"
+	                      " FROM information_schema.COLUMNS WHERE TABLE_NAME = ? AND TABLE_SCHEMA = DATABASE()",
 	                p, dot ? 2 : 1, r);
+}
+
+/* Whether name alone, whole (no prefix), is a PRIMARY or UNIQUE key: the
+ * grant's INSERT ... ON DUPLICATE KEY UPDATE conflicts on nothing else, so
+ * without one every acquirer inserts a row of its own and is granted. */
+static int my_lease_name_is_key(lks_conn *c, const char *table, int64_t *keys)
+{
+	const char *dot = strchr(table, '.');
+	char schema[LKS_IDENT_MAX + 1] = "";
+	lks_value p[2] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema)};
+	if (dot)
+		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
+	return lks_conn_query_int(
+		c,
+		dot ? "SELECT COUNT(*) FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS"
+		      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ? AND NON_UNIQUE = 0 GROUP BY INDEX_NAME"
+		      " HAVING COUNT(*) = 1 AND MAX(LOWER(COLUMN_NAME)) = 'name'"
+		      " AND MAX(SUB_PART) IS NULL) k"
+		    : "SELECT COUNT(*) FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS"
+		      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0"
+		      " GROUP BY INDEX_NAME HAVING COUNT(*) = 1 AND MAX(LOWER(COLUMN_NAME)) = 'name'"
+		      " AND MAX(SUB_PART) IS NULL) k",
+		p, dot ? 2 : 1, keys);
 }
 
 static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner,
@@ -531,6 +554,10 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 		return rc;
 	*has_owner = lks_rows_find(&r, 0, "owner") >= 0;
 	*has_writes = lks_rows_find(&r, 0, "writes") >= 0;
+	if (r.nrows == 0)
+		rc = lks_set_error(c, LKS_EINVAL,
+		                   "lease table %s does not exist: run lks_lease_install (or lockstock"
+		                   " install) once", table);
 	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
 		int found = lks_rows_find(&r, 0, want[w][0]);
 		if (found < 0)
@@ -543,7 +570,24 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 			                   want[w][0], lks_rows_get(&r, found, 1), want[w][1],
 			                   w == 0 ? " (names must compare byte for byte)" : "");
 	}
+	/* whole-second DATETIME: the server truncates the expiry it stores
+	 * while renew and the holder's deadline count the full TTL */
+	for (size_t w = 3; w < 5 && rc == LKS_OK; w++) {
+		int found = lks_rows_find(&r, 0, want[w][0]);
+		if (strcmp(lks_rows_get(&r, found, 2), "6"))
+			rc = lks_set_error(c, LKS_EINVAL,
+			                   "lease table %s: column %s is DATETIME(%s), expected DATETIME(6)",
+			                   table, want[w][0], lks_rows_get(&r, found, 2));
+	}
 	lks_rows_clear(&r);
+	if (rc == LKS_OK) {
+		int64_t keys = 0;
+		if ((rc = my_lease_name_is_key(c, table, &keys)) == LKS_OK && keys < 1)
+			rc = lks_set_error(c, LKS_EINVAL,
+			                   "lease table %s: column name is not a PRIMARY KEY or UNIQUE key of"
+			                   " its own (without one every acquirer would be granted the lease)",
+			                   table);
+	}
 	return rc;
 }
 
@@ -980,16 +1024,15 @@ static int my_lease_select(lks_conn *c, const char *t, const char *name, bool wi
 	return my_query(c, q.buf, &p, name ? 1 : 0, out);
 }
 
+/* Asked on a handle's first use of a table: the whole schema check, one
+ * more query than the column list alone, so a table without a unique key
+ * on name or with whole-second times is refused before any grant (MySQL's
+ * INSERT ... ON DUPLICATE KEY UPDATE would grant every acquirer). */
 static int my_lease_has_owner(lks_conn *c, const char *t, bool *has)
 {
-	lks_rows r;
-	int rc = my_lease_columns(c, c->lease_table, &r);
+	bool writes;
 	(void)t;
-	if (rc == LKS_OK) {
-		*has = lks_rows_find(&r, 0, "owner") >= 0;
-		lks_rows_clear(&r);
-	}
-	return rc;
+	return my_lease_check_schema(c, c->lease_table, has, &writes);
 }
 
 /* In one transaction: the row, locked (after a fenced write in flight),

@@ -581,6 +581,21 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 			                   " names must compare byte for byte", t);
 	}
 	lks_rows_clear(&r);
+	if (rc == LKS_OK) {
+		/* name alone must be a unique key: ON CONFLICT (name) needs one (a
+		 * table without it fails every grant; say why at install) */
+		int64_t keys = 0;
+		rc = lks_conn_query_int(c,
+		                  "SELECT count(*) FROM pg_index i JOIN pg_attribute a"
+		                  " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+		                  " WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1"
+		                  " AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'name'",
+		                  &p, 1, &keys);
+		if (rc == LKS_OK && keys < 1)
+			rc = lks_set_error(c, LKS_EINVAL,
+			                   "lease table %s: column name is not a PRIMARY KEY or UNIQUE key of"
+			                   " its own", t);
+	}
 	return rc;
 }
 

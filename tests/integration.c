@@ -45,6 +45,7 @@ int main(int argc, char **argv)
 		T(cas_strict_even_without_strict_sql_mode),
 		T(pg_readopt_same_connection),
 		T(lease_install_checks_existing_table),
+		T(lease_install_refuses_keyless_or_coarse_table),
 		T(overflow_is_attributed),
 		T(autorenew_keeps_lease_alive),
 		T(autorenew_reports_takeover),

@@ -40,6 +40,7 @@ void cas_guard_column_case(void **state);
 void cas_strict_even_without_strict_sql_mode(void **state);
 void pg_readopt_same_connection(void **state);
 void lease_install_checks_existing_table(void **state);
+void lease_install_refuses_keyless_or_coarse_table(void **state);
 void overflow_is_attributed(void **state);
 void autorenew_keeps_lease_alive(void **state);
 void autorenew_reports_takeover(void **state);

@@ -378,3 +378,59 @@ void overflow_is_attributed(void **state)
 	assert_non_null(strstr(lks_conn_errmsg(f->c), "fence"));
 	assert_null(l);
 }
+
+/* Hardening 3, items 1 and 4: a lease table whose name is not a unique key
+ * of its own (a migration tool's id primary key) would let every acquirer
+ * insert a row of its own and be granted; a whole-second DATETIME truncates
+ * the stored expiry below the TTL the holder counts. Install refuses both
+ * and says what is wrong; no two acquirers are ever granted one name. */
+void lease_install_refuses_keyless_or_coarse_table(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *a = NULL, *b = NULL;
+	int ra, rb;
+	if (T_BACKEND == LKS_BACKEND_MYSQL)
+		t_exec(f->c, "CREATE TABLE keyless_lease (id BIGINT AUTO_INCREMENT PRIMARY KEY,"
+		             " name VARBINARY(255) NOT NULL, holder CHAR(32) CHARACTER SET ascii"
+		             " COLLATE ascii_bin NULL, fence BIGINT NOT NULL, acquired_at DATETIME(6) NULL,"
+		             " expires_at DATETIME(6) NOT NULL, KEY (name)) ENGINE=InnoDB");
+	else
+		t_exec(f->c, "CREATE TABLE keyless_lease (id bigserial PRIMARY KEY, name text NOT NULL,"
+		             " holder text, fence bigint NOT NULL, acquired_at timestamptz,"
+		             " expires_at timestamptz NOT NULL)");
+	assert_int_equal(lks_lease_set_table(f->c, "keyless_lease"), LKS_OK);
+	assert_int_equal(lks_lease_install(f->c), LKS_EINVAL);
+	print_message("    %s\n", lks_conn_errmsg(f->c));
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "not a PRIMARY KEY or UNIQUE key"));
+	/* used without install anyway (the first use checks too on MySQL; the
+	 * grant fails on PostgreSQL): never two holders */
+	assert_int_equal(lks_lease_set_table(other, "keyless_lease"), LKS_OK);
+	ra = lks_lease_acquire(&a, f->c, "k", 10000, 0, NULL);
+	rb = lks_lease_acquire(&b, other, "k", 10000, 0, NULL);
+	assert_false(ra == LKS_OK && rb == LKS_OK);
+	lks_lease_free(a);
+	lks_lease_free(b);
+	if (T_BACKEND == LKS_BACKEND_MYSQL) {
+		/* a unique key over (name, id) is not a key on name */
+		t_exec(f->c, "CREATE TABLE wide_key_lease (name VARBINARY(255) NOT NULL,"
+		             " holder CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,"
+		             " fence BIGINT NOT NULL, acquired_at DATETIME(6) NULL,"
+		             " expires_at DATETIME(6) NOT NULL, id INT NOT NULL,"
+		             " UNIQUE KEY (name, id)) ENGINE=InnoDB");
+		assert_int_equal(lks_lease_set_table(f->c, "wide_key_lease"), LKS_OK);
+		assert_int_equal(lks_lease_install(f->c), LKS_EINVAL);
+		assert_non_null(strstr(lks_conn_errmsg(f->c), "not a PRIMARY KEY or UNIQUE key"));
+		/* whole-second expiry */
+		t_exec(f->c, "CREATE TABLE coarse_lease (name VARBINARY(255) NOT NULL PRIMARY KEY,"
+		             " holder CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,"
+		             " fence BIGINT NOT NULL, acquired_at DATETIME(6) NULL,"
+		             " expires_at DATETIME NOT NULL) ENGINE=InnoDB");
+		assert_int_equal(lks_lease_set_table(f->c, "coarse_lease"), LKS_OK);
+		assert_int_equal(lks_lease_install(f->c), LKS_EINVAL);
+		print_message("    %s\n", lks_conn_errmsg(f->c));
+		assert_non_null(strstr(lks_conn_errmsg(f->c), "expected DATETIME(6)"));
+	}
+	assert_int_equal(lks_lease_set_table(f->c, LKS_LEASE_TABLE_DEFAULT), LKS_OK);
+	lks_conn_close(other);
+}
