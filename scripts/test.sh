@@ -81,6 +81,10 @@ for b in asan tsan plain; do
 			"$dir/tests/inventory_test" postgresql "$dir/examples/inventory/inventory"
 		LKS_PG_URL="$LKS_PGBOUNCER_URL" run_suite "$b/cli-postgresql-pgbouncer" \
 			"$dir/tests/cli_test" postgresql "$dir/tools/lockstock/lockstock"
+		# no password in any program's output, for URLs it rejects too
+		for db in postgresql mysql; do
+			run_suite "$b/redaction-$db" bash "$LKS_ROOT/tests/redaction_test.sh" "$dir" $db
+		done
 		run_suite "$b/failover-sync" "$dir/tests/failover_test" sync
 		run_suite "$b/failover-async" "$dir/tests/failover_test" async
 	fi

@@ -333,20 +333,59 @@ static void mark(const char *msg, size_t n, bool *hide, const char *secret, size
 		memset(hide + (hit - msg), 1, len);
 }
 
+/* Where an unparsed URL's userinfo starts: after "scheme:" and any slashes
+ * ("postgres:/u:p@h" with one slash, "mysqlx://"), or at 0 without a scheme
+ * ("u:p@h"). */
+static size_t userinfo_start(const char *url)
+{
+	size_t i = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+	if (i == 0 || url[i] != ':')
+		return 0;
+	for (i++; url[i] == '/'; i++)
+		;
+	return i;
+}
+
+/* A password= value in a query string or a key/value connection string
+ * (libpq allows spaces around '=' and single quotes with \' inside). */
+static void mark_password_params(const char *msg, size_t n, bool *hide, const char *url)
+{
+	for (const char *p = url; (p = strstr(p, "password")); p += 8) {
+		const char *v = p + 8, *end;
+		if (p != url && p[-1] != '?' && p[-1] != '&' && p[-1] != ' ' && p[-1] != ';')
+			continue;
+		v += strspn(v, " \t");
+		if (*v != '=')
+			continue;
+		v++;
+		v += strspn(v, " \t");
+		if (*v == '\'') {
+			for (end = ++v; *end && *end != '\''; end++)
+				if (*end == '\\' && end[1])
+					end++;
+		} else {
+			end = v + strcspn(v, "& \t;");
+		}
+		mark(msg, n, hide, v, (size_t)(end - v));
+	}
+}
+
 /*
  * Where the URL keeps its secret: the password as the parser reads it
- * (mysql://), the text after user: up to the first '@' and up to the last
- * one (an unencoded '@' in a password), and any password= parameter value.
- * Works on malformed URLs too: that is when error messages quote them.
- * Every occurrence of each is found in the original message first, then
- * each hidden run becomes "***", so one mask cannot break up another secret.
+ * (decoded) and as typed, the text after user: up to the first '@' and up
+ * to the last one (an unencoded '@' in a password), and any password=
+ * parameter value. A URL that does not parse (unknown scheme, one slash,
+ * no scheme, a bad escape) loses its whole userinfo, user name too: when
+ * the parser cannot say where the password ends, nothing before the last
+ * '@' is shown. Every occurrence of each is found in the original message
+ * first, then each hidden run becomes "***", so one mask cannot break up
+ * another secret.
  */
 void lks_redact(char *msg, const char *url_in)
 {
 	char *url;
-	const char *scheme, *p;
-	size_t n, o = 0;
-	bool *hide;
+	size_t n, o = 0, start;
+	bool *hide, parsed = false;
 	lks_url u;
 	char err[8];
 	if (!msg || !url_in || !(n = strlen(msg)))
@@ -356,16 +395,22 @@ void lks_redact(char *msg, const char *url_in)
 	if (!url || !hide) {
 		free(url);
 		free(hide);
+		/* cannot redact: show nothing rather than the secret */
+		snprintf(msg, n + 1, "%s", n >= 3 ? "***" : "");
 		return;
 	}
 	if (lks_url_parse(url, &u, err, sizeof err) == LKS_OK) {
+		parsed = true;
 		if (u.password)
 			mark(msg, n, hide, u.password, strlen(u.password));
 		lks_url_free(&u);
 	}
-	if ((scheme = strstr(url, "://"))) {
-		const char *userinfo = scheme + 3, *first = strchr(userinfo, '@'),
+	start = userinfo_start(url);
+	{
+		const char *userinfo = url + start, *first = strchr(userinfo, '@'),
 		           *last = strrchr(userinfo, '@'), *colon;
+		if (!parsed && last && last > userinfo)
+			mark(msg, n, hide, userinfo, (size_t)(last - userinfo));
 		if (last && (colon = memchr(userinfo, ':', (size_t)(last - userinfo)))) {
 			if (last > colon + 1)
 				mark(msg, n, hide, colon + 1, (size_t)(last - colon - 1));
@@ -373,9 +418,7 @@ void lks_redact(char *msg, const char *url_in)
 				mark(msg, n, hide, colon + 1, (size_t)(first - colon - 1));
 		}
 	}
-	for (p = url; (p = strstr(p, "password=")); p += 9)
-		if (p == url || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ')
-			mark(msg, n, hide, p + 9, strcspn(p + 9, "& "));
+	mark_password_params(msg, n, hide, url);
 	/* rewrite in place: output never runs ahead of input ("***" replaces
 	 * a run only when the run is at least that long) */
 	for (size_t i = 0; i < n;) {

@@ -342,6 +342,24 @@ static void url_redaction(void **state)
 	/* found by fuzz_url: the password also spelled as the user name */
 	assert_int_equal(lks_url_redact("mysql://pw12@x.y:pw12@h/db", out, sizeof out), LKS_OK);
 	assert_null(strstr(out, "pw12"));
+	/* URLs rejected before parsing (issue 22): the whole userinfo goes */
+	assert_int_equal(lks_url_redact("mysqlx://app:S3cretPW@127.0.0.1/shop", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "mysqlx://***@127.0.0.1/shop");
+	assert_int_equal(lks_url_redact("postgres:/app:S3cretPW@h/db", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "postgres:/***@h/db");
+	assert_int_equal(lks_url_redact("app:S3cretPW@h/db", out, sizeof out), LKS_OK);
+	assert_null(strstr(out, "S3cretPW")); /* "app:" reads as a scheme */
+	assert_int_equal(lks_url_redact("mysql://app:S3c@r:e/tPW@h/db", out, sizeof out), LKS_OK);
+	assert_null(strstr(out, "S3c"));
+	assert_null(strstr(out, "tPW"));
+	assert_int_equal(lks_url_redact("host=h password = 'S3 cr\\'etPW' dbname=d", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "host=h password = '***' dbname=d");
+	assert_int_equal(lks_url_redact("host=h password=S3cretPW dbname=d", out, sizeof out), LKS_OK);
+	assert_string_equal(out, "host=h password=*** dbname=d");
+	/* a parsed URL keeps its user name: only the password is a secret */
+	strcpy(msg, "connect to mysql://app:S3cr%65tPW@h/db failed for S3cretPW");
+	lks_redact(msg, "mysql://app:S3cr%65tPW@h/db");
+	assert_string_equal(msg, "connect to mysql://app:***@h/db failed for ***");
 }
 
 static void retry_loop(void **state)

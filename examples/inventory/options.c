@@ -64,9 +64,14 @@ void options_usage(FILE *out)
 	        "unreachable database (no data touched).\n");
 }
 
+/* Every value is shown through lks_url_redact: a URL that is rejected
+ * before it is parsed still carries its password. */
 static int bad(const char *opt, const char *val, const char *why)
 {
-	fprintf(stderr, "inventory: %s %s: %s (see --help)\n", opt, val ? val : "", why);
+	char shown[1024] = "";
+	if (val && lks_url_redact(val, shown, sizeof shown) != LKS_OK)
+		snprintf(shown, sizeof shown, "(%zu bytes, not shown)", strlen(val));
+	fprintf(stderr, "inventory: %s %s: %s (see --help)\n", opt, shown, why);
 	return INV_EXIT_USAGE;
 }
 
