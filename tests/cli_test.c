@@ -177,7 +177,7 @@ static void sigkilled_run_is_taken_over(void **state)
 	tmpfile_name(up, sizeof up, "killed");
 	snprintf(script, sizeof script, "touch %s; sleep 30", up);
 	const char *a_args[] = {"run", "crashy", "--ttl", "2s", "--owner", "replica-a", "--", "sh", "-c", script, NULL};
-	const char *b_args[] = {"run", "crashy", "--wait", "10s", "--owner", "replica-b", "--", cli, "list", NULL};
+	const char *b_args[] = {"run", "crashy", "--wait", "10s", "--owner", "replica-b", "--pass-url", "--", cli, "list", NULL};
 	proc a = start(f->url, a_args), b;
 	int64_t t0;
 	wait_file(up);
@@ -286,6 +286,187 @@ static void signals_reach_the_command(void **state)
 	unlink(got);
 }
 
+/* Whether process pid is gone (a zombie counts as gone: it runs nothing). */
+static bool process_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *fp;
+	size_t n;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (!(fp = fopen(path, "r")))
+		return true;
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	const char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/* Wait (on observed state) until pid is gone, at most 10 s. */
+static void wait_gone(pid_t pid)
+{
+	for (int i = 0; i < 1000 && !process_gone(pid); i++)
+		usleep(10000);
+}
+
+/* A job whose grandchild writes "tick" lines (its pid in a file, SIGTERM
+ * ignored) while the command's shell waits for it. */
+typedef struct ticker {
+	char ticks[256], pidf[256], script[1200];
+} ticker;
+
+static void ticker_init(ticker *t, const char *tag)
+{
+	char what[32];
+	snprintf(what, sizeof what, "%s-ticks", tag);
+	tmpfile_name(t->ticks, sizeof t->ticks, what);
+	snprintf(what, sizeof what, "%s-pid", tag);
+	tmpfile_name(t->pidf, sizeof t->pidf, what);
+	snprintf(t->script, sizeof t->script,
+	         "(trap '' TERM; while :; do echo tick >> %s; sleep 0.02; done) & echo $! > %s.tmp;"
+	         " mv %s.tmp %s; wait",
+	         t->ticks, t->pidf, t->pidf, t->pidf);
+}
+
+/* The ticking grandchild's pid, once the job has started it. */
+static pid_t ticker_pid(ticker *t)
+{
+	long pid = 0;
+	wait_file(t->pidf);
+	assert_int_equal(sscanf(slurp(t->pidf), "%ld", &pid), 1);
+	return (pid_t)pid;
+}
+
+static void ticker_done(ticker *t, pid_t pid)
+{
+	kill(pid, SIGKILL);
+	unlink(t->ticks);
+	unlink(t->pidf);
+}
+
+/* Reap lockstock alone: the test's own group kill (finish) must not help. */
+static int wait_exit(pid_t pid)
+{
+	int ws;
+	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+}
+
+/* Hardening 3, item 2a: lockstock SIGKILLed mid-job takes the whole job
+ * with it (the command's process group, grandchildren too): once another
+ * replica is granted the lease, nothing of the first job runs. */
+static void sigkilled_run_takes_its_job_with_it(void **state)
+{
+	fx *f = *state;
+	ticker t;
+	char second[600];
+	ticker_init(&t, "k");
+	snprintf(second, sizeof second, "echo granted >> %s", t.ticks);
+	const char *a_args[] = {"run", "killjob", "--ttl", "2s", "--", "sh", "-c", t.script, NULL};
+	const char *b_args[] = {"run", "killjob", "--wait", "20s", "--", "sh", "-c", second, NULL};
+	proc a = start(f->url, a_args);
+	pid_t tick = ticker_pid(&t);
+	kill(a.pid, SIGKILL);
+	assert_int_equal(wait_exit(a.pid), 128 + SIGKILL);
+	assert_int_equal(run(f->url, b_args, NULL), 0);
+	/* the second replica has been granted and ran: the ticker is gone and
+	 * the last line is the second job's */
+	assert_true(process_gone(tick));
+	const char *last = strstr(slurp(t.ticks), "granted\n");
+	assert_non_null(last);
+	assert_string_equal(last, "granted\n");
+	ticker_done(&t, tick);
+}
+
+/* Item 2b: a lost lease stops the whole group, grandchildren that ignore
+ * SIGTERM included (SIGKILL after --kill-after). */
+static void lost_lease_stops_grandchildren(void **state)
+{
+	fx *f = *state;
+	ticker t;
+	ticker_init(&t, "l");
+	const char *args[] = {"run", "lostjob", "--ttl", "4s", "--kill-after", "1s", "--", "sh", "-c", t.script, NULL};
+	const char *force[] = {"release", "--force", "lostjob", NULL};
+	proc a = start(f->url, args);
+	pid_t tick = ticker_pid(&t);
+	assert_int_equal(run(f->url, force, NULL), 0);
+	assert_int_equal(wait_exit(a.pid), 79);
+	wait_gone(tick); /* reaped by init: observed, not timed */
+	assert_true(process_gone(tick));
+	ticker_done(&t, tick);
+}
+
+/* Items 13, 17, 18 and 3: the command's environment has no LOCKSTOCK_URL
+ * (unless --pass-url) but has LOCKSTOCK_TABLE; --url is blanked in argv;
+ * ignored signals stay ignored; a --kill-after that cannot fit is clamped
+ * with a warning; duration errors name their option. */
+static void run_environment_and_timing(void **state)
+{
+	fx *f = *state;
+	char out[256], script[1200], cmdline[256];
+	proc p;
+	tmpfile_name(out, sizeof out, "env");
+	t_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                 ? "CREATE TABLE cli_other_lease (name text PRIMARY KEY, holder text,"
+	                   " fence bigint NOT NULL, acquired_at timestamptz, expires_at timestamptz NOT NULL,"
+	                   " owner text, writes bigint NOT NULL DEFAULT 0)"
+	                 : "CREATE TABLE cli_other_lease (name VARBINARY(255) NOT NULL PRIMARY KEY,"
+	                   " holder CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,"
+	                   " fence BIGINT NOT NULL, acquired_at DATETIME(6) NULL,"
+	                   " expires_at DATETIME(6) NOT NULL, owner VARBINARY(255) NULL,"
+	                   " writes BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB");
+	snprintf(script, sizeof script,
+	         "echo \"url=${LOCKSTOCK_URL:-none} table=${LOCKSTOCK_TABLE:-none}\" > %s.tmp; mv %s.tmp %s",
+	         out, out, out);
+	const char *args[] = {"run", "envjob", "--table", "cli_other_lease", "--", "sh", "-c", script, NULL};
+	assert_int_equal(run(f->url, args, &p), 0);
+	assert_non_null(strstr(slurp(out), "url=none table=cli_other_lease"));
+	const char *pass[] = {"run", "envjob", "--pass-url", "--table", "cli_other_lease", "--", "sh", "-c", script, NULL};
+	assert_int_equal(run(f->url, pass, &p), 0);
+	assert_non_null(strstr(slurp(out), "url=postgresql") || strstr(slurp(out), "url=mysql"));
+	/* --url blanked in argv: the command reads lockstock's cmdline through
+	 * its keeper's parent */
+	snprintf(script, sizeof script, "tr '\\0' ' ' < /proc/$(cut -d' ' -f4 /proc/$PPID/stat)/cmdline > %s", out);
+	const char *byflag[] = {"run", "argjob", "--url", f->url, "--", "sh", "-c", script, NULL};
+	assert_int_equal(run(NULL, byflag, &p), 0);
+	snprintf(cmdline, sizeof cmdline, "%s", slurp(out));
+	if (!wrap[0]) { /* under valgrind the kernel shows valgrind's own argv */
+		assert_non_null(strstr(cmdline, "argjob"));
+		assert_null(strstr(cmdline, f->url));
+		assert_null(strstr(cmdline, "lkspw"));
+	}
+	/* a --kill-after longer than TTL/4 is clamped, and says so */
+	const char *clamp[] = {"run", "clampjob", "--ttl", "3s", "--kill-after", "10s", "--", "true", NULL};
+	assert_int_equal(run(f->url, clamp, &p), 0);
+	assert_non_null(strstr(slurp(p.err), "does not fit"));
+	/* duration errors name their option */
+	const char *badttl[] = {"run", "x", "--ttl", "5x", "--", "true", NULL};
+	assert_int_equal(run(f->url, badttl, &p), 64);
+	assert_non_null(strstr(slurp(p.err), "--ttl"));
+	unlink(out);
+}
+
+/* Item 17: a signal ignored when lockstock started (nohup) stays ignored
+ * for the command. */
+static void ignored_signals_stay_ignored(void **state)
+{
+	fx *f = *state;
+	char out[256], script[600];
+	proc p;
+	tmpfile_name(out, sizeof out, "ign");
+	snprintf(script, sizeof script, "grep '^SigIgn:' /proc/self/status > %s", out);
+	const char *args[] = {"run", "nohupjob", "--", "sh", "-c", script, NULL};
+	signal(SIGHUP, SIG_IGN); /* inherited by the lockstock started next */
+	int st = run(f->url, args, &p);
+	signal(SIGHUP, SIG_DFL);
+	assert_int_equal(st, 0);
+	unsigned long long mask = 0;
+	assert_int_equal(sscanf(slurp(out), "SigIgn: %llx", &mask), 1);
+	assert_true(mask & (1ULL << (SIGHUP - 1)));
+	unlink(out);
+}
+
 /* Bad usage and an unreachable server: 64 or 69, one line on stderr
  * without the password, nothing changed. */
 static void bad_usage(void **state)
@@ -383,6 +564,10 @@ int main(int argc, char **argv)
 		T(signals_reach_the_command),
 		T(bad_usage),
 		T(help_install_and_output),
+		T(sigkilled_run_takes_its_job_with_it),
+		T(lost_lease_stops_grandchildren),
+		T(run_environment_and_timing),
+		T(ignored_signals_stay_ignored),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

@@ -52,8 +52,8 @@ static const char run_page[] =
 "\n"
 "SYNOPSIS\n"
 "    lockstock run NAME [--ttl D] [--wait D] [--owner TEXT] [--at-least D]\n"
-"                       [--kill-after D] [--busy-exit N] [--url URL]\n"
-"                       [--table NAME] -- COMMAND [ARGS...]\n"
+"                       [--kill-after D] [--busy-exit N] [--pass-url]\n"
+"                       [--url URL] [--table NAME] -- COMMAND [ARGS...]\n"
 "\n"
 "DESCRIPTION\n"
 "    Acquires lease NAME, runs COMMAND, keeps the lease alive while it runs\n"
@@ -65,18 +65,31 @@ static const char run_page[] =
 "      LOCKSTOCK_LEASE   the lease name\n"
 "      LOCKSTOCK_FENCE   this grant's fencing token (grows with every grant)\n"
 "      LOCKSTOCK_HOLDER  this grant's holder id (32 hex characters)\n"
+"      LOCKSTOCK_TABLE   the lease table, when --table was given\n"
+"    LOCKSTOCK_URL is removed from it (it may hold the database password)\n"
+"    unless --pass-url is given; --url is wiped from lockstock's argv after\n"
+"    it is read, so /proc/PID/cmdline no longer shows it.\n"
 "    Pass the fence to what the command writes, so a write from a run that\n"
 "    lost its lease is refused (see the README: fenced writes from a shell\n"
 "    or with lks_lease_adopt).\n"
 "\n"
-"    SIGINT, SIGTERM and SIGHUP are forwarded to the command; lockstock\n"
-"    waits for it and exits with its status. If the lease is lost while the\n"
+"    The command runs in a process group of its own, under a keeper that\n"
+"    dies with lockstock: if lockstock is killed, even by SIGKILL, the\n"
+"    whole group (the command and everything it started) is SIGKILLed.\n"
+"    The group does not own the terminal: the command cannot read from it.\n"
+"    SIGINT, SIGTERM and SIGHUP are forwarded to the group, once; signals\n"
+"    ignored when lockstock started (nohup) stay ignored. lockstock\n"
+"    waits for the command and exits with its status. If the lease is lost while the\n"
 "    command runs (a renewal finds it taken over or force-released, or the\n"
 "    database stays unreachable until the lease's local deadline), the\n"
-"    command gets SIGTERM, then SIGKILL after --kill-after, and lockstock\n"
+"    command's group gets SIGTERM, then SIGKILL after --kill-after, and lockstock\n"
 "    exits 79. A signal that arrives while lockstock is still waiting for\n"
 "    the lease ends lockstock at once, with no command started.\n"
 "\n"
+;
+
+/* split: C99 compilers need only take strings of 4095 bytes */
+static const char run_options[] =
 "OPTIONS\n"
 "    --ttl D          lease time to live (default 30s). A lockstock that dies\n"
 "                     (SIGKILL, crash, lost machine) keeps the lease at most\n"
@@ -91,7 +104,16 @@ static const char run_page[] =
 "                     lockstock does not linger: it shortens the lease to the\n"
 "                     time left, on the server's clock, and exits.\n"
 "    --kill-after D   after a lost lease, wait D between SIGTERM and SIGKILL\n"
-"                     (default 10s).\n"
+"                     (default 10s, at most TTL/4: a longer one is clamped\n"
+"                     with a warning). The command is stopped once less\n"
+"                     than D + TTL/20 (at most 250ms) is left before the\n"
+"                     lease's local deadline (TTL/10 before the server's\n"
+"                     expiry), checked every TTL/20, so with the database\n"
+"                     silent SIGKILL lands before another replica can be\n"
+"                     granted the lease. A lease taken away on the server\n"
+"                     (release --force) is already free: the command may run\n"
+"                     up to D into the next holder's lease; fence its writes.\n"
+"    --pass-url       keep LOCKSTOCK_URL in the command's environment.\n"
 "    --busy-exit N    exit status when the lease is busy (default 75; 0 for\n"
 "                     cron setups that mail on any failure).\n"
 "    --url, --table   see `lockstock help`.\n"
@@ -182,9 +204,10 @@ static const char release_page[] =
 bool cli_help(FILE *f, const char *sub)
 {
 	static const struct {
-		const char *name, *page;
-	} pages[] = {{"run", run_page},         {"install", install_page}, {"list", list_page},
-	             {"inspect", inspect_page}, {"release", release_page}};
+		const char *name, *page, *more;
+	} pages[] = {{"run", run_page, run_options}, {"install", install_page, ""},
+	             {"list", list_page, ""},         {"inspect", inspect_page, ""},
+	             {"release", release_page, ""}};
 	if (!sub) {
 		fputs(overview, f);
 		return true;
@@ -192,6 +215,7 @@ bool cli_help(FILE *f, const char *sub)
 	for (size_t i = 0; i < sizeof pages / sizeof *pages; i++)
 		if (!strcmp(sub, pages[i].name)) {
 			fputs(pages[i].page, f);
+			fputs(pages[i].more, f);
 			return true;
 		}
 	return false;

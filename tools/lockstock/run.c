@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,14 +17,14 @@
 extern char **environ;
 
 enum { OPT_URL = 256, OPT_TABLE, OPT_TTL, OPT_WAIT, OPT_OWNER, OPT_AT_LEAST, OPT_KILL_AFTER,
-       OPT_BUSY_EXIT, OPT_HELP };
+       OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL };
 
 typedef struct run_opts {
 	cli_common co;
 	const char *name;
 	char **cmd;
 	int64_t ttl_ms, wait_ms, at_least_ms, kill_after_ms;
-	int busy_exit;
+	int busy_exit, kill_after_set, pass_url;
 	char owner[LKS_OWNER_MAX + 1];
 } run_opts;
 
@@ -44,6 +45,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		{"kill-after", required_argument, NULL, OPT_KILL_AFTER},
 		{"busy-exit", required_argument, NULL, OPT_BUSY_EXIT},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"pass-url", no_argument, NULL, OPT_PASS_URL},
 		{NULL, 0, NULL, 0},
 	};
 	char err[256], host[200] = "";
@@ -76,11 +78,16 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		int64_t *dur = NULL, max = LKS_LEASE_TTL_MAX_MS;
 		switch (opt) {
 		case OPT_URL: o->co.url = optarg; break;
+		case OPT_PASS_URL: o->pass_url = 1; break;
 		case OPT_TABLE: o->co.table = optarg; break;
 		case OPT_TTL: dur = &o->ttl_ms; break;
 		case OPT_WAIT: dur = &o->wait_ms; break;
 		case OPT_AT_LEAST: dur = &o->at_least_ms; break;
-		case OPT_KILL_AFTER: dur = &o->kill_after_ms; max = 86400000; break;
+		case OPT_KILL_AFTER:
+			dur = &o->kill_after_ms;
+			max = 86400000;
+			o->kill_after_set = 1;
+			break;
 		case OPT_OWNER:
 			if (strlen(optarg) > LKS_OWNER_MAX || !*optarg) {
 				cli_error("run: --owner must be 1..%d bytes", LKS_OWNER_MAX);
@@ -106,7 +113,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 			return EXIT_USAGE;
 		}
 		if (dur && cli_parse_duration(optarg, max, dur, err, sizeof err)) {
-			cli_error("run: %s: %s", argv[optind - 1][1] == '-' ? argv[optind - 1] : "option", err);
+			cli_error("run: --%s: %s", opts[opt - OPT_URL].name, err); /* --ttl=5x too */
 			return EXIT_USAGE;
 		}
 	}
@@ -137,24 +144,30 @@ static void on_lost(const lks_lease *l, int status, void *arg)
 
 /* The command's environment: ours plus the grant (built before fork: the
  * child may only call async-signal-safe functions before exec). */
-static char **child_env(const lks_lease *l, char *bufs[3])
+static char **child_env(const lks_lease *l, const run_opts *o, char *bufs[4])
 {
 	size_t n = 0, k = 0;
 	char **env;
 	while (environ[n])
 		n++;
-	if (!(env = calloc(n + 4, sizeof *env)))
+	if (!(env = calloc(n + 5, sizeof *env)))
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], "LOCKSTOCK_LEASE=", 16) && strncmp(environ[i], "LOCKSTOCK_FENCE=", 16) &&
-		    strncmp(environ[i], "LOCKSTOCK_HOLDER=", 17))
+		    strncmp(environ[i], "LOCKSTOCK_HOLDER=", 17) && strncmp(environ[i], "LOCKSTOCK_TABLE=", 16) &&
+		    (o->pass_url || strncmp(environ[i], "LOCKSTOCK_URL=", 14)))
 			env[k++] = environ[i];
 	bufs[0] = malloc(strlen(lks_lease_name(l)) + 17);
 	bufs[1] = malloc(40);
 	bufs[2] = malloc(64);
-	if (!bufs[0] || !bufs[1] || !bufs[2]) {
+	bufs[3] = o->co.table ? malloc(strlen(o->co.table) + 17) : NULL;
+	if (!bufs[0] || !bufs[1] || !bufs[2] || (o->co.table && !bufs[3])) {
 		free(env);
 		return NULL;
+	}
+	if (o->co.table) {
+		sprintf(bufs[3], "LOCKSTOCK_TABLE=%s", o->co.table);
+		env[k++] = bufs[3];
 	}
 	sprintf(bufs[0], "LOCKSTOCK_LEASE=%s", lks_lease_name(l));
 	sprintf(bufs[1], "LOCKSTOCK_FENCE=%lld", (long long)lks_lease_fence(l));
@@ -184,15 +197,25 @@ static void note_inherited_fds(void)
 	closedir(d);
 }
 
-static pid_t start_child(char **cmd, char **env)
+/* Signals ignored when lockstock started (nohup, a shell's &): the
+ * command keeps them ignored, as it would have without lockstock. */
+static sigset_t ignored_at_start;
+
+static void note_ignored_signals(void)
+{
+	sigemptyset(&ignored_at_start);
+	for (int s = 1; s < NSIG; s++) {
+		struct sigaction sa;
+		if (s != SIGKILL && s != SIGSTOP && sigaction(s, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			sigaddset(&ignored_at_start, s);
+	}
+}
+
+static void exec_command(char **cmd, char **env)
 {
 	sigset_t none;
-	pid_t pid = fork();
-	if (pid != 0)
-		return pid;
-	/* child: async-signal-safe calls only until exec */
 	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
+		if (s != SIGKILL && s != SIGSTOP && !sigismember(&ignored_at_start, s))
 			signal(s, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -203,6 +226,47 @@ static pid_t start_child(char **cmd, char **env)
 		fcntl(inherited[i], F_SETFD, 0);
 	execvpe(cmd[0], cmd, env);
 	_exit(errno == ENOENT ? EXIT_NOT_FOUND_CMD : EXIT_CANNOT_EXEC);
+}
+
+/*
+ * The command runs under a keeper: a forked lockstock that leads a process
+ * group of its own (the command and everything it starts) and lives only
+ * as long as lockstock. When lockstock dies, even by SIGKILL (OOM killer,
+ * systemd's final kill), the kernel tells the keeper (PR_SET_PDEATHSIG)
+ * and the keeper SIGKILLs the whole group, so no part of the job runs on
+ * unguarded into the next holder's lease. The keeper blocks every signal
+ * (lockstock signals the group; only the command acts on them), waits for
+ * the command and exits with its status (128+N for signal N). Async-signal-
+ * safe calls only: lockstock has threads.
+ */
+static pid_t start_child(char **cmd, char **env)
+{
+	pid_t parent = getpid(), pid = fork(), job;
+	sigset_t all, keep;
+	if (pid != 0) {
+		if (pid > 0)
+			setpgid(pid, pid); /* both sides: no window where it is not */
+		return pid;
+	}
+	setpgid(0, 0);
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	if (prctl(PR_SET_PDEATHSIG, SIGUSR2) != 0 || getppid() != parent)
+		_exit(EXIT_CANNOT_EXEC); /* lockstock already gone: run nothing */
+	if ((job = fork()) < 0)
+		_exit(EXIT_CANNOT_EXEC);
+	if (job == 0)
+		exec_command(cmd, env);
+	sigemptyset(&keep);
+	sigaddset(&keep, SIGCHLD);
+	sigaddset(&keep, SIGUSR2);
+	for (;;) {
+		int ws, sig = sigwaitinfo(&keep, NULL);
+		if (sig == SIGUSR2 || getppid() != parent)
+			kill(0, SIGKILL); /* lockstock died: the group goes with it */
+		if (waitpid(job, &ws, WNOHANG) == job)
+			_exit(WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws));
+	}
 }
 
 static int64_t now_ms(void)
@@ -231,24 +295,28 @@ static int status_of(int wstatus)
 	return 128 + WTERMSIG(wstatus);
 }
 
-/* Lost: SIGTERM, then SIGKILL after kill_after_ms; reap it. */
+/* Lost: SIGTERM to the command's whole group, then SIGKILL after
+ * kill_after_ms (or as soon as the command itself has ended: nothing of
+ * the job may outlive it); reap the keeper. */
 static void stop_child(pid_t pid, int64_t kill_after_ms)
 {
 	int64_t until = now_ms() + kill_after_ms;
-	int ws;
-	kill(pid, SIGTERM);
+	siginfo_t si;
+	kill(-pid, SIGTERM);
 	for (;;) {
-		if (waitpid(pid, &ws, WNOHANG) == pid)
-			return;
+		si.si_pid = 0;
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+			break;
 		int64_t left = until - now_ms();
 		if (left <= 0)
 			break;
-		int sig = wait_signal(left < 100 ? left : 100);
+		int sig = wait_signal(left < 20 ? left : 20);
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
-			kill(pid, sig);
+			kill(-pid, sig);
 	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &ws, 0);
+	kill(-pid, SIGKILL); /* before the reap: the group id is still ours */
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
 }
 
 int cli_run(int argc, char **argv)
@@ -258,30 +326,60 @@ int cli_run(int argc, char **argv)
 	lks_lease *l = NULL;
 	lks_acquire_options ao = LKS_ACQUIRE_OPTIONS_INIT;
 	lks_autorenew_options ro = LKS_AUTORENEW_OPTIONS_INIT;
-	char **env = NULL, *bufs[3] = {NULL, NULL, NULL};
+	char **env = NULL, *bufs[4] = {NULL, NULL, NULL, NULL}, *url_copy = NULL;
 	const char *url;
 	int rc, ws, status;
-	int64_t started;
+	int64_t started, poll_ms;
 	pid_t pid;
 
 	if ((rc = parse_run(argc, argv, &o)) >= 0)
 		return rc;
+	if (o.co.url) {
+		/* --url stays readable in /proc/PID/cmdline for the whole run:
+		 * keep a copy and blank the argument */
+		size_t n = strlen(o.co.url);
+		if (!(url_copy = strdup(o.co.url))) {
+			cli_error("run: out of memory");
+			return EXIT_FAILURE_DB;
+		}
+		memset((char *)o.co.url, '*', n);
+		o.co.url = url_copy;
+	}
 	note_inherited_fds();
-	if ((rc = cli_connect(&o.co, &c)))
-		return rc;
+	note_ignored_signals();
+	if ((rc = cli_connect(&o.co, &c))) {
+		status = rc;
+		goto out;
+	}
 	url = o.co.url ? o.co.url : getenv("LOCKSTOCK_URL");
 	ao.owner = o.owner;
+	/* The supervisor's timing, all inside the lease: the lease's local
+	 * deadline is ttl/10 before the server's expiry; the command is stopped
+	 * once less than kill_after + poll_ms is left before it (checked every
+	 * poll_ms), SIGTERM to the group then and SIGKILL kill_after later, so
+	 * SIGKILL lands before another replica can be granted the lease even
+	 * when the database has gone silent and no renewal gets through. */
+	poll_ms = o.ttl_ms / 20 < 1 ? 1 : o.ttl_ms / 20 > 250 ? 250 : o.ttl_ms / 20;
+	if (o.kill_after_ms > o.ttl_ms / 4) {
+		if (o.kill_after_set)
+			cli_error("run: --kill-after %lldms does not fit in --ttl %lldms; using %lldms"
+			          " (SIGKILL must land before the lease expires on the server)",
+			          (long long)o.kill_after_ms, (long long)o.ttl_ms, (long long)(o.ttl_ms / 4));
+		o.kill_after_ms = o.ttl_ms / 4;
+	}
 	started = now_ms();
 	rc = lks_lease_acquire(&l, c, o.name, o.ttl_ms, o.wait_ms, &ao);
 	if (rc == LKS_BUSY || rc == LKS_TIMEOUT) {
 		cli_error("run: %s", lks_conn_errmsg(c));
 		lks_conn_close(c);
-		return o.busy_exit;
+		status = o.busy_exit;
+		goto out;
 	}
 	if (rc) {
 		cli_error("run: %s", lks_conn_errmsg(c));
 		lks_conn_close(c);
-		return rc == LKS_EINVAL ? EXIT_USAGE : cli_exit_for(rc);
+		status = rc == LKS_EINVAL ? EXIT_USAGE : cli_exit_for(rc);
+		goto out;
 	}
 	/* From here every thread (the renew thread too) blocks these; the main
 	 * thread takes them with sigwaitinfo. Until now a signal ends lockstock
@@ -300,7 +398,7 @@ int cli_run(int argc, char **argv)
 		status = cli_exit_for(rc);
 		goto release;
 	}
-	if (!(env = child_env(l, bufs))) {
+	if (!(env = child_env(l, &o, bufs))) {
 		cli_error("run: out of memory");
 		status = EXIT_FAILURE_DB;
 		goto release;
@@ -312,17 +410,22 @@ int cli_run(int argc, char **argv)
 		goto release;
 	}
 	for (;;) {
-		int sig = wait_signal(1000);
+		int sig = wait_signal(poll_ms);
 		if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-			kill(pid, sig); /* the command decides what a signal means */
+			kill(-pid, sig); /* the command's group decides what a signal means */
 			continue;
 		}
 		if (waitpid(pid, &ws, WNOHANG) == pid) {
 			status = status_of(ws);
 			break;
 		}
-		if (sig == SIGUSR1 || lks_lease_is_lost(l)) {
-			cli_error("run: lease %s was lost while the command ran; stopping it", o.name);
+		if (sig == SIGUSR1 || lks_lease_is_lost(l) ||
+		    lks_lease_remaining_ms(l) <= o.kill_after_ms + poll_ms) {
+			if (sig == SIGUSR1 || lks_lease_is_lost(l))
+				cli_error("run: lease %s was lost while the command ran; stopping it", o.name);
+			else
+				cli_error("run: lease %s could not be renewed and expires soon; stopping the"
+				          " command", o.name);
 			stop_child(pid, o.kill_after_ms);
 			lks_lease_free(l);
 			lks_conn_close(c);
@@ -365,8 +468,12 @@ release:
 	lks_lease_free(l);
 	lks_conn_close(c);
 out:
+	if (url_copy) {
+		explicit_bzero(url_copy, strlen(url_copy));
+		free(url_copy);
+	}
 	free(env);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		free(bufs[i]);
 	return status;
 }
