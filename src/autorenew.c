@@ -137,6 +137,12 @@ static char *renew_url(const char *url, int64_t ttl_us, int64_t *connect_us)
 	long long half = ttl_us / 2000000 > 0 ? ttl_us / 2000000 : 1;
 	bool my = lks_url_backend(url) == LKS_BACKEND_MYSQL;
 	long long quarter = ttl_us / 4000000 > (my ? 1 : 2) ? ttl_us / 4000000 : (my ? 1 : 2);
+	/* within what the URL parser accepts (connect-timeout 1..3600 s,
+	 * op-timeout ..86400 s): leases run up to LKS_LEASE_TTL_MAX_MS (7 days) */
+	if (quarter > 3600)
+		quarter = 3600;
+	if (half > 86400)
+		half = 86400;
 	char *u = malloc(n);
 	if (!u)
 		return NULL;

@@ -455,15 +455,16 @@ static int my_cas_update(lks_conn *c, const char *table, const char *key,
 	if (n > 13)
 		return lks_set_error(c, LKS_EINVAL, "at most 13 columns per CAS");
 	/* Without a strict sql_mode the server would clamp version + 1 at the
-	 * column's maximum and report the row changed: make this statement
-	 * strict (MariaDB), or refuse (MySQL has no per-statement setting). */
-	if (!ST(c)->strict) {
-		if (!ST(c)->returning)
-			return lks_set_error(c, LKS_EINVAL,
-			                     "CAS needs a strict sql_mode (STRICT_ALL_TABLES or"
-			                     " STRICT_TRANS_TABLES) on this connection");
+	 * column's maximum and report the row changed. MariaDB: every CAS is
+	 * strict for its own statement, whatever the session's sql_mode is now
+	 * (the caller may SET SESSION sql_mode = '' after open); MySQL has no
+	 * per-statement setting: refuse a connection that was not strict. */
+	if (ST(c)->returning)
 		lks_sql_add(&q, "SET STATEMENT sql_mode = 'STRICT_ALL_TABLES' FOR ");
-	}
+	else if (!ST(c)->strict)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "CAS needs a strict sql_mode (STRICT_ALL_TABLES or"
+		                     " STRICT_TRANS_TABLES) on this connection");
 	/* MySQL assigns left to right; no expression reads a column set
 	 * earlier in this statement (version + 1 reads the old version). */
 	lks_sql_add(&q, "UPDATE %s SET ", table);

@@ -440,6 +440,12 @@ static void run_environment_and_timing(void **state)
 	const char *clamp[] = {"run", "clampjob", "--ttl", "3s", "--kill-after", "10s", "--", "true", NULL};
 	assert_int_equal(run(f->url, clamp, &p), 0);
 	assert_non_null(strstr(slurp(p.err), "does not fit"));
+	/* long TTLs: the renew connection's derived timeouts stay in range
+	 * (MySQL once refused connect-timeout=TTL/4 past 3600 s) */
+	const char *longttl[] = {"run", "longjob", "--ttl", "241m", "--", "true", NULL};
+	assert_int_equal(run(f->url, longttl, &p), 0);
+	const char *week[] = {"run", "weekjob", "--ttl", "7d", "--", "true", NULL};
+	assert_int_equal(run(f->url, week, &p), 0);
 	/* duration errors name their option */
 	const char *badttl[] = {"run", "x", "--ttl", "5x", "--", "true", NULL};
 	assert_int_equal(run(f->url, badttl, &p), 64);
@@ -549,6 +555,21 @@ static void help_install_and_output(void **state)
 	lks_lease_free(l);
 	assert_int_equal(run(f->url, inspect, &p), 0);
 	assert_non_null(strstr(slurp(p.out), "\"held\":false"));
+	/* a holder column written by anyone who can write the table
+	 * (hardening 3, item 15): escaped in inspect and release --force */
+	const char *inspect_text[] = {"inspect", "rowjob", NULL};
+	const char *force[] = {"release", "--force", "rowjob", NULL};
+	assert_int_equal(lks_lease_acquire(&l, f->c, "rowjob", 10000, 0, NULL), LKS_OK);
+	t_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                 ? "UPDATE lks_lease SET holder = chr(27) || '[2J' || chr(7) WHERE name = 'rowjob'"
+	                 : "UPDATE lks_lease SET holder = CONCAT(CHAR(27), '[2J', CHAR(7)) WHERE name = 'rowjob'");
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(run(f->url, i ? force : inspect_text, &p), 0);
+		assert_non_null(strstr(slurp(p.out), "\\x1b[2J\\x07"));
+		assert_null(strchr(slurp(p.out), '\x1b'));
+		assert_null(strchr(slurp(p.out), '\x07'));
+	}
+	lks_lease_free(l);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)

@@ -221,8 +221,14 @@ void cas_strict_even_without_strict_sql_mode(void **state)
 	mine = t_open(f->url);
 	assert_int_equal(t_int1(mine, "SELECT @@sql_mode LIKE '%STRICT%'"), 1);
 	assert_int_equal(lks_cas_update(mine, &row, 2147483647, cols, &one, 1, &v), LKS_EOVERFLOW);
-	/* adopted, with sql_mode '' set by its owner */
+	/* the session's sql_mode emptied after open (hardening 3, item 5): two
+	 * writers from the maximum both got LKS_OK while the row kept it */
 	raw = lks_conn_mysql(mine);
+	assert_int_equal(mysql_query(raw, "SET SESSION sql_mode = ''"), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(lks_cas_update(mine, &row, 2147483647, cols, &one, 1, &v),
+		                 LKS_EOVERFLOW);
+	/* adopted, with sql_mode '' set by its owner */
 	assert_int_equal(mysql_query(raw, "SET SESSION sql_mode = ''"), 0);
 	assert_int_equal(lks_conn_adopt_mysql(&adopted, raw), LKS_OK);
 	for (int i = 0; i < 2; i++)

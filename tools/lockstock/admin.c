@@ -208,7 +208,9 @@ int cli_inspect(int argc, char **argv)
 	if (info.held) {
 		fputs("owner:   ", stdout);
 		cli_put_text(stdout, info.owner[0] ? info.owner : "-");
-		printf("\nholder:  %s\nleft:    ", info.holder);
+		fputs("\nholder:  ", stdout); /* anyone who can write the table wrote it */
+		cli_put_text(stdout, info.holder);
+		fputs("\nleft:    ", stdout);
 		print_left(info.remaining_ms);
 		fputc('\n', stdout);
 	}
@@ -250,7 +252,9 @@ int cli_release(int argc, char **argv)
 	cli_put_text(stdout, info.name);
 	fputs(" held by ", stdout);
 	cli_put_text(stdout, info.owner[0] ? info.owner : "-");
-	printf(" (holder %s, fence %lld, %lld ms left); its fenced writes now fail\n", info.holder,
-	       (long long)info.fence, (long long)info.remaining_ms);
+	fputs(" (holder ", stdout);
+	cli_put_text(stdout, info.holder);
+	printf(", fence %lld, %lld ms left); its fenced writes now fail\n", (long long)info.fence,
+	       (long long)info.remaining_ms);
 	return 0;
 }
