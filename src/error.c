@@ -71,10 +71,6 @@ int lks_map_sqlstate(const char *s)
 		return LKS_ETRANSIENT;
 	if (!strcmp(s, "22003"))
 		return LKS_EOVERFLOW;
-	/* a name or value that is not valid in the database's encoding (a
-	 * lease name of non-UTF-8 bytes): bad input, and nothing changed */
-	if (!strcmp(s, "22021"))
-		return LKS_EINVAL;
 	if (!strncmp(s, "08", 2) || !strcmp(s, "57P01") || !strcmp(s, "57P02") ||
 	    !strcmp(s, "57P03"))
 		return LKS_ECONN;
