@@ -324,6 +324,9 @@ LKS_API int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn
 
 /* ---- pessimistic leases ----------------------------------------------- */
 
+/* A lease name is 1..LKS_LEASE_NAME_MAX bytes of well-formed UTF-8 (any
+ * character but NUL; compared byte for byte): LKS_EINVAL otherwise, on both
+ * databases. */
 #define LKS_LEASE_NAME_MAX 255          /* bytes */
 #define LKS_LEASE_TTL_MAX_MS (7LL * 24 * 3600 * 1000)
 #define LKS_LEASE_TABLE_DEFAULT "lks_lease"

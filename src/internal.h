@@ -175,6 +175,8 @@ bool lks_ident_valid(const char *s);
  * code points past U+10FFFF) without C0/C1 controls or DEL: safe to store
  * in either database and to print on a terminal. */
 bool lks_label_valid(const char *s, size_t max);
+/* well-formed UTF-8 (see src/utf8.h), any length, controls allowed */
+bool lks_utf8_valid(const char *s);
 int lks_ident_quote(const char *s, char quote, char *out, size_t outsz);
 
 /* time (monotonic) and randomness */

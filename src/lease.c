@@ -62,6 +62,10 @@ static int check_name(lks_conn *c, const char *name)
 	if (n > LKS_LEASE_NAME_MAX)
 		return lks_set_error(c, LKS_EINVAL, "lease name is longer than %d bytes",
 		                     LKS_LEASE_NAME_MAX);
+	/* the same rule on both databases: PostgreSQL refuses such text itself,
+	 * and a name that is not UTF-8 could not be printed back losslessly */
+	if (!lks_utf8_valid(name))
+		return lks_set_error(c, LKS_EINVAL, "lease name is not valid UTF-8");
 	return LKS_OK;
 }
 

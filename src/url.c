@@ -325,12 +325,56 @@ out:
 }
 
 /* Mark every occurrence of secret[0..len) in msg (overlaps too). */
-static void mark(const char *msg, size_t n, bool *hide, const char *secret, size_t len)
+/* What redaction knows about a message: which bytes to hide, and which
+ * spell a part of the URL that is not secret (user, host, port, database),
+ * where a password that happens to be the same text is not hidden. */
+typedef struct redaction {
+	const char *msg;
+	size_t n;
+	bool *hide, *public_text;
+} redaction;
+
+static bool is_alnum(char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+/* Where pattern occurs in the message, flag its bytes [off, off + len). */
+static void flag_within(const redaction *r, bool *flags, const char *pattern, size_t plen,
+                        size_t off, size_t len)
+{
+	if (plen == 0 || len == 0)
+		return;
+	for (const char *hit = r->msg; (hit = memmem(hit, r->n - (size_t)(hit - r->msg), pattern, plen));
+	     hit++)
+		memset(flags + (hit - r->msg) + off, 1, len);
+}
+
+/* The secret as text of its own: every occurrence not glued to letters or
+ * digits (a password "1" is not the 1 in "127.0.0.1") and not spelled
+ * inside a public part (a password equal to the user name leaves "user
+ * 'app'" alone). Where the URL itself is quoted, mark_userinfo and
+ * mark_password_params hide the password by position instead. */
+static void mark_word(const redaction *r, const char *secret, size_t len)
 {
 	if (len == 0)
 		return;
-	for (const char *hit = msg; (hit = memmem(hit, n - (size_t)(hit - msg), secret, len)); hit++)
-		memset(hide + (hit - msg), 1, len);
+	for (const char *hit = r->msg; (hit = memmem(hit, r->n - (size_t)(hit - r->msg), secret, len));
+	     hit++) {
+		size_t at = (size_t)(hit - r->msg), i;
+		if ((at > 0 && is_alnum(hit[-1])) || (at + len < r->n && is_alnum(hit[len])))
+			continue;
+		for (i = 0; i < len && r->public_text[at + i]; i++)
+			;
+		if (i < len)
+			memset(r->hide + at, 1, len);
+	}
+}
+
+static void mark_public(const redaction *r, const char *text)
+{
+	if (text)
+		flag_within(r, r->public_text, text, strlen(text), 0, strlen(text));
 }
 
 /* Where an unparsed URL's userinfo starts: after "scheme:" and any slashes
@@ -346,9 +390,34 @@ static size_t userinfo_start(const char *url)
 	return i;
 }
 
+/* user:password@ as typed: where the message quotes it, the password's
+ * position is known; elsewhere the password (to the last '@', and to the
+ * first, for an unencoded '@' in it) is hidden as a word. A URL that does
+ * not parse loses its whole userinfo. */
+static void mark_userinfo(const redaction *r, const char *url, bool parsed)
+{
+	const char *userinfo = url + userinfo_start(url), *first = strchr(userinfo, '@'),
+	           *last = strrchr(userinfo, '@'), *colon;
+	if (!last || last == userinfo)
+		return;
+	if (!parsed) {
+		flag_within(r, r->hide, userinfo, (size_t)(last - userinfo), 0,
+		            (size_t)(last - userinfo));
+	}
+	if (!(colon = memchr(userinfo, ':', (size_t)(last - userinfo))))
+		return;
+	if (last > colon + 1) {
+		flag_within(r, r->hide, userinfo, (size_t)(last + 1 - userinfo),
+		            (size_t)(colon + 1 - userinfo), (size_t)(last - colon - 1));
+		mark_word(r, colon + 1, (size_t)(last - colon - 1));
+	}
+	if (first && first > colon + 1)
+		mark_word(r, colon + 1, (size_t)(first - colon - 1));
+}
+
 /* A password= value in a query string or a key/value connection string
  * (libpq allows spaces around '=' and single quotes with \' inside). */
-static void mark_password_params(const char *msg, size_t n, bool *hide, const char *url)
+static void mark_password_params(const redaction *r, const char *url)
 {
 	for (const char *p = url; (p = strstr(p, "password")); p += 8) {
 		const char *v = p + 8, *end;
@@ -366,75 +435,75 @@ static void mark_password_params(const char *msg, size_t n, bool *hide, const ch
 		} else {
 			end = v + strcspn(v, "& \t;");
 		}
-		mark(msg, n, hide, v, (size_t)(end - v));
+		flag_within(r, r->hide, p, (size_t)(end - p), (size_t)(v - p), (size_t)(end - v));
+		mark_word(r, v, (size_t)(end - v));
 	}
 }
 
 /*
  * Where the URL keeps its secret: the password as the parser reads it
- * (decoded) and as typed, the text after user: up to the first '@' and up
- * to the last one (an unencoded '@' in a password), and any password=
- * parameter value. A URL that does not parse (unknown scheme, one slash,
- * no scheme, a bad escape) loses its whole userinfo, user name too: when
- * the parser cannot say where the password ends, nothing before the last
- * '@' is shown. Every occurrence of each is found in the original message
- * first, then each hidden run becomes "***", so one mask cannot break up
- * another secret.
+ * (decoded) and as typed, and any password= parameter value. Where the
+ * message quotes the URL (or its userinfo or parameter) the password is
+ * hidden by its position; elsewhere, where it stands as a word of its own
+ * and is not the text of the user, host, port or database. A URL that does
+ * not parse (unknown scheme, one slash, no scheme, a bad escape) loses its
+ * whole userinfo, user name too: when the parser cannot say where the
+ * password ends, nothing before the last '@' is shown. Every occurrence is
+ * found in the original message first, then each hidden run becomes "***",
+ * so one mask cannot break up another secret.
  */
 void lks_redact(char *msg, const char *url_in)
 {
-	char *url;
-	size_t n, o = 0, start;
-	bool *hide, parsed = false;
+	char *url, port[16];
+	size_t n, o = 0;
+	bool *flags, parsed = false;
 	lks_url u;
 	char err[8];
+	redaction r;
 	if (!msg || !url_in || !(n = strlen(msg)))
 		return;
 	url = strdup(url_in); /* msg may be the URL itself */
-	hide = calloc(n, sizeof *hide);
-	if (!url || !hide) {
+	flags = calloc(2 * n, sizeof *flags);
+	if (!url || !flags) {
 		free(url);
-		free(hide);
+		free(flags);
 		/* cannot redact: show nothing rather than the secret */
 		snprintf(msg, n + 1, "%s", n >= 3 ? "***" : "");
 		return;
 	}
+	r = (redaction){msg, n, flags, flags + n};
 	if (lks_url_parse(url, &u, err, sizeof err) == LKS_OK) {
 		parsed = true;
+		mark_public(&r, u.user);
+		mark_public(&r, u.host);
+		mark_public(&r, u.socket);
+		mark_public(&r, u.database);
+		if (u.port) {
+			snprintf(port, sizeof port, "%u", u.port);
+			mark_public(&r, port);
+		}
 		if (u.password)
-			mark(msg, n, hide, u.password, strlen(u.password));
+			mark_word(&r, u.password, strlen(u.password));
 		lks_url_free(&u);
 	}
-	start = userinfo_start(url);
-	{
-		const char *userinfo = url + start, *first = strchr(userinfo, '@'),
-		           *last = strrchr(userinfo, '@'), *colon;
-		if (!parsed && last && last > userinfo)
-			mark(msg, n, hide, userinfo, (size_t)(last - userinfo));
-		if (last && (colon = memchr(userinfo, ':', (size_t)(last - userinfo)))) {
-			if (last > colon + 1)
-				mark(msg, n, hide, colon + 1, (size_t)(last - colon - 1));
-			if (first && first > colon + 1)
-				mark(msg, n, hide, colon + 1, (size_t)(first - colon - 1));
-		}
-	}
-	mark_password_params(msg, n, hide, url);
+	mark_userinfo(&r, url, parsed);
+	mark_password_params(&r, url);
 	/* rewrite in place: output never runs ahead of input ("***" replaces
 	 * a run only when the run is at least that long) */
 	for (size_t i = 0; i < n;) {
-		if (!hide[i]) {
+		if (!r.hide[i]) {
 			msg[o++] = msg[i++];
 			continue;
 		}
 		size_t run = 0;
-		while (i + run < n && hide[i + run])
+		while (i + run < n && r.hide[i + run])
 			run++;
 		memset(msg + o, '*', run < 3 ? run : 3);
 		o += run < 3 ? run : 3;
 		i += run;
 	}
 	msg[o] = '\0';
-	free(hide);
+	free(flags);
 	free(url);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include "internal.h"
+#include "utf8.h"
 
 static bool ident_part_valid(const char *s, size_t n)
 {
@@ -31,28 +32,20 @@ bool lks_label_valid(const char *s, size_t max)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
 		uint32_t cp;
-		int len;
-		if (*p < 0x80) {
-			if (*p < 0x20 || *p == 0x7f)
-				return false;
-			p++;
-			continue;
-		}
-		if (*p >= 0xc2 && *p <= 0xdf)
-			cp = *p & 0x1f, len = 2;
-		else if (*p >= 0xe0 && *p <= 0xef)
-			cp = *p & 0x0f, len = 3;
-		else if (*p >= 0xf0 && *p <= 0xf4)
-			cp = *p & 0x07, len = 4;
-		else
+		int len = lks_utf8_char(p, &cp);
+		if (!len || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
 			return false;
-		for (int i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false; /* also stops at the terminating NUL */
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+		p += len;
+	}
+	return true;
+}
+
+bool lks_utf8_valid(const char *s)
+{
+	uint32_t cp;
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		int len = lks_utf8_char(p, &cp);
+		if (!len)
 			return false;
 		p += len;
 	}

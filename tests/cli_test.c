@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "support.h"
+#include "utf8.h"
 
 static const char *cli;
 /* LKS_CLI_WRAP: words to run the command under (the valgrind pass) */
@@ -572,6 +573,137 @@ static void help_install_and_output(void **state)
 	lks_lease_free(l);
 }
 
+/* Hardening 3, item 18: a command's own 79 (or 75) and lockstock's look
+ * alike; --status-file says who decided. */
+static void status_file_tells_who_exited(void **state)
+{
+	fx *f = *state;
+	char path[64];
+	const char *own[] = {"run", "sf", "--status-file", path, "--", "sh", "-c", "exit 79", NULL};
+	const char *busy[] = {"run", "sf", "--status-file", path, "--", "true", NULL};
+	const char *bad[] = {"run", "sf", "--status-file", "/nonexistent/dir/f", "--", "true", NULL};
+	lks_lease *l = NULL;
+	proc p;
+	snprintf(path, sizeof path, "/tmp/lks-status-%d", (int)getpid());
+	assert_int_equal(run(f->url, own, &p), 79);
+	assert_string_equal(slurp(path), "command 79\n");
+	assert_int_equal(lks_lease_acquire(&l, f->c, "sf", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(run(f->url, busy, &p), 75);
+	assert_string_equal(slurp(path), "lockstock 75\n");
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	assert_int_equal(run(f->url, bad, &p), 64);
+	assert_non_null(strstr(slurp(p.err), "--status-file"));
+	unlink(path);
+}
+
+/* Random well-formed UTF-8 of n code points: controls, quotes,
+ * backslashes, and 2, 3 and 4-byte characters. */
+static void random_utf8(uint64_t *rng, char *out, int n)
+{
+	static const uint32_t ranges[][2] = {{0x01, 0x7f}, {0x80, 0x7ff}, {0x800, 0xd7ff},
+	                                     {0xe000, 0xffff}, {0x10000, 0x10ffff}, {0x22, 0x22},
+	                                     {0x5c, 0x5c}};
+	char *o = out;
+	for (int i = 0; i < n; i++) {
+		*rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
+		const uint32_t *r = ranges[*rng % 7];
+		uint32_t cp = r[0] + (uint32_t)((*rng >> 8) % (r[1] - r[0] + 1));
+		if (cp < 0x80) {
+			*o++ = (char)cp;
+		} else if (cp < 0x800) {
+			*o++ = (char)(0xc0 | cp >> 6), *o++ = (char)(0x80 | (cp & 0x3f));
+		} else if (cp < 0x10000) {
+			*o++ = (char)(0xe0 | cp >> 12), *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+			*o++ = (char)(0x80 | (cp & 0x3f));
+		} else {
+			*o++ = (char)(0xf0 | cp >> 18), *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
+			*o++ = (char)(0x80 | (cp >> 6 & 0x3f)), *o++ = (char)(0x80 | (cp & 0x3f));
+		}
+	}
+	*o = '\0';
+}
+
+static void hex_of(const char *s, char *out)
+{
+	for (; *s; s++, out += 2)
+		sprintf(out, "%02x", (unsigned char)*s);
+	*out = '\0';
+}
+
+/* Hardening 3, item 16 and 18: list --json and inspect --json are valid
+ * UTF-8 whatever the names hold, and name_hex gives every name back
+ * exactly; a name that is not UTF-8 is refused (exit 64) on both
+ * databases, and a row written outside lockstock with such bytes still
+ * prints as valid JSON with its exact bytes in name_hex. */
+static void json_names_round_trip(void **state)
+{
+	fx *f = *state;
+	const char *json[] = {"list", "--json", NULL};
+	char names[40][4 * 12 + 1], hex[2 * 48 + 16], needle[2 * 48 + 32];
+	lks_lease *held[40];
+	uint64_t rng = 0x2545f4914f6cdd1dULL;
+	static char out[1 << 16];
+	FILE *fp;
+	size_t n;
+	proc p;
+	for (int i = 0; i < 40; i++) {
+		random_utf8(&rng, names[i] + 2, 1 + i % 11);
+		names[i][0] = (char)('A' + i / 26), names[i][1] = (char)('a' + i % 26); /* distinct */
+		if (lks_lease_acquire(&held[i], f->c, names[i], 60000, 0, NULL) != LKS_OK)
+			fail_msg("acquire %d: %s", i, lks_conn_errmsg(f->c));
+	}
+	assert_int_equal(run(f->url, json, &p), 0);
+	fp = fopen(p.out, "r");
+	assert_non_null(fp);
+	n = fread(out, 1, sizeof out - 1, fp);
+	fclose(fp);
+	out[n] = '\0';
+	assert_true(n > 0 && n < sizeof out - 1);
+	for (const unsigned char *q = (const unsigned char *)out; *q;) {
+		uint32_t cp;
+		int len = lks_utf8_char(q, &cp);
+		if (!len)
+			fail_msg("list --json is not valid UTF-8 at byte %zu", (size_t)((const char *)q - out));
+		if (cp < 0x20 && cp != '\n')
+			fail_msg("raw control character %u in JSON", (unsigned)cp);
+		q += len;
+	}
+	for (int i = 0; i < 40; i++) {
+		hex_of(names[i], hex);
+		snprintf(needle, sizeof needle, "\"name_hex\":\"%s\"", hex);
+		if (!strstr(out, needle))
+			fail_msg("name %d (%s) not in list --json", i, hex);
+		assert_int_equal(lks_lease_release(f->c, held[i]), LKS_OK);
+		lks_lease_free(held[i]);
+	}
+	/* not UTF-8: refused by the library and by every subcommand */
+	const char *bad[][5] = {{"inspect", "bad\xff", NULL},
+	                        {"release", "--force", "bad\xc0\xaf", NULL},
+	                        {"run", "--ttl", "5s", "bad\xed\xa0\x80", NULL}};
+	lks_lease *l = NULL;
+	assert_int_equal(lks_lease_acquire(&l, f->c, "bad\xff", 1000, 0, NULL), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "UTF-8"));
+	assert_null(l);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *args[8] = {NULL};
+		int k = 0;
+		for (; bad[i][k]; k++)
+			args[k] = bad[i][k];
+		if (i == 2)
+			args[k++] = "--", args[k++] = "true";
+		assert_int_equal(run(f->url, args, &p), 64);
+		assert_non_null(strstr(slurp(p.err), "UTF-8"));
+	}
+	if (T_BACKEND == LKS_BACKEND_MYSQL) {
+		/* VARBINARY takes any bytes from SQL outside lockstock */
+		t_exec(f->c, "INSERT INTO lks_lease (name, holder, fence, expires_at) VALUES "
+		             "(X'ff2261', 'h', 7, UTC_TIMESTAMP(6) + INTERVAL 60 SECOND)");
+		assert_int_equal(run(f->url, json, &p), 0);
+		assert_non_null(strstr(slurp(p.out), "\"name\":\"\\ufffd\\\"a\",\"name_hex\":\"ff2261\""));
+	}
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(int argc, char **argv)
@@ -589,6 +721,8 @@ int main(int argc, char **argv)
 		T(lost_lease_stops_grandchildren),
 		T(run_environment_and_timing),
 		T(ignored_signals_stay_ignored),
+		T(json_names_round_trip),
+		T(status_file_tells_who_exited),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {
@@ -605,5 +739,7 @@ int main(int argc, char **argv)
 			wrap[n++] = t;
 	}
 	snprintf(name, sizeof name, "cli-%s", argv[1]);
+	if (getenv("LKS_TEST_FILTER")) /* for development: one test by name */
+		cmocka_set_test_filter(getenv("LKS_TEST_FILTER"));
 	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }

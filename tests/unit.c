@@ -11,6 +11,7 @@
 #include "lease.h"
 #include "cli.h"
 #include "retry.h"
+#include "utf8.h"
 
 static void identifiers(void **state)
 {
@@ -201,15 +202,128 @@ static void cli_output_escaping(void **state)
 	char buf[256];
 	FILE *f;
 	(void)state;
-	cli_init_locale();
 	f = fmemopen(buf, sizeof buf, "w");
 	cli_put_text(f, "a\x1b[2J\\b\n\xff\xc3\xa9\xc2\x85");
 	fclose(f);
 	assert_string_equal(buf, "a\\x1b[2J\\\\b\\x0a\\xff\xc3\xa9\\xc2\\x85");
 	f = fmemopen(buf, sizeof buf, "w");
-	cli_put_json(f, "q\"\\\x01\xff\xc3\xa9\xc2\x85");
+	cli_put_json(f, "q\"\\\x01\xff\xc3\xa9\xc2\x85\x7f");
 	fclose(f);
-	assert_string_equal(buf, "\"q\\\"\\\\\\u0001\\u00ff\xc3\xa9\\u0085\"");
+	/* 0xff is not U+00FF: it cannot come out as the JSON of a character */
+	assert_string_equal(buf, "\"q\\\"\\\\\\u0001\\ufffd\xc3\xa9\\u0085\\u007f\"");
+	f = fmemopen(buf, sizeof buf, "w");
+	/* past U+10FFFF, an overlong '/', a surrogate: each byte is U+FFFD */
+	cli_put_json(f, "\xf4\x90\x80\x80|\xc0\xaf|\xed\xa0\x80");
+	fclose(f);
+	assert_string_equal(buf, "\"\\ufffd\\ufffd\\ufffd\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd\"");
+	f = fmemopen(buf, sizeof buf, "w");
+	cli_put_hex(f, "\xff\x01z");
+	fclose(f);
+	assert_string_equal(buf, "\"ff017a\"");
+}
+
+/* A JSON string decoder as strict as a consumer's: returns the decoded
+ * length, or -1 when s is not one valid JSON string of valid UTF-8. */
+static int json_decode(const char *s, char *out, size_t outsz)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+	if (*p++ != '"')
+		return -1;
+	while (*p != '"') {
+		uint32_t cp;
+		int len;
+		if (*p == '\\') {
+			unsigned v;
+			if (p[1] == '"' || p[1] == '\\') {
+				cp = p[1];
+				p += 2;
+			} else if (p[1] == 'u' && sscanf((const char *)p + 2, "%4x", &v) == 1 &&
+			           strspn((const char *)p + 2, "0123456789abcdefABCDEF") >= 4) {
+				if (v >= 0xd800 && v <= 0xdfff)
+					return -1; /* the encoder never writes surrogate pairs */
+				cp = v;
+				p += 6;
+			} else {
+				return -1;
+			}
+		} else if ((len = lks_utf8_char(p, &cp)) == 0 || cp < 0x20) {
+			return -1; /* raw invalid UTF-8 or a raw control character */
+		} else {
+			p += len;
+		}
+		/* re-encode cp */
+		if (n + 4 >= outsz)
+			return -1;
+		if (cp < 0x80) {
+			out[n++] = (char)cp;
+		} else if (cp < 0x800) {
+			out[n++] = (char)(0xc0 | cp >> 6);
+			out[n++] = (char)(0x80 | (cp & 0x3f));
+		} else if (cp < 0x10000) {
+			out[n++] = (char)(0xe0 | cp >> 12);
+			out[n++] = (char)(0x80 | (cp >> 6 & 0x3f));
+			out[n++] = (char)(0x80 | (cp & 0x3f));
+		} else {
+			out[n++] = (char)(0xf0 | cp >> 18);
+			out[n++] = (char)(0x80 | (cp >> 12 & 0x3f));
+			out[n++] = (char)(0x80 | (cp >> 6 & 0x3f));
+			out[n++] = (char)(0x80 | (cp & 0x3f));
+		}
+	}
+	if (p[1] != '\0')
+		return -1;
+	out[n] = '\0';
+	return (int)n;
+}
+
+/* #17 item 16: over many random byte strings (biased toward UTF-8 edge
+ * bytes), the JSON is valid UTF-8 and decodes; a valid UTF-8 string comes
+ * back exactly; name_hex always gives back the bytes. */
+static void cli_json_round_trips(void **state)
+{
+	static const unsigned char edge[] = {0x00, 0x01, 0x1f, 0x22, 0x5c, 0x7f, 0x80, 0x9f,
+	                                     0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef,
+	                                     0xf0, 0xf4, 0xf5, 0xff, 'a', 0xa0};
+	uint64_t rng = 0x9e3779b97f4a7c15ULL;
+	char in[64], json[64 * 6 + 3], back[64 * 4 + 1], hex[64 * 2 + 3];
+	int valid_seen = 0, invalid_seen = 0;
+	(void)state;
+	for (int iter = 0; iter < 50000; iter++) {
+		size_t len = 1 + (lks_rng_next(&rng) % (sizeof in - 1));
+		FILE *f;
+		for (size_t i = 0; i < len; i++) {
+			uint64_t r = (lks_rng_next(&rng) % (4));
+			in[i] = (char)(r == 0 ? edge[(lks_rng_next(&rng) % (sizeof edge))]
+			                      : r == 1 ? 0x80 | (lks_rng_next(&rng) % (0x40))
+			                               : (lks_rng_next(&rng) % (256)));
+			if (in[i] == 0)
+				in[i] = 'x'; /* C strings: NUL ends the name */
+		}
+		in[len] = '\0';
+		f = fmemopen(json, sizeof json, "w");
+		cli_put_json(f, in);
+		fclose(f);
+		if (json_decode(json, back, sizeof back) < 0)
+			fail_msg("not valid JSON of valid UTF-8 for input %d: %s", iter, json);
+		if (lks_utf8_valid(in)) {
+			valid_seen++;
+			assert_string_equal(back, in);
+		} else {
+			invalid_seen++;
+			assert_non_null(strstr(back, "\xef\xbf\xbd")); /* U+FFFD marks it */
+		}
+		f = fmemopen(hex, sizeof hex, "w");
+		cli_put_hex(f, in);
+		fclose(f);
+		assert_int_equal(strlen(hex), 2 * len + 2);
+		for (size_t i = 0; i < len; i++) {
+			unsigned v;
+			assert_int_equal(sscanf(hex + 1 + 2 * i, "%2x", &v), 1);
+			assert_int_equal(v, (unsigned char)in[i]);
+		}
+	}
+	assert_true(valid_seen > 100 && invalid_seen > 100);
 }
 
 /* #7 item 13: a suspend (CLOCK_BOOTTIME moves on, CLOCK_MONOTONIC does
@@ -339,9 +453,10 @@ static void url_redaction(void **state)
 	/* a password of stars, found by fuzz_url: it used to loop forever */
 	assert_int_equal(lks_url_redact("mysql://u:*@h/db", out, sizeof out), LKS_OK);
 	assert_string_equal(out, "mysql://u:*@h/db");
-	/* found by fuzz_url: the password also spelled as the user name */
+	/* found by fuzz_url: the password also spelled inside the user name;
+	 * hidden where it stands as the password (hardening 3, item 14) */
 	assert_int_equal(lks_url_redact("mysql://pw12@x.y:pw12@h/db", out, sizeof out), LKS_OK);
-	assert_null(strstr(out, "pw12"));
+	assert_string_equal(out, "mysql://pw12@x.y:***@h/db");
 	/* URLs rejected before parsing (issue 22): the whole userinfo goes */
 	assert_int_equal(lks_url_redact("mysqlx://app:S3cretPW@127.0.0.1/shop", out, sizeof out), LKS_OK);
 	assert_string_equal(out, "mysqlx://***@127.0.0.1/shop");
@@ -360,6 +475,21 @@ static void url_redaction(void **state)
 	strcpy(msg, "connect to mysql://app:S3cr%65tPW@h/db failed for S3cretPW");
 	lks_redact(msg, "mysql://app:S3cr%65tPW@h/db");
 	assert_string_equal(msg, "connect to mysql://app:***@h/db failed for ***");
+	/* hardening 3, item 14: a password that is also a word of the message
+	 * is hidden where it stands as the password, nowhere else */
+	strcpy(msg, "Access denied for user 'root'@'127.0.0.1' (using password: YES) in mysql://root:root@127.0.0.1:3306/db");
+	lks_redact(msg, "mysql://root:root@127.0.0.1:3306/db");
+	assert_string_equal(msg, "Access denied for user 'root'@'127.0.0.1' (using password: YES) in mysql://root:***@127.0.0.1:3306/db");
+	strcpy(msg, "connection to 127.0.0.1:5431 failed; password 1 rejected; mysql://u:1@127.0.0.1:5431/d1");
+	lks_redact(msg, "postgresql://u:1@127.0.0.1:5431/d1");
+	assert_string_equal(msg, "connection to 127.0.0.1:5431 failed; password * rejected; mysql://u:*@127.0.0.1:5431/d1");
+	strcpy(msg, "database \"shop\" for shop: bad password=shop and shop");
+	lks_redact(msg, "postgresql://h/shop?user=u&password=shop");
+	/* a URL lockstock cannot parse has no known public parts: every word */
+	assert_string_equal(msg, "database \"***\" for ***: bad password=*** and ***");
+	strcpy(msg, "token \"S3cretPW\" and S3cretPWx");
+	lks_redact(msg, "postgresql://u:S3cretPW@h/db");
+	assert_string_equal(msg, "token \"***\" and S3cretPWx");
 }
 
 static void retry_loop(void **state)
@@ -544,7 +674,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(suspend_counts_toward_deadlines),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(suspend_counts_toward_deadlines),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),

@@ -105,6 +105,8 @@ static void print_info_json(const lks_lease_info *info)
 {
 	fputs("{\"name\":", stdout);
 	cli_put_json(stdout, info->name);
+	fputs(",\"name_hex\":", stdout);
+	cli_put_hex(stdout, info->name); /* exact bytes, whatever wrote the row */
 	printf(",\"held\":%s,\"owner\":", info->held ? "true" : "false");
 	if (info->owner[0])
 		cli_put_json(stdout, info->owner);

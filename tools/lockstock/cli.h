@@ -39,9 +39,9 @@ int cli_connect(const cli_common *co, lks_conn **c);
 /* Output: text safe for a terminal (control characters and invalid UTF-8
  * escaped as \xNN, backslash as \\), and JSON strings. */
 void cli_put_text(FILE *f, const char *s);
-/* Decode with C.UTF-8 (once, at start). */
-void cli_init_locale(void);
 void cli_put_json(FILE *f, const char *s);
+/* s as a JSON string of lowercase hex digits, two per byte */
+void cli_put_hex(FILE *f, const char *s);
 
 /* Subcommands: argv[0] is the subcommand's name. */
 int cli_install(int argc, char **argv);

@@ -1,11 +1,10 @@
 /* The lockstock command: durations, errors, connecting, safe output. */
-#include <locale.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <wchar.h>
-#include <wctype.h>
+#include <stdint.h>
 #include "cli.h"
+#include "utf8.h" /* src/: the library's decoder */
 
 int cli_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, size_t errsz)
 {
@@ -100,28 +99,16 @@ int cli_connect(const cli_common *co, lks_conn **c)
 	return 0;
 }
 
-/* Length of the well-formed character at p that is not a control
- * character (C0, DEL, C1), or 0. Decoded by the C library in a UTF-8
- * locale (cli_init_locale); without one only printable ASCII passes. */
+/* Length of the printable UTF-8 character at p; 0 for a control character
+ * (C0, DEL, C1) or a byte that does not start well-formed UTF-8. Strict and
+ * locale-free, so what is printed does not depend on the terminal's setup. */
 static int printable_char(const unsigned char *p)
 {
-	mbstate_t st;
-	wchar_t wc;
-	size_t len;
-	if (*p < 0x80 || MB_CUR_MAX == 1)
-		return *p >= 0x20 && *p < 0x7f ? 1 : 0;
-	memset(&st, 0, sizeof st);
-	len = mbrtowc(&wc, (const char *)p, MB_CUR_MAX, &st);
-	if (len == (size_t)-1 || len == (size_t)-2 || len == 0 || iswcntrl((wint_t)wc))
+	uint32_t cp;
+	int len = lks_utf8_char(p, &cp);
+	if (!len || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
 		return 0;
-	return (int)len;
-}
-
-void cli_init_locale(void)
-{
-	/* names and owners are UTF-8 whatever the user's locale says */
-	if (!setlocale(LC_CTYPE, "C.UTF-8"))
-		setlocale(LC_CTYPE, "C");
+	return len;
 }
 
 void cli_put_text(FILE *f, const char *s)
@@ -144,20 +131,31 @@ void cli_put_json(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		int len = printable_char(p);
+		uint32_t cp;
+		int len = lks_utf8_char(p, &cp);
 		if (*p == '"' || *p == '\\') {
 			fputc('\\', f);
 			fputc(*p++, f);
-		} else if (len) {
+		} else if (!len) {
+			/* not UTF-8: U+FFFD keeps the output valid JSON; name_hex has
+			 * the bytes */
+			fputs("\\ufffd", f);
+			p++;
+		} else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) {
+			fprintf(f, "\\u%04x", (unsigned)cp);
+			p += len;
+		} else {
 			fwrite(p, 1, (size_t)len, f);
 			p += len;
-		} else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			fprintf(f, "\\u%04x", p[1]); /* a C1 control character */
-			p += 2;
-		} else {
-			/* a C0 control character, or a byte that is not UTF-8 */
-			fprintf(f, "\\u%04x", *p++);
 		}
 	}
+	fputc('"', f);
+}
+
+void cli_put_hex(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		fprintf(f, "%02x", *p);
 	fputc('"', f);
 }

@@ -53,7 +53,8 @@ static const char run_page[] =
 "SYNOPSIS\n"
 "    lockstock run NAME [--ttl D] [--wait D] [--owner TEXT] [--at-least D]\n"
 "                       [--kill-after D] [--busy-exit N] [--pass-url]\n"
-"                       [--url URL] [--table NAME] -- COMMAND [ARGS...]\n"
+"                       [--status-file FILE] [--url URL] [--table NAME]\n"
+"                       -- COMMAND [ARGS...]\n"
 "\n"
 "DESCRIPTION\n"
 "    Acquires lease NAME, runs COMMAND, keeps the lease alive while it runs\n"
@@ -116,6 +117,10 @@ static const char run_options[] =
 "    --pass-url       keep LOCKSTOCK_URL in the command's environment.\n"
 "    --busy-exit N    exit status when the lease is busy (default 75; 0 for\n"
 "                     cron setups that mail on any failure).\n"
+"    --status-file F  at exit, write one line to F: \"command N\" when N is\n"
+"                     the command's own status, \"lockstock N\" when\n"
+"                     lockstock decided it (busy, lost, usage, database).\n"
+"                     F is emptied before anything runs.\n"
 "    --url, --table   see `lockstock help`.\n"
 "\n"
 "    Durations: a number and a unit: 500ms, 30s, 5m, 2h, 1d (or 0).\n"
@@ -124,7 +129,8 @@ static const char run_options[] =
 "    The command's status when it ran (128+N when killed by signal N);\n"
 "    75 (or --busy-exit) busy; 79 lease lost while running; 64 bad usage;\n"
 "    69 database unreachable; 70 other database errors; 126/127 the command\n"
-"    could not be executed / was not found.\n"
+"    could not be executed / was not found. A command may exit 75 or 79\n"
+"    itself: --status-file tells the two apart.\n"
 "\n"
 "EXAMPLES\n"
 "    # crontab on every replica: the report runs once per night\n"
@@ -165,8 +171,11 @@ static const char list_page[] =
 "    names and owners are shown as \\xNN, a backslash as \\\\.\n"
 "\n"
 "OPTIONS\n"
-"    --json    a JSON array of objects: name, held, owner (null when none),\n"
-"              holder, fence, remaining_ms.\n";
+"    --json    a JSON array of objects: name, name_hex, held, owner (null\n"
+"              when none), holder, fence, remaining_ms. Output is valid\n"
+"              UTF-8: a byte that is not UTF-8 (only a row written outside\n"
+"              lockstock can hold one) shows as U+FFFD in name; name_hex\n"
+"              has the exact bytes, two lowercase hex digits each.\n";
 
 static const char inspect_page[] =
 "NAME\n"
@@ -181,8 +190,8 @@ static const char inspect_page[] =
 "    (0: never granted).\n"
 "\n"
 "OPTIONS\n"
-"    --json    one JSON object: name, held, owner, holder, fence,\n"
-"              remaining_ms.\n";
+"    --json    one JSON object: name, name_hex, held, owner, holder,\n"
+"              fence, remaining_ms (as list --json).\n";
 
 static const char release_page[] =
 "NAME\n"

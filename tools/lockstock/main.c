@@ -11,7 +11,6 @@ int main(int argc, char **argv)
 	} subs[] = {{"run", cli_run},         {"install", cli_install}, {"list", cli_list},
 	            {"inspect", cli_inspect}, {"release", cli_release}};
 	const char *sub = argc > 1 ? argv[1] : NULL;
-	cli_init_locale();
 	if (!sub) {
 		cli_help(stderr, NULL);
 		return EXIT_USAGE;

@@ -17,7 +17,7 @@
 extern char **environ;
 
 enum { OPT_URL = 256, OPT_TABLE, OPT_TTL, OPT_WAIT, OPT_OWNER, OPT_AT_LEAST, OPT_KILL_AFTER,
-       OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL };
+       OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL, OPT_STATUS_FILE };
 
 typedef struct run_opts {
 	cli_common co;
@@ -25,6 +25,7 @@ typedef struct run_opts {
 	char **cmd;
 	int64_t ttl_ms, wait_ms, at_least_ms, kill_after_ms;
 	int busy_exit, kill_after_set, pass_url;
+	const char *status_file;
 	char owner[LKS_OWNER_MAX + 1];
 } run_opts;
 
@@ -46,6 +47,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		{"busy-exit", required_argument, NULL, OPT_BUSY_EXIT},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"pass-url", no_argument, NULL, OPT_PASS_URL},
+		{"status-file", required_argument, NULL, OPT_STATUS_FILE},
 		{NULL, 0, NULL, 0},
 	};
 	char err[256], host[200] = "";
@@ -79,6 +81,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		switch (opt) {
 		case OPT_URL: o->co.url = optarg; break;
 		case OPT_PASS_URL: o->pass_url = 1; break;
+		case OPT_STATUS_FILE: o->status_file = optarg; break;
 		case OPT_TABLE: o->co.table = optarg; break;
 		case OPT_TTL: dur = &o->ttl_ms; break;
 		case OPT_WAIT: dur = &o->wait_ms; break;
@@ -328,12 +331,19 @@ int cli_run(int argc, char **argv)
 	lks_autorenew_options ro = LKS_AUTORENEW_OPTIONS_INIT;
 	char **env = NULL, *bufs[4] = {NULL, NULL, NULL, NULL}, *url_copy = NULL;
 	const char *url;
-	int rc, ws, status;
+	int rc, ws, status, own = 0, status_fd = -1;
 	int64_t started, poll_ms;
 	pid_t pid;
 
 	if ((rc = parse_run(argc, argv, &o)) >= 0)
 		return rc;
+	/* opened (and emptied) before anything runs, so a stale line from an
+	 * earlier run is never read as this one's */
+	if (o.status_file &&
+	    (status_fd = open(o.status_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+		cli_error("run: --status-file %s: %s", o.status_file, strerror(errno));
+		return EXIT_USAGE;
+	}
 	if (o.co.url) {
 		/* --url stays readable in /proc/PID/cmdline for the whole run:
 		 * keep a copy and blank the argument */
@@ -417,6 +427,7 @@ int cli_run(int argc, char **argv)
 		}
 		if (waitpid(pid, &ws, WNOHANG) == pid) {
 			status = status_of(ws);
+			own = 1;
 			break;
 		}
 		if (sig == SIGUSR1 || lks_lease_is_lost(l) ||
@@ -429,13 +440,13 @@ int cli_run(int argc, char **argv)
 			stop_child(pid, o.kill_after_ms);
 			lks_lease_free(l);
 			lks_conn_close(c);
-			status = EXIT_LOST;
+			status = EXIT_LOST, own = 0;
 			goto out;
 		}
 	}
 	if (lks_lease_is_lost(l)) {
 		cli_error("run: lease %s was lost before the command ended", o.name);
-		status = EXIT_LOST;
+		status = EXIT_LOST, own = 0;
 		lks_lease_free(l);
 		lks_conn_close(c);
 		goto out;
@@ -448,7 +459,7 @@ int cli_run(int argc, char **argv)
 		rc = lks_lease_renew(c, l, left > 1 ? left : 1);
 		if (rc == LKS_LOST) {
 			cli_error("run: lease %s was lost before the command ended", o.name);
-			status = EXIT_LOST;
+			status = EXIT_LOST, own = 0;
 		} else if (rc) {
 			cli_error("run: could not keep the lease for --at-least: %s", lks_conn_errmsg(c));
 		}
@@ -460,7 +471,7 @@ release:
 	rc = lks_lease_release(c, l);
 	if (rc == LKS_LOST) {
 		cli_error("run: lease %s was lost before the command ended", o.name);
-		status = EXIT_LOST;
+		status = EXIT_LOST, own = 0;
 	} else if (rc) {
 		/* it expires at its TTL anyway */
 		cli_error("run: release: %s", lks_conn_errmsg(c));
@@ -468,6 +479,12 @@ release:
 	lks_lease_free(l);
 	lks_conn_close(c);
 out:
+	if (status_fd >= 0) {
+		/* who decided the exit status: the command's own 75 or 79 and
+		 * lockstock's look alike otherwise */
+		dprintf(status_fd, "%s %d\n", own ? "command" : "lockstock", status);
+		close(status_fd);
+	}
 	if (url_copy) {
 		explicit_bzero(url_copy, strlen(url_copy));
 		free(url_copy);
