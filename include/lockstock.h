@@ -85,11 +85,17 @@ LKS_API int lks_library_init(void);
  * ends a waiting acquire or a retry loop within milliseconds with
  * LKS_CANCELED, holding nothing: a sleep between polls or attempts wakes at
  * once, and a statement blocked in the server is interrupted (PostgreSQL: a
- * cancel request, the handle stays usable; MariaDB: the connection is shut
- * down, so the handle must be lks_conn_reset or closed, and the server
- * drops what the session held). A retry attempt that is running finishes
- * first. A token stays tripped until lks_cancel_reset; one token may serve
- * many calls and threads.
+ * cancel request, the handle stays usable; if the server has not ended the
+ * statement 1 s later, it does not answer, and the connection is closed:
+ * lks_conn_reset it. MariaDB: the connection is shut down, so the handle
+ * must be lks_conn_reset or closed, and the server drops what the session
+ * held). A retry attempt that is running finishes first. Tripping never
+ * waits for the network, and every call waiting on the token ends, however
+ * many share it. A token stays tripped until lks_cancel_reset; one token may
+ * serve many calls and threads. lks_cancel_trip is not async-signal-safe
+ * (it takes a lock): from a signal handler, write a byte to a pipe that a
+ * thread of yours reads before it trips the token, or take the signal in a
+ * thread with sigwait.
  */
 typedef struct lks_cancel lks_cancel;
 LKS_API int lks_cancel_new(lks_cancel **out);
@@ -130,7 +136,19 @@ typedef struct lks_event {
 	int status;           /* the outcome's lks_status */
 } lks_event;
 typedef void (*lks_event_fn)(const lks_event *event, void *arg);
-/* Called on the thread making the call; NULL removes it. No cost unset. */
+/*
+ * Called on the thread making the call; NULL removes it. No cost unset.
+ *
+ * What a hook may do (event and log hooks, and auto-renew's on_event,
+ * on_log and on_lost): a hook runs in the middle of a lockstock call. It
+ * may read the event, call lockstock on other handles and leases, and note
+ * what to do once the call has returned (a flag, a queue, a pipe). It must
+ * not close, reset or make calls on the handle that is calling it, and must
+ * not free, release, renew or stop the auto-renew of the lease the event is
+ * about: the call (or the renew thread) is still using them. lockstock emits
+ * each event as the call's last use of the handle and lease, but the caller
+ * still holds both when the call returns; free them there.
+ */
 LKS_API int lks_conn_set_event_hook(lks_conn *c, lks_event_fn fn, void *arg);
 /* Diagnostics a caller would otherwise not see (level: 0 error, 1 warning,
  * 2 info); the auto-renew thread's have lks_autorenew_options.on_log. */
@@ -507,7 +525,8 @@ typedef struct lks_autorenew_options {
 	unsigned int version;
 	int64_t interval_ms;  /* default ttl/3 */
 	lks_lost_fn on_lost;  /* called once, from the renew thread; it must
-	                         not free or release the lease itself */
+	                         not free or release the lease itself (the
+	                         hook rules at lks_conn_set_event_hook) */
 	void *arg;
 	/* version 2: the renew thread's events (RENEWED, RENEW_FAILED, LOST)
 	 * and its errors as log lines (which it otherwise keeps to itself);

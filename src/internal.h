@@ -85,6 +85,9 @@ struct lks_conn {
 	struct lks_lease *batons; /* leases whose baton this connection holds */
 	uint64_t handed_on;   /* baton key of the lease this handle's last release
 	                         handed to a waiter (0: none) */
+	/* the token whose trip ends the statement in flight (cancel.c) */
+	struct lks_cancel *cancel;
+	struct lks_conn *cancel_next;
 };
 
 /*
@@ -142,9 +145,9 @@ struct lks_backend_ops {
 	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
 	                    bool with_owner, lks_rows *out);
-	/* Cancellation: prepare runs on the handle's thread before a blocking
-	 * statement; interrupt may run on any thread while it blocks. */
-	void (*interrupt_prepare)(lks_conn *c);
+	/* Cancellation: interrupt (NULL when the backend's own wait polls
+	 * lks_cancel_fd) runs on the tripping thread while a statement blocks;
+	 * it must not wait for the network. */
 	void (*interrupt)(lks_conn *c);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
 	int (*set_prepare)(lks_conn *c, bool on);
@@ -208,7 +211,9 @@ void lks_log(lks_conn *c, int level, const char *fmt, ...) __attribute__((format
  * leave bracket a blocking statement (enter: true when already tripped) */
 bool lks_cancel_sleep(lks_cancel *t, int64_t us);
 bool lks_cancel_enter(lks_cancel *t, lks_conn *c);
-void lks_cancel_leave(lks_cancel *t);
+void lks_cancel_leave(lks_cancel *t, lks_conn *c);
+/* readable once tripped (poll it beside a socket); -1 for NULL */
+int lks_cancel_fd(const lks_cancel *t);
 
 /* URL parsing (shared by tests) */
 typedef enum lks_ssl_mode {

@@ -186,7 +186,10 @@ static void baton_give_quietly(lks_conn *c, uint64_t baton);
 static int canceled(lks_conn *c, const char *name, lks_acquire_options *o, lks_acquire_stats *st,
                     int64_t start, bool holding, uint64_t key)
 {
-	if (holding && c->native && c->ops->id == LKS_BACKEND_POSTGRESQL) {
+	/* on every backend: a trip that lands in a sleep leaves the session
+	 * alive with its baton (a shut-down MariaDB session lost it already,
+	 * and giving it back then fails quietly) */
+	if (holding && c->native) {
 		int held = 1;
 		baton_give_quietly(c, key);
 		if (c->ops->baton_held(c, key, &held) || held)
@@ -194,8 +197,9 @@ static int canceled(lks_conn *c, const char *name, lks_acquire_options *o, lks_a
 	}
 	st->waited_us = lks_now_us() - start;
 	put_stats(o, st);
+	lks_set_error(c, LKS_CANCELED, "acquire canceled");
 	lks_emit(c, LKS_EVENT_CANCELED, name, 0, st->waited_us, st->attempts, 0, LKS_CANCELED);
-	return lks_set_error(c, LKS_CANCELED, "acquire canceled");
+	return LKS_CANCELED;
 }
 
 /*
@@ -293,7 +297,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		                       holding ? (woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : mode,
 		                       key, left > 0 ? left : 0, &g);
 		woken = false;
-		lks_cancel_leave(o.cancel);
+		lks_cancel_leave(o.cancel, c);
 		/* a grant that completed as the token tripped is the caller's */
 		if (lks_cancel_is_tripped(o.cancel) && !(rc == LKS_OK && g.granted))
 			return canceled(c, name, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
@@ -344,17 +348,20 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				baton_give_quietly(c, key);
 			st.waited_us = now - start;
 			put_stats(&o, &st);
-			lks_emit(c, wait_ms ? LKS_EVENT_TIMED_OUT : LKS_EVENT_BUSY, name, g.fence, st.waited_us,
-			         st.attempts, 0, wait_ms ? LKS_TIMEOUT : LKS_BUSY);
 			if (g.remaining_us > 0)
-				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-				                     "lease %s is held (%lld ms left)", name,
-				                     (long long)(g.remaining_us / 1000));
-			if (g.released)
-				return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-				                     "lease %s is being handed to a waiter in line", name);
-			return lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-			                     "lease %s is busy (its row is locked by a grant or fenced write in progress)", name);
+				rc = lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+				                   "lease %s is held (%lld ms left)", name,
+				                   (long long)(g.remaining_us / 1000));
+			else if (g.released)
+				rc = lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+				                   "lease %s is being handed to a waiter in line", name);
+			else
+				rc = lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
+				                   "lease %s is busy (its row is locked by a grant or fenced write in progress)", name);
+			/* the hook is the call's last use of c (see the hook rules) */
+			lks_emit(c, wait_ms ? LKS_EVENT_TIMED_OUT : LKS_EVENT_BUSY, name, g.fence, st.waited_us,
+			         st.attempts, 0, rc);
+			return rc;
 		}
 		if (room && !holding) {
 			/* someone else has the baton: line up behind it. Held: until
@@ -377,7 +384,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			if (lks_cancel_enter(o.cancel, c))
 				return canceled(c, name, &o, &st, start, false, key);
 			rc = c->ops->baton_wait(c, key, delay, &got);
-			lks_cancel_leave(o.cancel);
+			lks_cancel_leave(o.cancel, c);
 			if (lks_cancel_is_tripped(o.cancel))
 				return canceled(c, name, &o, &st, start, rc == LKS_OK && got, key);
 			if (rc) {
@@ -464,8 +471,7 @@ int lks_lease_renew_on(lks_conn *c, lks_lease *l, int64_t ttl_us)
 		sent = lks_now_us();
 		rc = c->ops->lease_renew(c, l->table_q, l->name, l->holder, l->fence, ttl_us, &remaining);
 	}
-	lks_emit(c, rc == LKS_OK ? LKS_EVENT_RENEWED : rc == LKS_LOST ? LKS_EVENT_LOST : LKS_EVENT_RENEW_FAILED,
-	         l->name, l->fence, lks_now_us() - sent, 0, 0, rc);
+	int64_t took = lks_now_us() - sent;
 	if (rc == LKS_OK) {
 		l->ttl_us = ttl_us;
 		set_deadline(l, sent, remaining);
@@ -475,6 +481,9 @@ int lks_lease_renew_on(lks_conn *c, lks_lease *l, int64_t ttl_us)
 		              (long long)l->fence);
 		lks_log(c, 1, "%s", c->errmsg);
 	}
+	/* last: nothing touches the lease or c after the hook */
+	lks_emit(c, rc == LKS_OK ? LKS_EVENT_RENEWED : rc == LKS_LOST ? LKS_EVENT_LOST : LKS_EVENT_RENEW_FAILED,
+	         l->name, l->fence, took, 0, 0, rc);
 	return rc;
 }
 
@@ -519,14 +528,15 @@ int lks_lease_release(lks_conn *c, lks_lease *lease)
 	}
 	if (rc == LKS_OK || rc == LKS_LOST)
 		lks_lease_mark_lost(lease); /* no longer ours either way */
-	if (rc == LKS_OK || rc == LKS_LOST)
-		lks_emit(c, rc == LKS_OK ? LKS_EVENT_RELEASED : LKS_EVENT_LOST, lease->name, lease->fence,
-		         lks_now_us() - lease->granted_at_us, 0, 0, rc);
 	if (rc == LKS_LOST) {
 		lks_set_error(c, rc, "lease %s (fence %lld) was already lost when released",
 		              lease->name, (long long)lease->fence);
 		lks_log(c, 1, "%s", c->errmsg);
 	}
+	/* last: nothing touches the lease or c after the hook */
+	if (rc == LKS_OK || rc == LKS_LOST)
+		lks_emit(c, rc == LKS_OK ? LKS_EVENT_RELEASED : LKS_EVENT_LOST, lease->name, lease->fence,
+		         lks_now_us() - lease->granted_at_us, 0, 0, rc);
 	return rc;
 }
 

@@ -1071,11 +1071,6 @@ static int my_lease_force_release(lks_conn *c, const char *t, const char *name,
 	return rc;
 }
 
-static void my_interrupt_prepare(lks_conn *c)
-{
-	(void)c;
-}
-
 /* MariaDB Connector/C: reads and writes on the connection fail from now on
  * (the handle must be reset); the server ends the session and with it the
  * statement and its locks. */
@@ -1116,7 +1111,6 @@ const lks_backend_ops lks_mysql_ops = {
 	.lease_guard = my_lease_guard,
 	.lease_select = my_lease_select,
 	.set_prepare = my_set_prepare,
-	.interrupt_prepare = my_interrupt_prepare,
 	.interrupt = my_interrupt,
 	.lease_has_owner = my_lease_has_owner,
 	.lease_force_release = my_lease_force_release,

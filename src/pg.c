@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <stdlib.h>
@@ -34,17 +35,24 @@ typedef struct pg_state {
 	                    handle's on a shared or re-adopted connection */
 	bool unprepared; /* prepare=off: no named statement outlives its call
 	                    (transaction poolers), and no session locks */
-	PGcancel *cancel; /* for lks_cancel_trip, made on first use */
 	bool timed_out;   /* the last call shut the connection: no answer */
+	bool unanswered_cancel; /* ... to a cancel request within CANCEL_GRACE_US */
 } pg_state;
 
 #define ST(c) ((pg_state *)(c)->backend)
+/* how long a canceled statement may run on before its socket is shut down */
+#define CANCEL_GRACE_US 1000000
 
 #define PG(c) ((PGconn *)(c)->native)
 #define REMAINING_US "(extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint"
 
 static int pg_error(lks_conn *c, PGresult *res)
 {
+	if (ST(c)->timed_out && ST(c)->unanswered_cancel)
+		return lks_set_error(c, LKS_ECONN,
+		                     "postgresql: the server did not end the canceled statement within"
+		                     " %d ms; the connection is closed: lks_conn_reset or reopen it",
+		                     CANCEL_GRACE_US / 1000);
 	if (ST(c)->timed_out)
 		return lks_set_error(c, LKS_ECONN,
 		                     "postgresql: no answer within the op timeout (%lld ms); the connection"
@@ -67,27 +75,66 @@ static int pg_error(lks_conn *c, PGresult *res)
 	return code;
 }
 
+static void *pg_cancel_thread(void *arg)
+{
+	char err[256];
+	PQcancel(arg, err, sizeof err); /* blocks while the server is silent */
+	PQfreeCancel(arg);
+	return NULL;
+}
+
+/* PostgreSQL's cancel request is a new connection to the server: sent from
+ * a detached thread, so neither the tripping thread nor this one waits on a
+ * server that does not answer. */
+static void pg_send_cancel(lks_conn *c)
+{
+	PGcancel *pc = PQgetCancel(PG(c));
+	pthread_attr_t a;
+	pthread_t th;
+	if (!pc)
+		return;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &a, pg_cancel_thread, pc))
+		PQfreeCancel(pc); /* the grace period ends it instead */
+	pthread_attr_destroy(&a);
+}
+
 /*
  * Wait until libpq can hand over a result without blocking, or the handle's
  * op timeout passes: then the socket is shut down (a server that stopped
  * answering: SIGSTOP, a black-holed network) and false. Every statement
- * goes through here, so no call blocks forever.
+ * goes through here, so no call blocks forever. The cancel token of the
+ * statement in flight (if any) is polled too: once it trips, a cancel
+ * request goes out, and a statement still running CANCEL_GRACE_US later
+ * is cut off the same way.
  */
 static bool pg_wait_ready(lks_conn *c, int64_t deadline)
 {
+	bool sent = false;
+	ST(c)->unanswered_cancel = false;
 	while (PQisBusy(PG(c))) {
-		struct pollfd p = {.fd = PQsocket(PG(c)), .events = POLLIN};
+		struct pollfd p[2] = {{.fd = PQsocket(PG(c)), .events = POLLIN},
+		                      {.fd = sent ? -1 : lks_cancel_fd(c->cancel), .events = POLLIN}};
 		int64_t left = deadline - lks_now_us();
 		int r;
-		if (c->op_timeout_us > 0 && left <= 0) {
-			shutdown(p.fd, SHUT_RDWR);
+		if (deadline != INT64_MAX && left <= 0) {
+			shutdown(p[0].fd, SHUT_RDWR);
 			ST(c)->timed_out = true;
+			ST(c)->unanswered_cancel = sent;
 			return false;
 		}
-		r = poll(&p, 1, c->op_timeout_us > 0 ? (int)(left / 1000 + 1 < INT_MAX ? left / 1000 + 1 : INT_MAX) : -1);
+		r = poll(p, 2, deadline != INT64_MAX ? (int)(left / 1000 + 1 < INT_MAX ? left / 1000 + 1 : INT_MAX) : -1);
 		if (r < 0 && errno != EINTR)
 			break; /* libpq reports the broken connection */
-		if (r > 0 && !PQconsumeInput(PG(c)))
+		if (r > 0 && (p[1].revents & POLLIN)) {
+			int64_t grace = lks_now_us() + CANCEL_GRACE_US;
+			sent = true;
+			pg_send_cancel(c);
+			if (grace < deadline)
+				deadline = grace;
+		}
+		if (r > 0 && p[0].revents && !PQconsumeInput(PG(c)))
 			break;
 	}
 	return true;
@@ -146,8 +193,6 @@ static void pg_close(lks_conn *c)
 			}
 			free(st->cache[i].sql);
 		}
-		if (st->cancel)
-			PQfreeCancel(st->cancel);
 		free(st);
 	}
 	if (c->native && !c->borrowed)
@@ -943,21 +988,6 @@ static bool pg_baton_supported(lks_conn *c)
 	return !ST(c)->unprepared;
 }
 
-static void pg_interrupt_prepare(lks_conn *c)
-{
-	if (!ST(c)->cancel)
-		ST(c)->cancel = PQgetCancel(PG(c));
-}
-
-/* PQcancel is safe from another thread: the running statement ends with
- * query_canceled, the connection stays usable. */
-static void pg_interrupt(lks_conn *c)
-{
-	char err[256];
-	if (ST(c)->cancel)
-		PQcancel(ST(c)->cancel, err, sizeof err);
-}
-
 static int pg_set_prepare(lks_conn *c, bool on)
 {
 	ST(c)->unprepared = !on;
@@ -1085,8 +1115,7 @@ const lks_backend_ops lks_pg_ops = {
 	.lease_guard = pg_lease_guard,
 	.lease_select = pg_lease_select,
 	.set_prepare = pg_set_prepare,
-	.interrupt_prepare = pg_interrupt_prepare,
-	.interrupt = pg_interrupt,
+	.interrupt = NULL, /* pg_wait_ready polls the token */
 	.lease_has_owner = pg_lease_has_owner,
 	.lease_force_release = pg_lease_force_release,
 };

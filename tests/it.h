@@ -64,4 +64,8 @@ void bad_urls_and_servers(void **state);
 void server_gone_mid_call(void **state);
 void connection_lost_during_commit_is_unknown(void **state);
 void adopt_native_connection(void **state);
+void canceled_head_gives_its_place_back(void **state);
+void shared_token_ends_every_wait(void **state);
+void trip_returns_while_postgres_is_silent(void **state);
+void hooks_may_call_other_handles(void **state);
 #endif

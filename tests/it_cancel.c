@@ -1,6 +1,9 @@
 /* Integration: cancel tokens end a waiting acquire and a retry loop from
  * another thread, quickly and holding nothing (issue #10, item 1). */
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,4 +169,225 @@ void retry_loop_is_canceled(void **state)
 	v1.max_delay_us = 0;
 	assert_int_equal(lks_retry(f->c, &v1, always_conflict, NULL, &st), LKS_CONFLICT);
 	assert_int_equal(st.attempts, 2);
+}
+
+/* ---- hardening 3, items 7-9: no lost interrupt, no kept place, no block */
+
+uint64_t lks_baton_key(const char *table_q, const char *name); /* src/util.c */
+
+typedef struct room_waiter {
+	lks_conn *c;
+	lks_cancel *token;
+	int rc;
+	atomic_int done;
+} room_waiter;
+
+static void *wait_in_room(void *arg)
+{
+	room_waiter *w = arg;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease *l = NULL;
+	o.cancel = w->token;
+	o.base_delay_us = 10000000; /* the head sleeps ~10 s between polls */
+	o.max_delay_us = 10000000;
+	w->rc = lks_lease_acquire(&l, w->c, "room", 60000, 60000, &o);
+	lks_lease_free(l);
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+/* Wait on observed state: sql (one integer) reaches want; 60 s means hung. */
+static void wait_for(lks_conn *c, const char *sql, int64_t want)
+{
+	for (int i = 0; i < 6000; i++) {
+		if (t_int1(c, sql) == want)
+			return;
+		usleep(10000);
+	}
+	fail_msg("still not %lld after 60 s: %s", (long long)want, sql);
+}
+
+/* The head of the line holds the name's baton and sleeps between polls; a
+ * trip that lands in that sleep gives the baton back (MariaDB kept it for
+ * the connection's life: every later hand-off waited about 1 s). */
+void canceled_head_gives_its_place_back(void **state)
+{
+	fx *f = *state;
+	room_waiter w = {0};
+	lks_lease *a = NULL;
+	pthread_t th;
+	char sql[256];
+	int64_t id;
+	if (T_POOLED) {
+		print_message("    no waiting room behind a transaction pooler: nothing to give back\n");
+		return;
+	}
+	assert_int_equal(lks_lease_acquire(&a, f->c, "room", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_cancel_new(&w.token), LKS_OK);
+	w.c = t_open(f->url);
+	id = t_session_id(w.c);
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+		                          " AND granted AND pid = %lld", (long long)id);
+	else
+		snprintf(sql, sizeof sql, "SELECT COALESCE(IS_USED_LOCK('lks:%016llx'), 0) = %lld",
+		         (unsigned long long)lks_baton_key("`lks_lease`", "room"), (long long)id);
+	pthread_create(&th, NULL, wait_in_room, &w);
+	wait_for(f->c, sql, 1); /* it is the head: it holds the baton */
+	lks_cancel_trip(w.token);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, LKS_CANCELED);
+	/* its connection is still open, and holds no baton */
+	assert_int_equal(t_int1(f->c, sql), 0);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	lks_conn_close(w.c);
+	lks_cancel_free(w.token);
+}
+
+/* One token shared by several waits in the line: every one ends with
+ * LKS_CANCELED and nothing held (the token used to remember only the last
+ * statement it could interrupt; the unit suite checks each is). */
+void shared_token_ends_every_wait(void **state)
+{
+	fx *f = *state;
+	enum { N = 4 };
+	room_waiter w[N];
+	pthread_t th[N];
+	lks_cancel *token = NULL;
+	lks_lease *a = NULL;
+	lks_lease_info info;
+	char sql[256];
+	assert_int_equal(lks_lease_acquire(&a, f->c, "room", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_cancel_new(&token), LKS_OK);
+	for (int i = 0; i < N; i++) {
+		memset(&w[i], 0, sizeof w[i]);
+		w[i].c = t_open(f->url);
+		w[i].token = token;
+		pthread_create(&th[i], NULL, wait_in_room, &w[i]);
+	}
+	if (!T_POOLED) {
+		/* all in line: one head with the baton, the others blocked on it */
+		if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
+			snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+			                          " AND NOT granted");
+		else
+			snprintf(sql, sizeof sql, "SELECT count(*) FROM information_schema.PROCESSLIST"
+			                          " WHERE INFO LIKE 'SELECT COALESCE(GET_LOCK(%%'");
+		wait_for(f->c, sql, N - 1);
+	}
+	lks_cancel_trip(token);
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].rc, LKS_CANCELED);
+		lks_conn_close(w[i].c);
+	}
+	assert_int_equal(lks_lease_inspect(f->c, "room", &info), LKS_OK);
+	assert_true(info.held);
+	assert_int_equal(info.fence, lks_lease_fence(a));
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	lks_cancel_free(token);
+}
+
+static int stop_process(pid_t pid, int sig)
+{
+	return kill(pid, sig);
+}
+
+static pid_t parent_of(pid_t pid)
+{
+	char path[64];
+	int ppid = -1;
+	FILE *fp;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (!(fp = fopen(path, "r")))
+		return -1;
+	/* pid (comm) state ppid: comm has no ')' for postgres processes */
+	if (fscanf(fp, "%*d (%*[^)]) %*c %d", &ppid) != 1)
+		ppid = -1;
+	fclose(fp);
+	return ppid;
+}
+
+typedef struct tripper {
+	lks_cancel *token;
+	atomic_int done;
+} tripper;
+
+static void *trip_it(void *arg)
+{
+	tripper *t = arg;
+	lks_cancel_trip(t->token);
+	atomic_store(&t->done, 1);
+	return NULL;
+}
+
+/* Wait until *flag is set; 60 s means hung. */
+static bool wait_flag(atomic_int *flag)
+{
+	for (int i = 0; i < 6000 && !atomic_load(flag); i++)
+		usleep(10000);
+	return atomic_load(flag);
+}
+
+/* PostgreSQL does not answer at all (its postmaster and the waiter's backend
+ * stopped): lks_cancel_trip returns at once, and the canceled wait returns
+ * LKS_CANCELED while the server is still stopped, well inside its op timeout
+ * (it used to send the cancel request from the tripping thread, under the
+ * token's lock, and wait for a server that never answered). */
+void trip_returns_while_postgres_is_silent(void **state)
+{
+	fx *f = *state;
+	room_waiter w = {0};
+	tripper tr = {0};
+	lks_lease *a = NULL;
+	pthread_t th, tt;
+	char url[1200], sql[256];
+	pid_t backend, postmaster;
+	bool tripped, returned;
+	if (T_BACKEND != LKS_BACKEND_POSTGRESQL || T_POOLED) {
+		print_message("    PostgreSQL without a pooler only: it stops the server's processes\n");
+		return;
+	}
+	snprintf(url, sizeof url, "%s%sop_timeout=600", f->url, strchr(f->url, '?') ? "&" : "?");
+	assert_int_equal(lks_lease_acquire(&a, f->c, "room", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_cancel_new(&w.token), LKS_OK);
+	tr.token = w.token;
+	w.c = t_open(url);
+	backend = (pid_t)t_session_id(w.c);
+	postmaster = parent_of(backend);
+	assert_true(postmaster > 1);
+	/* a second waiter is the head; w blocks in the server on the baton */
+	room_waiter head = {.token = NULL};
+	pthread_t hth;
+	head.c = t_open(f->url);
+	pthread_create(&hth, NULL, wait_in_room, &head);
+	wait_for(f->c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", 1);
+	pthread_create(&th, NULL, wait_in_room, &w);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+	                          " AND NOT granted AND pid = %d", (int)backend);
+	wait_for(f->c, sql, 1);
+	assert_int_equal(stop_process(backend, SIGSTOP), 0);
+	assert_int_equal(stop_process(postmaster, SIGSTOP), 0);
+	pthread_create(&tt, NULL, trip_it, &tr);
+	tripped = wait_flag(&tr.done);
+	returned = tripped && wait_flag(&w.done);
+	/* observed while the server is still stopped */
+	stop_process(postmaster, SIGCONT);
+	stop_process(backend, SIGCONT);
+	pthread_join(tt, NULL);
+	pthread_join(th, NULL);
+	assert_true(tripped);
+	assert_true(returned);
+	assert_int_equal(w.rc, LKS_CANCELED);
+	/* the handle works again after a reset */
+	assert_int_equal(lks_conn_reset(w.c), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	pthread_join(hth, NULL); /* the head gets it at the release */
+	assert_int_equal(head.rc, LKS_OK);
+	lks_conn_close(head.c);
+	lks_conn_close(w.c);
+	lks_cancel_free(w.token);
 }

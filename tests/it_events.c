@@ -1,5 +1,6 @@
 /* Integration: event and log hooks (issue #10, item 4). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -150,4 +151,69 @@ void events_reach_the_hooks(void **state)
 	pthread_mutex_unlock(&r.mu);
 	lks_lease_free(a);
 	lks_conn_close(other);
+}
+
+/* Hardening 3, item 10: the documented hook rule, followed. Hooks that call
+ * lockstock on another handle (inspect, from a BUSY hook, a release's LOST
+ * hook and the renew thread's LOST hook) work, the event is the call's last
+ * use of the lease, and the caller frees the lease after the call; under
+ * ASan and valgrind nothing is touched after it is freed. */
+typedef struct other_handle {
+	lks_conn *other;
+	atomic_int calls, ok;
+	int64_t fence_seen;
+} other_handle;
+
+static void inspect_from_hook(const lks_event *ev, void *arg)
+{
+	other_handle *o = arg;
+	lks_lease_info info;
+	if (ev->kind != LKS_EVENT_BUSY && ev->kind != LKS_EVENT_LOST)
+		return;
+	if (lks_lease_inspect(o->other, ev->name, &info) == LKS_OK && info.fence >= ev->fence) {
+		o->fence_seen = info.fence;
+		atomic_fetch_add(&o->ok, 1);
+	}
+	atomic_fetch_add(&o->calls, 1); /* last: the test reads ok after it */
+}
+
+void hooks_may_call_other_handles(void **state)
+{
+	fx *f = *state;
+	other_handle oh = {.other = t_open(f->url)}, rh = {.other = t_open(f->url)};
+	lks_conn *c = t_open(f->url);
+	lks_lease *a = NULL, *b = NULL;
+	lks_autorenew_options ro = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_info info;
+	assert_int_equal(lks_conn_set_event_hook(c, inspect_from_hook, &oh), LKS_OK);
+	/* BUSY: acquire on c finds f->c's grant */
+	assert_int_equal(lks_lease_acquire(&a, f->c, "hooked", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&b, c, "hooked", 60000, 0, NULL), LKS_BUSY);
+	assert_int_equal(atomic_load(&oh.ok), 1);
+	assert_int_equal(oh.fence_seen, lks_lease_fence(a));
+	/* LOST at release: taken away, then released by its holder on c */
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	lks_lease_free(a);
+	assert_int_equal(lks_lease_acquire(&b, c, "hooked", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_force_release(f->c, "hooked", &info), LKS_OK);
+	assert_int_equal(lks_lease_release(c, b), LKS_LOST);
+	assert_int_equal(atomic_load(&oh.ok), 2);
+	lks_lease_free(b); /* after the call, as the rule says */
+	/* LOST on the renew thread */
+	b = NULL;
+	assert_int_equal(lks_lease_acquire(&b, c, "hooked", 3000, 0, NULL), LKS_OK);
+	ro.interval_ms = 100;
+	ro.on_event = inspect_from_hook;
+	ro.arg = &rh;
+	assert_int_equal(lks_lease_autorenew_start(b, c, NULL, &ro), LKS_OK);
+	assert_int_equal(lks_lease_force_release(f->c, "hooked", &info), LKS_OK);
+	for (int i = 0; i < 6000 && !atomic_load(&rh.calls); i++)
+		usleep(10000); /* observed state: the renew thread's LOST; 60 s means hung */
+	assert_int_equal(atomic_load(&rh.calls), 1);
+	assert_int_equal(atomic_load(&rh.ok), 1);
+	assert_true(lks_lease_is_lost(b));
+	lks_lease_free(b);
+	lks_conn_close(c);
+	lks_conn_close(oh.other);
+	lks_conn_close(rh.other);
 }

@@ -326,6 +326,46 @@ static void cli_json_round_trips(void **state)
 	assert_true(valid_seen > 100 && invalid_seen > 100);
 }
 
+/* Hardening 3, item 9: one token, several statements in flight on
+ * different handles: a trip interrupts every one (it remembered only the
+ * last), and a handle that left is not touched. */
+static int interrupted[3];
+static void count_interrupt(lks_conn *c)
+{
+	interrupted[(int)(intptr_t)c->native]++;
+}
+
+static void cancel_reaches_every_wait(void **state)
+{
+	lks_backend_ops ops = {.interrupt = count_interrupt};
+	lks_conn conns[3];
+	lks_cancel *t = NULL;
+	(void)state;
+	memset(conns, 0, sizeof conns);
+	assert_int_equal(lks_cancel_new(&t), LKS_OK);
+	for (int i = 0; i < 3; i++) {
+		conns[i].ops = &ops;
+		conns[i].native = (void *)(intptr_t)i;
+		assert_false(lks_cancel_enter(t, &conns[i]));
+		assert_ptr_equal(conns[i].cancel, t);
+	}
+	lks_cancel_leave(t, &conns[1]);
+	assert_null(conns[1].cancel);
+	assert_false(lks_cancel_sleep(t, 1000)); /* not tripped: the whole ms */
+	lks_cancel_trip(t);
+	assert_int_equal(interrupted[0], 1);
+	assert_int_equal(interrupted[1], 0);
+	assert_int_equal(interrupted[2], 1);
+	assert_true(lks_cancel_sleep(t, 3600LL * 1000000)); /* tripped: at once */
+	assert_true(lks_cancel_enter(t, &conns[1])); /* tripped: not entered */
+	lks_cancel_leave(t, &conns[0]);
+	lks_cancel_leave(t, &conns[2]);
+	lks_cancel_reset(t);
+	assert_false(lks_cancel_is_tripped(t));
+	assert_false(lks_cancel_sleep(t, 1000)); /* the fd was drained */
+	lks_cancel_free(t);
+}
+
 /* #7 item 13: a suspend (CLOCK_BOOTTIME moves on, CLOCK_MONOTONIC does
  * not) counts toward a lease's local deadline. */
 static int64_t suspended_us;
@@ -674,7 +714,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(suspend_counts_toward_deadlines),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(cancel_reaches_every_wait), cmocka_unit_test(suspend_counts_toward_deadlines),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
