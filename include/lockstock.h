@@ -87,9 +87,10 @@ LKS_API int lks_library_init(void);
  * once, and a statement blocked in the server is interrupted (PostgreSQL: a
  * cancel request, the handle stays usable; if the server has not ended the
  * statement 1 s later, it does not answer, and the connection is closed:
- * lks_conn_reset it. MariaDB: the connection is shut down, so the handle
- * must be lks_conn_reset or closed, and the server drops what the session
- * held). A retry attempt that is running finishes first. Tripping never
+ * lks_conn_reset it. MariaDB: the connection is shut down; an acquire then
+ * reconnects the handle (one opened from a URL), KILLs the old session and
+ * frees any grant it completed meanwhile, so it holds nothing; after a
+ * canceled retry, lks_conn_reset the handle). A retry attempt that is running finishes first. Tripping never
  * waits for the network, and every call waiting on the token ends, however
  * many share it. A token stays tripped until lks_cancel_reset; one token may
  * serve many calls and threads. lks_cancel_trip is not async-signal-safe

@@ -149,6 +149,9 @@ struct lks_backend_ops {
 	 * lks_cancel_fd) runs on the tripping thread while a statement blocks;
 	 * it must not wait for the network. */
 	void (*interrupt)(lks_conn *c);
+	/* NULL, or: after a canceled acquire, make sure it holds nothing (the
+	 * interrupt cost the session, whose statement may still complete) */
+	int (*after_cancel)(lks_conn *c, const char *table_q, const char *name, const char *holder);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
 	int (*set_prepare)(lks_conn *c, bool on);
 	/* whether the lease table has the owner column */

@@ -183,12 +183,19 @@ static void baton_give_quietly(lks_conn *c, uint64_t baton);
  * poll or wait took it, goes back (twice if needed: a cancel request that
  * arrives late can end the first try). On MariaDB the connection is gone
  * and its locks with it. */
-static int canceled(lks_conn *c, const char *name, lks_acquire_options *o, lks_acquire_stats *st,
-                    int64_t start, bool holding, uint64_t key)
+static int canceled(lks_conn *c, const char *t, const char *name, const char *holder,
+                    lks_acquire_options *o, lks_acquire_stats *st, int64_t start, bool holding,
+                    uint64_t key)
 {
+	int rc;
 	/* on every backend: a trip that lands in a sleep leaves the session
 	 * alive with its baton (a shut-down MariaDB session lost it already,
 	 * and giving it back then fails quietly) */
+	/* a session the cancel cost may still complete its grant: end it and
+	 * free what it got (MariaDB) */
+	if (c->ops->after_cancel && (rc = c->ops->after_cancel(c, t, name, holder)))
+		lks_log(c, 0, "acquire of %s canceled; making sure it holds nothing failed: %s"
+		              " (a grant that completed expires at its TTL)", name, c->errmsg);
 	if (holding && c->native) {
 		int held = 1;
 		baton_give_quietly(c, key);
@@ -286,7 +293,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		sent = lks_now_us();
 		g.statements = 1;
 		if (lks_cancel_enter(o.cancel, c))
-			return canceled(c, name, &o, &st, start, holding, key);
+			return canceled(c, t, name, holder, &o, &st, start, holding, key);
 		/* a row-lock wait stays well inside the op timeout */
 		if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
 			left = c->op_timeout_us / 2;
@@ -300,7 +307,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		lks_cancel_leave(o.cancel, c);
 		/* a grant that completed as the token tripped is the caller's */
 		if (lks_cancel_is_tripped(o.cancel) && !(rc == LKS_OK && g.granted))
-			return canceled(c, name, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
+			return canceled(c, t, name, holder, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
 		now = lks_now_us();
 		st.attempts += g.statements;
 		if (rc == LKS_ETRANSIENT) {
@@ -382,11 +389,11 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				delay = deadline - now;
 			st.queued++;
 			if (lks_cancel_enter(o.cancel, c))
-				return canceled(c, name, &o, &st, start, false, key);
+				return canceled(c, t, name, holder, &o, &st, start, false, key);
 			rc = c->ops->baton_wait(c, key, delay, &got);
 			lks_cancel_leave(o.cancel, c);
 			if (lks_cancel_is_tripped(o.cancel))
-				return canceled(c, name, &o, &st, start, rc == LKS_OK && got, key);
+				return canceled(c, t, name, holder, &o, &st, start, rc == LKS_OK && got, key);
 			if (rc) {
 				st.waited_us = lks_now_us() - start;
 				put_stats(&o, &st);
@@ -411,7 +418,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		if (delay > deadline - now)
 			delay = deadline - now;
 		if (lks_cancel_sleep(o.cancel, delay))
-			return canceled(c, name, &o, &st, start, holding, key);
+			return canceled(c, t, name, holder, &o, &st, start, holding, key);
 	}
 	st.waited_us = lks_now_us() - start;
 	put_stats(&o, &st);

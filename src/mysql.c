@@ -28,6 +28,8 @@ typedef struct my_state {
 	bool wsrep;      /* a Galera node (wsrep_on): see SYNC and my_lease_guard */
 	lks_fence_guard guard_mode; /* from the URL */
 	bool write_guard;           /* the guard in effect: see my_lease_guard */
+	bool interrupted; /* a cancel shut the socket mid-statement (set under
+	                     the token's lock, read after leaving it) */
 	/* fence hints: the fence a lease had when this handle released it, by
 	 * baton key (table and name); see my_lease_try_hinted */
 	struct {
@@ -1072,15 +1074,55 @@ static int my_lease_force_release(lks_conn *c, const char *t, const char *name,
 }
 
 /* MariaDB Connector/C: reads and writes on the connection fail from now on
- * (the handle must be reset); the server ends the session and with it the
- * statement and its locks. */
+ * (the handle must be reset); no network I/O, so the tripping thread never
+ * waits. The server goes on with the statement: my_after_cancel ends it. */
 static void my_interrupt(lks_conn *c)
 {
 #ifdef MARIADB_PACKAGE_VERSION_ID
+	ST(c)->interrupted = true;
 	mariadb_cancel(MY(c));
 #else
 	(void)c; /* libmysqlclient: the statement runs to its own timeout */
 #endif
+}
+
+/*
+ * After a cancel cut the socket, the server still runs the statement: a
+ * grant waiting on a row lock would complete when the lock is freed and
+ * hold the lease for a whole TTL for a holder nobody knows. So: reconnect
+ * (the handle is usable again), KILL the old session, wait until it is gone
+ * from the process list, then free any grant with this acquire's holder id
+ * (unique to it), in case the grant committed before the kill.
+ */
+static int my_after_cancel(lks_conn *c, const char *t, const char *name, const char *holder)
+{
+	char sql[160];
+	unsigned long id;
+	lks_value p[2] = {LKS_TEXT(name), LKS_TEXT(holder)};
+	lks_sql q = {.len = 0};
+	int64_t gone = 1;
+	int rc;
+	if (!ST(c)->interrupted)
+		return LKS_OK; /* the trip came between statements: the session is whole */
+	id = mysql_thread_id(MY(c));
+	if ((rc = lks_conn_reset(c)))
+		return rc; /* the old session ends when the server sees the socket closed */
+	snprintf(sql, sizeof sql, "KILL CONNECTION %lu", id);
+	if (my_exec(c, sql) && c->err_no != 1094 /* ER_NO_SUCH_THREAD: already gone */)
+		return c->err;
+	snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %lu",
+	         id);
+	for (int i = 0; i < 500 && gone; i++) { /* a killed session ends at its next check */
+		if ((rc = lks_conn_query_int(c, sql, NULL, 0, &gone)))
+			return rc;
+		if (gone)
+			lks_sleep_us(10000);
+	}
+	lks_sql_add(&q, "%sUPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)"
+	                " WHERE name = ? AND holder = ? AND expires_at > UTC_TIMESTAMP(6)",
+	            SYNC(c), t);
+	rc = lks_query_grant(c, &q, p, 2, NULL);
+	return rc == LKS_LOST ? LKS_OK : rc; /* LKS_LOST: it never got it */
 }
 
 static int my_set_prepare(lks_conn *c, bool on)
@@ -1112,6 +1154,7 @@ const lks_backend_ops lks_mysql_ops = {
 	.lease_select = my_lease_select,
 	.set_prepare = my_set_prepare,
 	.interrupt = my_interrupt,
+	.after_cancel = my_after_cancel,
 	.lease_has_owner = my_lease_has_owner,
 	.lease_force_release = my_lease_force_release,
 };

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <stdlib.h>
@@ -75,29 +76,64 @@ static int pg_error(lks_conn *c, PGresult *res)
 	return code;
 }
 
+/* A cancel request in flight: freed by whichever of the sender thread and
+ * the waiting statement lets go of it last. */
+typedef struct pg_cancel_req {
+	PGcancel *pc;
+	atomic_int done, refs;
+} pg_cancel_req;
+
+static void cancel_req_put(pg_cancel_req *r)
+{
+	if (atomic_fetch_sub(&r->refs, 1) == 1) {
+		PQfreeCancel(r->pc);
+		free(r);
+	}
+}
+
 static void *pg_cancel_thread(void *arg)
 {
+	pg_cancel_req *r = arg;
 	char err[256];
-	PQcancel(arg, err, sizeof err); /* blocks while the server is silent */
-	PQfreeCancel(arg);
+	PQcancel(r->pc, err, sizeof err); /* blocks while the server is silent */
+	atomic_store(&r->done, 1);
+	cancel_req_put(r);
 	return NULL;
 }
 
 /* PostgreSQL's cancel request is a new connection to the server: sent from
  * a detached thread, so neither the tripping thread nor this one waits on a
- * server that does not answer. */
-static void pg_send_cancel(lks_conn *c)
+ * server that does not answer. NULL when it could not be sent. */
+static pg_cancel_req *pg_send_cancel(lks_conn *c)
 {
-	PGcancel *pc = PQgetCancel(PG(c));
+	pg_cancel_req *r = calloc(1, sizeof *r);
 	pthread_attr_t a;
 	pthread_t th;
-	if (!pc)
-		return;
+	if (!r || !(r->pc = PQgetCancel(PG(c)))) {
+		free(r);
+		return NULL;
+	}
+	atomic_store(&r->refs, 2);
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &a, pg_cancel_thread, pc))
-		PQfreeCancel(pc); /* the grace period ends it instead */
+	if (pthread_create(&th, &a, pg_cancel_thread, r)) {
+		PQfreeCancel(r->pc);
+		free(r);
+		r = NULL; /* the grace period ends the statement instead */
+	}
 	pthread_attr_destroy(&a);
+	return r;
+}
+
+/* The statement ended: let the cancel request finish first (until the
+ * deadline), so it cannot land on the handle's next statement. */
+static void pg_cancel_settle(pg_cancel_req *r, int64_t deadline)
+{
+	if (!r)
+		return;
+	while (!atomic_load(&r->done) && lks_now_us() < deadline)
+		lks_sleep_us(1000);
+	cancel_req_put(r);
 }
 
 /*
@@ -112,6 +148,7 @@ static void pg_send_cancel(lks_conn *c)
 static bool pg_wait_ready(lks_conn *c, int64_t deadline)
 {
 	bool sent = false;
+	pg_cancel_req *req = NULL;
 	ST(c)->unanswered_cancel = false;
 	while (PQisBusy(PG(c))) {
 		struct pollfd p[2] = {{.fd = PQsocket(PG(c)), .events = POLLIN},
@@ -122,6 +159,7 @@ static bool pg_wait_ready(lks_conn *c, int64_t deadline)
 			shutdown(p[0].fd, SHUT_RDWR);
 			ST(c)->timed_out = true;
 			ST(c)->unanswered_cancel = sent;
+			pg_cancel_settle(req, 0); /* cut off: no next statement on it */
 			return false;
 		}
 		r = poll(p, 2, deadline != INT64_MAX ? (int)(left / 1000 + 1 < INT_MAX ? left / 1000 + 1 : INT_MAX) : -1);
@@ -130,13 +168,14 @@ static bool pg_wait_ready(lks_conn *c, int64_t deadline)
 		if (r > 0 && (p[1].revents & POLLIN)) {
 			int64_t grace = lks_now_us() + CANCEL_GRACE_US;
 			sent = true;
-			pg_send_cancel(c);
+			req = pg_send_cancel(c);
 			if (grace < deadline)
 				deadline = grace;
 		}
 		if (r > 0 && p[0].revents && !PQconsumeInput(PG(c)))
 			break;
 	}
+	pg_cancel_settle(req, deadline);
 	return true;
 }
 

@@ -58,6 +58,7 @@ int main(int argc, char **argv)
 		T(canceled_head_gives_its_place_back),
 		T(shared_token_ends_every_wait),
 		T(trip_returns_while_postgres_is_silent),
+		T(canceled_grant_never_completes_later),
 		T(events_reach_the_hooks),
 		T(hooks_may_call_other_handles),
 		T(bad_input_changes_nothing),

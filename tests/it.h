@@ -68,4 +68,5 @@ void canceled_head_gives_its_place_back(void **state);
 void shared_token_ends_every_wait(void **state);
 void trip_returns_while_postgres_is_silent(void **state);
 void hooks_may_call_other_handles(void **state);
+void canceled_grant_never_completes_later(void **state);
 #endif

@@ -391,3 +391,115 @@ void trip_returns_while_postgres_is_silent(void **state)
 	lks_conn_close(w.c);
 	lks_cancel_free(w.token);
 }
+
+typedef struct slow_write {
+	lks_conn *c;
+	lks_lease *l;
+	atomic_int inside, finish;
+	int rc;
+} slow_write;
+
+static int hold_row(lks_conn *c, int64_t fence, void *arg)
+{
+	slow_write *s = arg;
+	(void)c;
+	(void)fence;
+	atomic_store(&s->inside, 1);
+	for (int i = 0; i < 6000 && !atomic_load(&s->finish); i++)
+		usleep(10000);
+	return LKS_OK;
+}
+
+static void *write_slowly(void *arg)
+{
+	slow_write *s = arg;
+	s->rc = lks_lease_fenced_write(s->c, s->l, hold_row, s);
+	return NULL;
+}
+
+typedef struct trip_arg {
+	lks_conn *obs;
+	const char *sql;
+	lks_cancel *token;
+} trip_arg;
+
+/* Trip once sql (a count) sees the grant waiting on the row lock. */
+static void *trip_when_waiting(void *arg)
+{
+	trip_arg *a = arg;
+	for (int i = 0; i < 6000 && !lks_cancel_is_tripped(a->token); i++) {
+		if (t_int1(a->obs, a->sql) == 1)
+			break;
+		usleep(1000);
+	}
+	lks_cancel_trip(a->token);
+	return NULL;
+}
+
+/* Hardening 3, item 6: an acquire canceled while its grant waits on the
+ * row lock (behind a fenced write that outlives its TTL) holds nothing,
+ * also after the row lock is freed: MariaDB's cancel only cut the socket,
+ * and the server completed the grant for a holder nobody knew. */
+void canceled_grant_never_completes_later(void **state)
+{
+	fx *f = *state;
+	slow_write s = {.c = f->c};
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease *g = NULL;
+	lks_cancel *token = NULL;
+	lks_conn *obs = t_open(f->url), *c = t_open(f->url);
+	pthread_t ws, tt;
+	lks_lease_info info;
+	char sql[256];
+	int64_t id = t_session_id(c);
+	trip_arg ta = {obs, sql, NULL};
+	assert_int_equal(lks_lease_acquire(&s.l, f->c, "ghost", 300, 0, NULL), LKS_OK);
+	pthread_create(&ws, NULL, write_slowly, &s);
+	for (int i = 0; i < 6000 && !atomic_load(&s.inside); i++)
+		usleep(10000);
+	assert_true(atomic_load(&s.inside));
+	/* the lease expires while its fenced write still holds the row */
+	for (int i = 0; i < 6000; i++) {
+		assert_int_equal(lks_lease_inspect(obs, "ghost", &info), LKS_OK);
+		if (!info.held)
+			break;
+		usleep(10000);
+	}
+	assert_false(info.held);
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld"
+		                          " AND wait_event_type = 'Lock'", (long long)id);
+	else
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM information_schema.INNODB_TRX"
+		                          " WHERE trx_mysql_thread_id = %lld AND trx_state = 'LOCK WAIT'",
+		         (long long)id);
+	assert_int_equal(lks_cancel_new(&token), LKS_OK);
+	ta.token = token;
+	o.cancel = token;
+	o.waiting_room = 0;
+	pthread_create(&tt, NULL, trip_when_waiting, &ta);
+	int rc = lks_lease_acquire(&g, c, "ghost", 60000, 60000, &o);
+	if (rc != LKS_CANCELED)
+		lks_cancel_trip(token); /* the thread ends before this frame does */
+	pthread_join(tt, NULL);
+	if (rc != LKS_CANCELED)
+		fail_msg("acquire: %d %s", rc, lks_conn_errmsg(c));
+	assert_null(g);
+	/* the fenced write ends and frees the row */
+	atomic_store(&s.finish, 1);
+	pthread_join(ws, NULL);
+	/* the canceled grant's old session has no statement left running */
+	if (T_BACKEND == LKS_BACKEND_POSTGRESQL)
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld"
+		                          " AND state = 'active'", (long long)id);
+	else
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM information_schema.PROCESSLIST"
+		                          " WHERE ID = %lld AND COMMAND <> 'Sleep'", (long long)id);
+	wait_for(obs, sql, 0);
+	assert_int_equal(lks_lease_inspect(obs, "ghost", &info), LKS_OK);
+	assert_false(info.held);
+	lks_lease_free(s.l);
+	lks_conn_close(obs);
+	lks_conn_close(c);
+	lks_cancel_free(token);
+}
