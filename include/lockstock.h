@@ -52,6 +52,7 @@ typedef enum lks_status {
 	LKS_BUSY = -3,       /* lease held by another holder (no wait asked) */
 	LKS_TIMEOUT = -4,    /* wait or retry deadline passed */
 	LKS_LOST = -5,       /* lease is no longer held by this holder */
+	LKS_MISMATCH = -6,   /* once: the key was recorded with another fingerprint */
 	LKS_EINVAL = -10,    /* bad argument; nothing was sent or changed */
 	LKS_ECONN = -11,     /* cannot connect, or the connection was lost */
 	LKS_EDB = -12,       /* the server reported an error */
@@ -547,6 +548,115 @@ LKS_API void lks_autorenew_options_init(lks_autorenew_options *opts);
 LKS_API int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char *url,
                               const lks_autorenew_options *opts);
 LKS_API void lks_lease_autorenew_stop(lks_lease *lease);
+
+/* ---- processed once: completion records -------------------------------- */
+
+/*
+ * A lease says "not at the same time", never "not twice". lks_once_run runs
+ * a callback for (scope, key) at most once successfully: the callback runs
+ * inside a fenced transaction on a claim (a lease named after the key), and
+ * its result is recorded in that same transaction, so the effect and the
+ * record commit together or not at all. A later call with the key gets the
+ * stored result in one round trip, without running the callback or taking
+ * any lock.
+ *
+ * What a call returns:
+ *   LKS_OK, replayed = 0     the callback ran now; its result was recorded
+ *   LKS_OK, replayed = 1     completed before: the stored result, fence and
+ *                            completion time (server clock); nothing ran
+ *   LKS_OK, failed = 1       a failure recorded with record_failures (now or
+ *                            before): the callback's code and result
+ *   LKS_BUSY                 another call is running it and wait_ms = 0
+ *                            (HTTP APIs answer 409); LKS_TIMEOUT: the wait
+ *                            ran out. A wait that ends with the other call's
+ *                            completion replays it (LKS_OK, replayed = 1).
+ *   LKS_MISMATCH             the key was recorded with another fingerprint
+ *                            (HTTP 422); nothing ran or changed
+ *   the callback's error     it failed: rolled back, nothing recorded, so a
+ *                            retry runs it again (unless record_failures)
+ *   LKS_LOST                 the claim was lost before the transaction
+ *                            (a stall past its TTL): nothing committed;
+ *                            whoever took over runs it once
+ *   LKS_EUNKNOWN             the connection died during COMMIT: call again
+ *                            with the key; it replays if the COMMIT landed
+ *                            and runs if it did not
+ *   LKS_EINVAL               bad arguments, a result over max_result_bytes
+ *                            (refused before COMMIT: nothing committed)
+ *
+ * Scopes and keys are 1..LKS_ONCE_KEY_MAX bytes of UTF-8 (as lease names);
+ * the fingerprint (an optional hash of the request) is 0..
+ * LKS_ONCE_FINGERPRINT_MAX bytes, compared exactly. Records live in their
+ * own table (lks_once_install); the claim is a lease in the handle's lease
+ * table. A record is kept until lks_once_purge removes it; a key used again
+ * after its record was purged is a new request (as with Stripe's keys).
+ * Needs a handle without an open transaction.
+ */
+#define LKS_ONCE_KEY_MAX 255
+#define LKS_ONCE_FINGERPRINT_MAX 1024
+#define LKS_ONCE_RESULT_DEFAULT (64 * 1024)
+#define LKS_ONCE_RESULT_LIMIT (1024 * 1024) /* the largest max_result_bytes */
+
+/* The callback's view of the run: its fence and where its result goes. */
+typedef struct lks_once_ctx lks_once_ctx;
+/* The claim's fencing token: grows with every claim of any key. Pass it (or
+ * lks_once_attempt_id) downstream as the other service's idempotency key. */
+LKS_API int64_t lks_once_fence(const lks_once_ctx *ctx);
+/* "<scope hash>-<fence>": unique to this run, printable, for idempotency
+ * keys of services the callback calls. Valid during the callback. */
+LKS_API const char *lks_once_attempt_id(const lks_once_ctx *ctx);
+/* The result to record (copied; replaces an earlier one). LKS_EINVAL when
+ * len > max_result_bytes: the run then fails with LKS_EINVAL, nothing
+ * committed. A callback that sets none records code 0 and no bytes. */
+LKS_API int lks_once_set_result(lks_once_ctx *ctx, int code, const void *data, size_t len);
+
+/* Runs inside the fenced transaction on c: write the effect with c. Return
+ * LKS_OK to commit effect and record, anything else to roll both back (that
+ * value is returned). It must not commit, roll back or end the transaction. */
+typedef int (*lks_once_fn)(lks_conn *c, lks_once_ctx *ctx, void *arg);
+
+#define LKS_ONCE_OPTIONS_VERSION 1
+typedef struct lks_once_options {
+	unsigned int version;
+	const char *table;          /* records; NULL: "lks_once" */
+	const void *fingerprint;    /* NULL: none (never compared) */
+	size_t fingerprint_len;
+	int64_t claim_ttl_ms;       /* the claim lease's TTL; default 30000 */
+	int64_t wait_ms;            /* wait for a concurrent run; default 0 */
+	int record_failures;        /* 1: a failing callback's code and result
+	                               are recorded and replayed (its effect is
+	                               still rolled back) */
+	size_t max_result_bytes;    /* default LKS_ONCE_RESULT_DEFAULT, at most
+	                               LKS_ONCE_RESULT_LIMIT */
+	lks_cancel *cancel;         /* ends a wait: LKS_CANCELED */
+} lks_once_options;
+#define LKS_ONCE_OPTIONS_INIT {LKS_ONCE_OPTIONS_VERSION, NULL, NULL, 0, 30000, 0, 0, \
+                               LKS_ONCE_RESULT_DEFAULT, NULL}
+LKS_API void lks_once_options_init(lks_once_options *opts);
+
+typedef struct lks_once_result {
+	int replayed;            /* 1: stored before; the callback did not run */
+	int failed;              /* 1: a recorded failure (record_failures) */
+	int code;                /* as set by lks_once_set_result */
+	int64_t fence;           /* the fence of the run that recorded it */
+	int64_t completed_at_us; /* server clock, microseconds since 1970, of a
+	                            replayed record (0 when it ran now) */
+	void *data;              /* owned by the caller: lks_once_result_clear */
+	size_t len;
+} lks_once_result;
+LKS_API void lks_once_result_clear(lks_once_result *result);
+
+/* Create the records table (NULL: "lks_once") if missing, and check an
+ * existing one's shape (primary key exactly (scope, key)). */
+LKS_API int lks_once_install(lks_conn *c, const char *table);
+/* opts may be NULL (the defaults); result may be NULL. */
+LKS_API int lks_once_run(lks_conn *c, const char *scope, const char *key,
+                         const lks_once_options *opts, lks_once_fn fn, void *arg,
+                         lks_once_result *result);
+/* Delete records completed more than older_than_ms ago (server clock), in
+ * statements of at most batch rows (1..10000), each its own short
+ * transaction; *deleted (may be NULL) counts them. */
+LKS_API int lks_once_purge(lks_conn *c, const char *table, int64_t older_than_ms, int batch,
+                           int64_t *deleted);
 
 #ifdef __cplusplus
 }

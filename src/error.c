@@ -13,6 +13,7 @@ const char *lks_strerror(int code)
 	case LKS_BUSY: return "busy: the lease is held by another holder";
 	case LKS_TIMEOUT: return "timeout: the deadline passed";
 	case LKS_LOST: return "lost: the lease is no longer held by this holder";
+	case LKS_MISMATCH: return "mismatch: the key was recorded with another request fingerprint";
 	case LKS_EINVAL: return "invalid argument";
 	case LKS_ECONN: return "connection failed or lost";
 	case LKS_EDB: return "database error";

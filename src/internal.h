@@ -154,6 +154,17 @@ struct lks_backend_ops {
 	int (*after_cancel)(lks_conn *c, const char *table_q, const char *name, const char *holder);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
 	int (*set_prepare)(lks_conn *c, bool on);
+	/* processed once (src/once.c; SQL in pg_once.c, mysql_once.c): records.
+	 * select rows: code, result (hex), fence, completed_at_us, fingerprint
+	 * (hex, NULL when none), failed (0/1) */
+	int (*once_install)(lks_conn *c, const char *table_q);
+	int (*once_select)(lks_conn *c, const char *table_q, const char *scope, const char *key,
+	                   lks_rows *out);
+	int (*once_insert)(lks_conn *c, const char *table_q, const char *scope, const char *key,
+	                   const char *fingerprint_hex, int code, const char *result_hex,
+	                   int64_t fence, bool failed);
+	int (*once_purge)(lks_conn *c, const char *table_q, int64_t older_than_us, int batch,
+	                  int64_t *deleted);
 	/* whether the lease table has the owner column */
 	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
 	/* one transaction: the row as lease_select shows it, then, if held,
@@ -184,6 +195,30 @@ bool lks_label_valid(const char *s, size_t max);
 /* well-formed UTF-8 (see src/utf8.h), any length, controls allowed */
 bool lks_utf8_valid(const char *s);
 int lks_ident_quote(const char *s, char quote, char *out, size_t outsz);
+
+/* Schema checks: every column of want (name, type as r's column 1 spells
+ * it) is in r (rows: name, type, ...), else LKS_EINVAL saying which. */
+int lks_schema_columns(lks_conn *c, const char *what, const char *table, const lks_rows *r,
+                       const char *const (*want)[2], size_t n);
+
+/* PostgreSQL: rows name, type (format_type), deterministic collation (0/1) */
+int lks_pg_columns(lks_conn *c, const char *t, lks_rows *out);
+
+/* the backends' records SQL for processed once */
+int lks_pg_once_install(lks_conn *c, const char *t);
+int lks_pg_once_select(lks_conn *c, const char *t, const char *scope, const char *key,
+                       lks_rows *out);
+int lks_pg_once_insert(lks_conn *c, const char *t, const char *scope, const char *key,
+                       const char *fp, int code, const char *result, int64_t fence, bool failed);
+int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
+                      int64_t *deleted);
+int lks_my_once_install(lks_conn *c, const char *t);
+int lks_my_once_select(lks_conn *c, const char *t, const char *scope, const char *key,
+                       lks_rows *out);
+int lks_my_once_insert(lks_conn *c, const char *t, const char *scope, const char *key,
+                       const char *fp, int code, const char *result, int64_t fence, bool failed);
+int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
+                      int64_t *deleted);
 
 /* time (monotonic) and randomness */
 int64_t lks_now_us(void);

@@ -632,6 +632,17 @@ static int pg_cas_read(lks_conn *c, const char *table, const char *key,
 	return pg_query(c, q.buf, &keyv, 1, out);
 }
 
+int lks_pg_columns(lks_conn *c, const char *t, lks_rows *out)
+{
+	lks_value p = LKS_TEXT(t);
+	return pg_query(c,
+	                "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
+	                " coalesce(co.collisdeterministic, true)::int"
+	                " FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation"
+	                " WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+	                &p, 1, out);
+}
+
 /* An existing table must be one lockstock can trust: the columns it uses
  * with their types, and a name column that compares exactly (a
  * nondeterministic collation would make "Lease" and "lease" one lease). */
@@ -643,27 +654,14 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 	};
 	lks_value p = LKS_TEXT(t);
 	lks_rows r;
-	int rc = pg_query(c,
-	                  "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
-	                  " coalesce(co.collisdeterministic, true)::int"
-	                  " FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation"
-	                  " WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-	                  &p, 1, &r);
+	int rc = lks_pg_columns(c, t, &r);
 	if (rc)
 		return rc;
-	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
-		int found = lks_rows_find(&r, 0, want[w][0]);
-		if (found < 0)
-			rc = lks_set_error(c, LKS_EINVAL, "lease table %s exists without column %s", t,
-			                   want[w][0]);
-		else if (strcmp(lks_rows_get(&r, found, 1), want[w][1]))
-			rc = lks_set_error(c, LKS_EINVAL, "lease table %s: column %s is %s, expected %s", t,
-			                   want[w][0], lks_rows_get(&r, found, 1), want[w][1]);
-		else if (!strcmp(want[w][0], "name") && strcmp(lks_rows_get(&r, found, 2), "1"))
-			rc = lks_set_error(c, LKS_EINVAL,
-			                   "lease table %s: column name has a nondeterministic collation;"
-			                   " names must compare byte for byte", t);
-	}
+	rc = lks_schema_columns(c, "lease", t, &r, want, sizeof want / sizeof *want);
+	if (rc == LKS_OK && strcmp(lks_rows_get(&r, lks_rows_find(&r, 0, "name"), 2), "1"))
+		rc = lks_set_error(c, LKS_EINVAL,
+		                   "lease table %s: column name has a nondeterministic collation;"
+		                   " names must compare byte for byte", t);
 	lks_rows_clear(&r);
 	if (rc == LKS_OK) {
 		/* name alone must be a unique key: ON CONFLICT (name) needs one (a
@@ -1144,6 +1142,10 @@ const lks_backend_ops lks_pg_ops = {
 	.cas_update = pg_cas_update,
 	.cas_read = pg_cas_read,
 	.lease_install = pg_lease_install,
+	.once_install = lks_pg_once_install,
+	.once_select = lks_pg_once_select,
+	.once_insert = lks_pg_once_insert,
+	.once_purge = lks_pg_once_purge,
 	.lease_try = pg_lease_try,
 	.lease_renew = pg_lease_renew,
 	.lease_release = pg_lease_release,

@@ -294,3 +294,18 @@ int lks_query_grant(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n,
 	lks_rows_clear(&r);
 	return rc;
 }
+
+int lks_schema_columns(lks_conn *c, const char *what, const char *table, const lks_rows *r,
+                       const char *const (*want)[2], size_t n)
+{
+	for (size_t w = 0; w < n; w++) {
+		int found = lks_rows_find(r, 0, want[w][0]);
+		if (found < 0)
+			return lks_set_error(c, LKS_EINVAL, "%s table %s exists without column %s", what,
+			                     table, want[w][0]);
+		if (strcmp(lks_rows_get(r, found, 1), want[w][1]))
+			return lks_set_error(c, LKS_EINVAL, "%s table %s: column %s is %s, expected %s", what,
+			                     table, want[w][0], lks_rows_get(r, found, 1), want[w][1]);
+	}
+	return LKS_OK;
+}

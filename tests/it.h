@@ -69,4 +69,9 @@ void shared_token_ends_every_wait(void **state);
 void trip_returns_while_postgres_is_silent(void **state);
 void hooks_may_call_other_handles(void **state);
 void canceled_grant_never_completes_later(void **state);
+void once_runs_once_and_replays(void **state);
+void once_install_refuses_wrong_shape(void **state);
+void once_concurrent_duplicates_run_once(void **state);
+void once_busy_then_replay(void **state);
+void once_purge_in_batches(void **state);
 #endif

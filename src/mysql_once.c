@@ -1,0 +1,132 @@
+/* MySQL / MariaDB SQL for processed-once records (src/once.c). Values go as
+ * text: bytes as hex, decoded by the server; times on UTC_TIMESTAMP(6). */
+#include <stdio.h>
+#include <string.h>
+#include "internal.h"
+
+/* `db`.`t` -> db and t (validated identifiers: no backquote inside) */
+static void split_table(const char *t, char *schema, char *table, size_t n)
+{
+	char plain[LKS_IDENT_MAX * 2 + 2];
+	size_t k = 0;
+	for (const char *p = t; *p && k + 1 < sizeof plain; p++)
+		if (*p != '`')
+			plain[k++] = *p;
+	plain[k] = '\0';
+	const char *dot = strchr(plain, '.');
+	snprintf(schema, n, "%.*s", dot ? (int)(dot - plain) : 0, plain);
+	snprintf(table, n, "%s", dot ? dot + 1 : plain);
+}
+
+/* The columns with their types, byte-exact keys, and exactly (scope,
+ * request_key) as the primary key. */
+static int check_schema(lks_conn *c, const char *t)
+{
+	static const char *const want[][2] = {
+		{"scope", "varbinary"}, {"request_key", "varbinary"}, {"fingerprint", "varbinary"},
+		{"code", "int"}, {"result", "mediumblob"}, {"fence", "bigint"},
+		{"failed", "tinyint"}, {"completed_at", "datetime"},
+	};
+	char schema[LKS_IDENT_MAX + 1], table[LKS_IDENT_MAX + 1];
+	lks_rows r;
+	int64_t pk = 0;
+	int rc;
+	split_table(t, schema, table, sizeof schema);
+	lks_value p[2] = {LKS_TEXT(table), LKS_TEXT(schema)};
+	rc = c->ops->query(c,
+	                   "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE), COALESCE(DATETIME_PRECISION, -1)"
+	                   " FROM information_schema.COLUMNS WHERE TABLE_NAME = ?"
+	                   " AND TABLE_SCHEMA = IF(? = '', DATABASE(), ?)",
+	                   (lks_value[]){p[0], p[1], p[1]}, 3, &r);
+	if (rc)
+		return rc;
+	rc = lks_schema_columns(c, "once", t, &r, want, sizeof want / sizeof *want);
+	if (rc == LKS_OK && strcmp(lks_rows_get(&r, lks_rows_find(&r, 0, "completed_at"), 2), "6"))
+		rc = lks_set_error(c, LKS_EINVAL, "once table %s: completed_at must be DATETIME(6)", t);
+	lks_rows_clear(&r);
+	if (rc)
+		return rc;
+	rc = lks_conn_query_int(c,
+	                        "SELECT COUNT(*) FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS"
+	                        " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = IF(? = '', DATABASE(), ?)"
+	                        " AND INDEX_NAME = 'PRIMARY' GROUP BY INDEX_NAME HAVING COUNT(*) = 2"
+	                        " AND MAX(SUB_PART) IS NULL"
+	                        " AND GROUP_CONCAT(LOWER(COLUMN_NAME) ORDER BY SEQ_IN_INDEX) ="
+	                        " 'scope,request_key') k",
+	                        (lks_value[]){p[0], p[1], p[1]}, 3, &pk);
+	if (rc == LKS_OK && pk != 1)
+		rc = lks_set_error(c, LKS_EINVAL, "once table %s: the primary key is not exactly"
+		                                  " (scope, request_key)", t);
+	return rc;
+}
+
+int lks_my_once_install(lks_conn *c, const char *t)
+{
+	lks_sql q = {.len = 0};
+	int rc;
+	lks_sql_add(&q,
+	            "CREATE TABLE IF NOT EXISTS %s (\n"
+	            "    scope        VARBINARY(255) NOT NULL,\n"
+	            "    request_key  VARBINARY(255) NOT NULL,\n"
+	            "    fingerprint  VARBINARY(1024) NULL,\n"
+	            "    code         INT NOT NULL,\n"
+	            "    result       MEDIUMBLOB NOT NULL,\n"
+	            "    fence        BIGINT NOT NULL,\n"
+	            "    failed       TINYINT NOT NULL DEFAULT 0,\n"
+	            "    completed_at DATETIME(6) NOT NULL,\n"
+	            "    PRIMARY KEY (scope, request_key),\n"
+	            "    KEY completed (completed_at)\n"
+	            ") ENGINE=InnoDB",
+	            t);
+	if ((rc = c->ops->exec(c, q.buf)))
+		return rc;
+	return check_schema(c, t);
+}
+
+int lks_my_once_select(lks_conn *c, const char *t, const char *scope, const char *key,
+                       lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_sql_add(&q,
+	            "SELECT code, HEX(result), fence,"
+	            " TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', completed_at),"
+	            " LOWER(HEX(fingerprint)), failed FROM %s WHERE scope = ? AND request_key = ?",
+	            t);
+	return c->ops->query(c, q.buf, p, 2, out);
+}
+
+int lks_my_once_insert(lks_conn *c, const char *t, const char *scope, const char *key,
+                       const char *fp, int code, const char *result, int64_t fence, bool failed)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[7] = {LKS_TEXT(scope), LKS_TEXT(key), fp ? LKS_TEXT(fp) : LKS_NULLV,
+	                  LKS_INT(code),   LKS_TEXT(result), LKS_INT(fence), LKS_INT(failed)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "INSERT INTO %s (scope, request_key, fingerprint, code, result, fence, failed,"
+	            " completed_at) VALUES (?, ?, UNHEX(?), ?, UNHEX(?), ?, ?, UTC_TIMESTAMP(6))",
+	            t);
+	if ((rc = c->ops->query(c, q.buf, p, 7, &r)) == LKS_OK)
+		lks_rows_clear(&r);
+	return rc;
+}
+
+int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
+                      int64_t *deleted)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_INT(older_than_us), LKS_INT(batch)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "DELETE FROM %s WHERE completed_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND"
+	            " ORDER BY completed_at LIMIT ?",
+	            t);
+	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
+		return rc;
+	*deleted = r.affected;
+	lks_rows_clear(&r);
+	return LKS_OK;
+}

@@ -1,0 +1,125 @@
+/* PostgreSQL's SQL for processed-once records (src/once.c). Values go as
+ * text: bytes as hex, decoded by the server. */
+#include <stdio.h>
+#include <string.h>
+#include "internal.h"
+
+/* An existing table must have the columns with their types, and exactly
+ * (scope, request_key) as its primary key: the record's uniqueness is what
+ * makes a run once. */
+static int check_schema(lks_conn *c, const char *t)
+{
+	static const char *const want[][2] = {
+		{"scope", "text"}, {"request_key", "text"}, {"fingerprint", "bytea"},
+		{"code", "integer"}, {"result", "bytea"}, {"fence", "bigint"},
+		{"failed", "boolean"}, {"completed_at", "timestamp with time zone"},
+	};
+	lks_value p = LKS_TEXT(t);
+	lks_rows r;
+	int64_t pk = 0;
+	int rc = lks_pg_columns(c, t, &r);
+	if (rc)
+		return rc;
+	rc = lks_schema_columns(c, "once", t, &r, want, sizeof want / sizeof *want);
+	for (size_t w = 0; w < 2 && rc == LKS_OK; w++)
+		if (strcmp(lks_rows_get(&r, lks_rows_find(&r, 0, want[w][0]), 2), "1"))
+			rc = lks_set_error(c, LKS_EINVAL, "once table %s: column %s has a nondeterministic"
+			                                  " collation; keys must compare byte for byte",
+			                   t, want[w][0]);
+	lks_rows_clear(&r);
+	if (rc)
+		return rc;
+	rc = lks_conn_query_int(c,
+	                        "SELECT count(*) FROM pg_index i"
+	                        " JOIN pg_attribute a0 ON a0.attrelid = i.indrelid AND a0.attnum = i.indkey[0]"
+	                        " JOIN pg_attribute a1 ON a1.attrelid = i.indrelid AND a1.attnum = i.indkey[1]"
+	                        " WHERE i.indrelid = to_regclass($1) AND i.indisprimary AND i.indnkeyatts = 2"
+	                        " AND a0.attname = 'scope' AND a1.attname = 'request_key'",
+	                        &p, 1, &pk);
+	if (rc == LKS_OK && pk != 1)
+		rc = lks_set_error(c, LKS_EINVAL, "once table %s: the primary key is not exactly"
+		                                  " (scope, request_key)", t);
+	return rc;
+}
+
+int lks_pg_once_install(lks_conn *c, const char *t)
+{
+	lks_sql q = {.len = 0};
+	int rc;
+	lks_sql_add(&q,
+	            "CREATE TABLE IF NOT EXISTS %s (\n"
+	            "    scope        text NOT NULL,\n"
+	            "    request_key  text NOT NULL,\n"
+	            "    fingerprint  bytea,\n"
+	            "    code         integer NOT NULL,\n"
+	            "    result       bytea NOT NULL,\n"
+	            "    fence        bigint NOT NULL,\n"
+	            "    failed       boolean NOT NULL DEFAULT false,\n"
+	            "    completed_at timestamptz NOT NULL,\n"
+	            "    PRIMARY KEY (scope, request_key)\n"
+	            ")",
+	            t);
+	if ((rc = c->ops->exec(c, q.buf)) || (rc = check_schema(c, t)))
+		return rc;
+	/* purge walks completed_at: an index, or each batch scans the table */
+	/* named after the table (an index lives in its table's schema) */
+	const char *base = strrchr(t, '.') ? strrchr(t, '.') + 1 : t;
+	q.len = 0;
+	lks_sql_add(&q, "CREATE INDEX IF NOT EXISTS %.*s_completed\" ON %s (completed_at)",
+	            (int)(strlen(base) - 1), base, t);
+	return c->ops->exec(c, q.buf);
+}
+
+int lks_pg_once_select(lks_conn *c, const char *t, const char *scope, const char *key,
+                       lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_sql_add(&q,
+	            "SELECT code, encode(result, 'hex'), fence,"
+	            " (extract(epoch FROM completed_at) * 1000000)::bigint,"
+	            " encode(fingerprint, 'hex'), failed::int"
+	            " FROM %s WHERE scope = $1 AND request_key = $2",
+	            t);
+	return c->ops->query(c, q.buf, p, 2, out);
+}
+
+int lks_pg_once_insert(lks_conn *c, const char *t, const char *scope, const char *key,
+                       const char *fp, int code, const char *result, int64_t fence, bool failed)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[7] = {LKS_TEXT(scope), LKS_TEXT(key), fp ? LKS_TEXT(fp) : LKS_NULLV,
+	                  LKS_INT(code),   LKS_TEXT(result), LKS_INT(fence), LKS_INT(failed)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "INSERT INTO %s (scope, request_key, fingerprint, code, result, fence, failed,"
+	            " completed_at) VALUES ($1, $2, decode($3, 'hex'), $4, decode($5, 'hex'), $6,"
+	            " $7 <> 0, clock_timestamp())",
+	            t);
+	if (q.overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	if ((rc = c->ops->query(c, q.buf, p, 7, &r)) == LKS_OK)
+		lks_rows_clear(&r);
+	return rc;
+}
+
+int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
+                      int64_t *deleted)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_INT(older_than_us), LKS_INT(batch)};
+	lks_rows r;
+	int rc;
+	/* a batch of the oldest, skipping rows a run holds: short locks only */
+	lks_sql_add(&q,
+	            "DELETE FROM %s WHERE (scope, request_key) IN (SELECT scope, request_key FROM %s"
+	            " WHERE completed_at < clock_timestamp() - $1 * interval '1 microsecond'"
+	            " ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+	            t, t);
+	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
+		return rc;
+	*deleted = r.affected;
+	lks_rows_clear(&r);
+	return LKS_OK;
+}
