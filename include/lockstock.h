@@ -652,6 +652,19 @@ LKS_API int lks_once_install(lks_conn *c, const char *table);
 LKS_API int lks_once_run(lks_conn *c, const char *scope, const char *key,
                          const lks_once_options *opts, lks_once_fn fn, void *arg,
                          lks_once_result *result);
+/* The building blocks, for work that cannot run inside one transaction (a
+ * command, a call to another service): look the record up (LKS_OK with
+ * result->replayed = 1, LKS_NOT_FOUND, or LKS_MISMATCH), do the work while
+ * holding a lease of your own, and record it with lks_once_complete, which
+ * writes the record in a fenced transaction on that lease: LKS_LOST when
+ * the lease is no longer the current grant (nothing written), LKS_CONFLICT
+ * when the key is recorded already. Check again after the lease is granted:
+ * a previous holder may have completed it. */
+LKS_API int lks_once_lookup(lks_conn *c, const char *scope, const char *key,
+                            const lks_once_options *opts, lks_once_result *result);
+LKS_API int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope,
+                              const char *key, const lks_once_options *opts, int code,
+                              const void *data, size_t len);
 /* Delete records completed more than older_than_ms ago (server clock), in
  * statements of at most batch rows (1..10000), each its own short
  * transaction; *deleted (may be NULL) counts them. */

@@ -382,3 +382,54 @@ int lks_once_purge(lks_conn *c, const char *table, int64_t older_than_ms, int ba
 		*deleted = total;
 	return rc;
 }
+
+int lks_once_lookup(lks_conn *c, const char *scope, const char *key, const lks_once_options *opts,
+                    lks_once_result *res)
+{
+	char t[LKS_IDENT_MAX * 2 + 8];
+	lks_once_options o;
+	int found, rc = lks_conn_check(c);
+	if (res)
+		memset(res, 0, sizeof *res);
+	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
+	    (rc = check_options(c, opts, &o)) || (rc = table_of(c, o.table, t)))
+		return rc;
+	if ((rc = lookup(c, t, scope, key, &o, &found, res)))
+		return rc;
+	return found ? LKS_OK
+	             : lks_set_error(c, LKS_NOT_FOUND, "once: no record of key %s in scope %s", key,
+	                             scope);
+}
+
+static int record_in_transaction(lks_conn *c, int64_t fence, void *arg)
+{
+	return record(c, arg, fence, false);
+}
+
+int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope, const char *key,
+                      const lks_once_options *opts, int code, const void *data, size_t len)
+{
+	char t[LKS_IDENT_MAX * 2 + 8];
+	lks_once_options o;
+	run_ctx r;
+	int found, rc = lks_conn_check(c);
+	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
+	    (rc = check_options(c, opts, &o)) || (rc = table_of(c, o.table, t)))
+		return rc;
+	if (!lease)
+		return lks_set_error(c, LKS_EINVAL, "once: lease is NULL");
+	if (len > o.max_result_bytes || (len && !data))
+		return lks_set_error(c, LKS_EINVAL, "once: the result must be 0..%zu bytes",
+		                     o.max_result_bytes);
+	/* recorded already (by an earlier holder): say so, write nothing */
+	if ((rc = lookup(c, t, scope, key, &o, &found, NULL)))
+		return rc;
+	if (found)
+		return lks_set_error(c, LKS_CONFLICT, "once: key %s in scope %s is recorded already",
+		                     key, scope);
+	r = (run_ctx){.t = t, .scope = scope, .key = key, .o = &o};
+	r.ctx.code = code;
+	r.ctx.data = (unsigned char *)data; /* borrowed: record() only reads it */
+	r.ctx.len = len;
+	return lks_lease_fenced_write(c, lease, record_in_transaction, &r);
+}

@@ -597,6 +597,61 @@ static void status_file_tells_who_exited(void **state)
 	unlink(path);
 }
 
+/* #18 item 4: run --once / --once-per. Two replicas with --once-per day
+ * run the job once; one started while the other runs waits and does not
+ * run it again; a non-zero exit or a killed command is not recorded; a
+ * done key exits --done-exit. */
+static void once_runs_the_job_once(void **state)
+{
+	fx *f = *state;
+	char file[256], script[1200], kill_script[1200], fail_script[1200];
+	const char *install[] = {"install", NULL};
+	proc p;
+	tmpfile_name(file, sizeof file, "once");
+	snprintf(script, sizeof script, "echo $LOCKSTOCK_ONCE_KEY >> %s; sleep 0.3", file);
+	assert_int_equal(run(f->url, install, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "lks_once"));
+	/* two replicas at once, then a third later: one run in all */
+	const char *daily[] = {"run", "report", "--wait", "30s", "--once-per", "day", "--",
+	                       "sh", "-c", script, NULL};
+	proc a = start(f->url, daily), b = start(f->url, daily);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(finish(&b), 0);
+	assert_int_equal(run(f->url, daily, &p), 0);
+	assert_non_null(strstr(slurp(p.err), "not running it again"));
+	assert_int_equal(lines(slurp(file)), 1);
+	/* the key is the server's day, YYYY-MM-DD */
+	int y, m, d;
+	assert_int_equal(sscanf(slurp(file), "%4d-%2d-%2d\n", &y, &m, &d), 3);
+	assert_true(y >= 2024 && m >= 1 && m <= 12 && d >= 1 && d <= 31);
+	const char *done3[] = {"run", "report", "--once-per", "day", "--done-exit", "3", "--",
+	                       "sh", "-c", script, NULL};
+	assert_int_equal(run(f->url, done3, &p), 3);
+	/* a failed command is not recorded: it runs again */
+	unlink(file);
+	snprintf(fail_script, sizeof fail_script, "echo x >> %s; exit 4", file);
+	const char *fails[] = {"run", "fragile", "--once", "k1", "--", "sh", "-c", fail_script, NULL};
+	assert_int_equal(run(f->url, fails, &p), 4);
+	assert_int_equal(run(f->url, fails, &p), 4);
+	assert_int_equal(lines(slurp(file)), 2);
+	/* nor is a killed one */
+	snprintf(kill_script, sizeof kill_script, "echo x >> %s; kill -9 $$", file);
+	const char *killed[] = {"run", "fragile", "--once", "k1", "--", "sh", "-c", kill_script, NULL};
+	assert_int_equal(run(f->url, killed, &p), 128 + 9);
+	const char *works[] = {"run", "fragile", "--once", "k1", "--", "sh", "-c", script, NULL};
+	assert_int_equal(run(f->url, works, &p), 0);
+	assert_int_equal(run(f->url, works, &p), 0);
+	assert_int_equal(lines(slurp(file)), 4); /* 2 failed, 1 killed, 1 that counted */
+	/* bad usage */
+	const char *both[] = {"run", "x", "--once", "k", "--once-per", "day", "--", "true", NULL};
+	const char *badp[] = {"run", "x", "--once-per", "fortnight", "--", "true", NULL};
+	const char *empty[] = {"run", "x", "--once", "", "--", "true", NULL};
+	assert_int_equal(run(f->url, both, &p), 64);
+	assert_int_equal(run(f->url, badp, &p), 64);
+	assert_int_equal(run(f->url, empty, &p), 64);
+	unlink(file);
+}
+
 /* Random well-formed UTF-8 of n code points: controls, quotes,
  * backslashes, and 2, 3 and 4-byte characters. */
 static void random_utf8(uint64_t *rng, char *out, int n)
@@ -723,6 +778,7 @@ int main(int argc, char **argv)
 		T(ignored_signals_stay_ignored),
 		T(json_names_round_trip),
 		T(status_file_tells_who_exited),
+		T(once_runs_the_job_once),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

@@ -97,6 +97,11 @@ int cli_install(int argc, char **argv)
 		cli_error("install: %s", lks_conn_errmsg(c));
 	else
 		printf("lease table %s is ready\n", co.table ? co.table : LKS_LEASE_TABLE_DEFAULT);
+	/* the records of run --once */
+	if (!rc && (rc = lks_once_install(c, NULL)))
+		cli_error("install: %s", lks_conn_errmsg(c));
+	else if (!rc)
+		printf("once table lks_once is ready\n");
 	lks_conn_close(c);
 	return rc ? cli_exit_for(rc) : 0;
 }

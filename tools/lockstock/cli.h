@@ -50,6 +50,13 @@ int cli_list(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_release(int argc, char **argv);
 
+/* run --once: the key (given, or the server clock's current period:
+ * hour, day, week, month or a duration), and whether it is done (1, with a
+ * message; 0 not yet; -status on an error, printed). */
+int cli_once_check_period(const char *period, char *err, size_t errsz);
+int cli_once_key(lks_conn *c, const char *once, const char *period, char *key, size_t n);
+int cli_once_done(lks_conn *c, const char *name, const char *key, const char *table);
+
 /* Help: the full page for a subcommand (NULL: the overview). false when
  * there is no such subcommand. */
 bool cli_help(FILE *f, const char *subcommand);

@@ -53,7 +53,8 @@ static const char run_page[] =
 "SYNOPSIS\n"
 "    lockstock run NAME [--ttl D] [--wait D] [--owner TEXT] [--at-least D]\n"
 "                       [--kill-after D] [--busy-exit N] [--pass-url]\n"
-"                       [--status-file FILE] [--url URL] [--table NAME]\n"
+"                       [--status-file FILE] [--once KEY | --once-per P]\n"
+"                       [--done-exit N] [--url URL] [--table NAME]\n"
 "                       -- COMMAND [ARGS...]\n"
 "\n"
 "DESCRIPTION\n"
@@ -120,7 +121,24 @@ static const char run_options[] =
 "    --status-file F  at exit, write one line to F: \"command N\" when N is\n"
 "                     the command's own status, \"lockstock N\" when\n"
 "                     lockstock decided it (busy, lost, usage, database).\n"
-"                     F is emptied before anything runs.\n"
+"                     F is emptied before anything runs.\n";
+
+static const char run_once_options[] =
+"    --once KEY       run the command at most once successfully for KEY\n"
+"                     (1..255 bytes of UTF-8) under NAME: its completion is\n"
+"                     recorded (table lks_once, made by lockstock install)\n"
+"                     when it exits 0, in a fenced transaction on the lease;\n"
+"                     a later run with the key does not start the command\n"
+"                     and exits --done-exit (default 0) with a message. A\n"
+"                     failed or killed command is not recorded. The record\n"
+"                     is written after the command exits: if lockstock dies\n"
+"                     in between, effects outside the database may happen\n"
+"                     twice; fence the command's own writes with\n"
+"                     LOCKSTOCK_FENCE. The command gets LOCKSTOCK_ONCE_KEY.\n"
+"    --once-per P     --once with a key from the server's clock (UTC): hour,\n"
+"                     day, week (ISO), month, or a duration (every 15m), so\n"
+"                     replicas with skewed clocks agree.\n"
+"    --done-exit N    exit status when the key is done already (default 0).\n"
 "    --url, --table   see `lockstock help`.\n"
 "\n"
 "    Durations: a number and a unit: 500ms, 30s, 5m, 2h, 1d (or 0).\n"
@@ -213,10 +231,10 @@ static const char release_page[] =
 bool cli_help(FILE *f, const char *sub)
 {
 	static const struct {
-		const char *name, *page, *more;
-	} pages[] = {{"run", run_page, run_options}, {"install", install_page, ""},
-	             {"list", list_page, ""},         {"inspect", inspect_page, ""},
-	             {"release", release_page, ""}};
+		const char *name, *page, *more, *rest;
+	} pages[] = {{"run", run_page, run_options, run_once_options}, {"install", install_page, "", ""},
+	             {"list", list_page, "", ""},         {"inspect", inspect_page, "", ""},
+	             {"release", release_page, "", ""}};
 	if (!sub) {
 		fputs(overview, f);
 		return true;
@@ -225,6 +243,7 @@ bool cli_help(FILE *f, const char *sub)
 		if (!strcmp(sub, pages[i].name)) {
 			fputs(pages[i].page, f);
 			fputs(pages[i].more, f);
+			fputs(pages[i].rest, f);
 			return true;
 		}
 	return false;

@@ -17,7 +17,8 @@
 extern char **environ;
 
 enum { OPT_URL = 256, OPT_TABLE, OPT_TTL, OPT_WAIT, OPT_OWNER, OPT_AT_LEAST, OPT_KILL_AFTER,
-       OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL, OPT_STATUS_FILE };
+       OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL, OPT_STATUS_FILE, OPT_ONCE, OPT_ONCE_PER,
+       OPT_DONE_EXIT };
 
 typedef struct run_opts {
 	cli_common co;
@@ -26,6 +27,9 @@ typedef struct run_opts {
 	int64_t ttl_ms, wait_ms, at_least_ms, kill_after_ms;
 	int busy_exit, kill_after_set, pass_url;
 	const char *status_file;
+	const char *once, *once_per; /* --once KEY, --once-per PERIOD */
+	int done_exit;
+	char once_key[LKS_ONCE_KEY_MAX + 1]; /* "" without --once / --once-per */
 	char owner[LKS_OWNER_MAX + 1];
 } run_opts;
 
@@ -48,6 +52,9 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		{"help", no_argument, NULL, OPT_HELP},
 		{"pass-url", no_argument, NULL, OPT_PASS_URL},
 		{"status-file", required_argument, NULL, OPT_STATUS_FILE},
+		{"once", required_argument, NULL, OPT_ONCE},
+		{"once-per", required_argument, NULL, OPT_ONCE_PER},
+		{"done-exit", required_argument, NULL, OPT_DONE_EXIT},
 		{NULL, 0, NULL, 0},
 	};
 	char err[256], host[200] = "";
@@ -82,6 +89,14 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		case OPT_URL: o->co.url = optarg; break;
 		case OPT_PASS_URL: o->pass_url = 1; break;
 		case OPT_STATUS_FILE: o->status_file = optarg; break;
+		case OPT_ONCE: o->once = optarg; break;
+		case OPT_ONCE_PER:
+			if (cli_once_check_period(optarg, err, sizeof err)) {
+				cli_error("run: --once-per: %s (hour, day, week, month or a duration)", err);
+				return EXIT_USAGE;
+			}
+			o->once_per = optarg;
+			break;
 		case OPT_TABLE: o->co.table = optarg; break;
 		case OPT_TTL: dur = &o->ttl_ms; break;
 		case OPT_WAIT: dur = &o->wait_ms; break;
@@ -98,14 +113,15 @@ static int parse_run(int argc, char **argv, run_opts *o)
 			}
 			snprintf(o->owner, sizeof o->owner, "%s", optarg);
 			break;
-		case OPT_BUSY_EXIT: {
+		case OPT_BUSY_EXIT:
+		case OPT_DONE_EXIT: {
 			char *end;
 			long v = strtol(optarg, &end, 10);
 			if (!*optarg || *end || v < 0 || v > 255) {
-				cli_error("run: --busy-exit must be 0..255, got '%s'", optarg);
+				cli_error("run: --%s must be 0..255, got '%s'", opts[opt - OPT_URL].name, optarg);
 				return EXIT_USAGE;
 			}
-			o->busy_exit = (int)v;
+			*(opt == OPT_BUSY_EXIT ? &o->busy_exit : &o->done_exit) = (int)v;
 			break;
 		}
 		case ':':
@@ -125,6 +141,10 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		return EXIT_USAGE;
 	}
 	o->name = argv[optind];
+	if (o->once && o->once_per) {
+		cli_error("run: give --once KEY or --once-per PERIOD, not both");
+		return EXIT_USAGE;
+	}
 	if (o->ttl_ms < 3) {
 		cli_error("run: --ttl must be at least 3ms: the lease is renewed every third of it");
 		return EXIT_USAGE;
@@ -147,26 +167,33 @@ static void on_lost(const lks_lease *l, int status, void *arg)
 
 /* The command's environment: ours plus the grant (built before fork: the
  * child may only call async-signal-safe functions before exec). */
-static char **child_env(const lks_lease *l, const run_opts *o, char *bufs[4])
+static char **child_env(const lks_lease *l, const run_opts *o, char *bufs[5])
 {
 	size_t n = 0, k = 0;
 	char **env;
 	while (environ[n])
 		n++;
-	if (!(env = calloc(n + 5, sizeof *env)))
+	if (!(env = calloc(n + 6, sizeof *env)))
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], "LOCKSTOCK_LEASE=", 16) && strncmp(environ[i], "LOCKSTOCK_FENCE=", 16) &&
 		    strncmp(environ[i], "LOCKSTOCK_HOLDER=", 17) && strncmp(environ[i], "LOCKSTOCK_TABLE=", 16) &&
+		    strncmp(environ[i], "LOCKSTOCK_ONCE_KEY=", 19) &&
 		    (o->pass_url || strncmp(environ[i], "LOCKSTOCK_URL=", 14)))
 			env[k++] = environ[i];
 	bufs[0] = malloc(strlen(lks_lease_name(l)) + 17);
 	bufs[1] = malloc(40);
 	bufs[2] = malloc(64);
 	bufs[3] = o->co.table ? malloc(strlen(o->co.table) + 17) : NULL;
-	if (!bufs[0] || !bufs[1] || !bufs[2] || (o->co.table && !bufs[3])) {
+	bufs[4] = o->once_key[0] ? malloc(strlen(o->once_key) + 20) : NULL;
+	if (!bufs[0] || !bufs[1] || !bufs[2] || (o->co.table && !bufs[3]) ||
+	    (o->once_key[0] && !bufs[4])) {
 		free(env);
 		return NULL;
+	}
+	if (o->once_key[0]) {
+		sprintf(bufs[4], "LOCKSTOCK_ONCE_KEY=%s", o->once_key);
+		env[k++] = bufs[4];
 	}
 	if (o->co.table) {
 		sprintf(bufs[3], "LOCKSTOCK_TABLE=%s", o->co.table);
@@ -322,6 +349,20 @@ static void stop_child(pid_t pid, int64_t kill_after_ms)
 		;
 }
 
+/* --once / --once-per: derive the key, then the status to exit with when
+ * it is done already (--done-exit, or an error's), or -1 to run. */
+static int once_done(lks_conn *c, run_opts *o)
+{
+	int rc, done;
+	if (!o->once_key[0] &&
+	    (rc = cli_once_key(c, o->once, o->once_per, o->once_key, sizeof o->once_key))) {
+		cli_error("run: --once-per: reading the server's clock: %s", lks_conn_errmsg(c));
+		return cli_exit_for(rc);
+	}
+	done = cli_once_done(c, o->name, o->once_key, NULL);
+	return done > 0 ? o->done_exit : done < 0 ? -done : -1;
+}
+
 int cli_run(int argc, char **argv)
 {
 	run_opts o = {0};
@@ -329,7 +370,7 @@ int cli_run(int argc, char **argv)
 	lks_lease *l = NULL;
 	lks_acquire_options ao = LKS_ACQUIRE_OPTIONS_INIT;
 	lks_autorenew_options ro = LKS_AUTORENEW_OPTIONS_INIT;
-	char **env = NULL, *bufs[4] = {NULL, NULL, NULL, NULL}, *url_copy = NULL;
+	char **env = NULL, *bufs[5] = {NULL, NULL, NULL, NULL, NULL}, *url_copy = NULL;
 	const char *url;
 	int rc, ws, status, own = 0, status_fd = -1;
 	int64_t started, poll_ms;
@@ -362,6 +403,10 @@ int cli_run(int argc, char **argv)
 		goto out;
 	}
 	url = o.co.url ? o.co.url : getenv("LOCKSTOCK_URL");
+	if ((o.once || o.once_per) && (status = once_done(c, &o)) >= 0) {
+		lks_conn_close(c);
+		goto out; /* done before, or an error */
+	}
 	ao.owner = o.owner;
 	/* The supervisor's timing, all inside the lease: the lease's local
 	 * deadline is ttl/10 before the server's expiry; the command is stopped
@@ -391,6 +436,9 @@ int cli_run(int argc, char **argv)
 		status = rc == LKS_EINVAL ? EXIT_USAGE : cli_exit_for(rc);
 		goto out;
 	}
+	/* a previous holder may have completed it while we waited */
+	if (o.once_key[0] && (status = once_done(c, &o)) >= 0)
+		goto release;
 	/* From here every thread (the renew thread too) blocks these; the main
 	 * thread takes them with sigwaitinfo. Until now a signal ends lockstock
 	 * at once (nothing was held yet, or the grant expires at its TTL). */
@@ -451,6 +499,18 @@ int cli_run(int argc, char **argv)
 		lks_conn_close(c);
 		goto out;
 	}
+	if (o.once_key[0] && status == 0) {
+		/* the record, in a fenced transaction on this run's lease */
+		rc = lks_once_complete(c, l, o.name, o.once_key, NULL, 0, NULL, 0);
+		if (rc == LKS_LOST) {
+			cli_error("run: lease %s was lost before the command's completion was recorded;"
+			          " it may run again", o.name);
+			status = EXIT_LOST, own = 0;
+		} else if (rc && rc != LKS_CONFLICT) {
+			cli_error("run: --once: recording the completion: %s", lks_conn_errmsg(c));
+			status = cli_exit_for(rc), own = 0;
+		}
+	}
 	if (o.at_least_ms > 0 && now_ms() - started < o.at_least_ms) {
 		/* keep it at least that long, on the server's clock: shorten the
 		 * lease to what is left, and leave it to expire */
@@ -490,7 +550,7 @@ out:
 		free(url_copy);
 	}
 	free(env);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		free(bufs[i]);
 	return status;
 }
