@@ -125,6 +125,18 @@ static int check_options(lks_conn *c, const lks_once_options *in, lks_once_optio
 	return LKS_OK;
 }
 
+/* Every call's arguments: scope, key, options, and the quoted table. */
+static int check_call(lks_conn *c, const char *scope, const char *key,
+                      const lks_once_options *opts, lks_once_options *o,
+                      char t[LKS_IDENT_MAX * 2 + 8])
+{
+	int rc;
+	if ((rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
+	    (rc = check_options(c, opts, o)))
+		return rc;
+	return table_of(c, o->table, t);
+}
+
 static char *hex_of(const void *data, size_t len)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -287,8 +299,7 @@ int lks_once_run(lks_conn *c, const char *scope, const char *key, const lks_once
 	int found, rc = lks_conn_check(c);
 	if (res)
 		memset(res, 0, sizeof *res);
-	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
-	    (rc = check_options(c, opts, &o)) || (rc = table_of(c, o.table, t)))
+	if (rc || (rc = check_call(c, scope, key, opts, &o, t)))
 		return rc;
 	if (!fn)
 		return lks_set_error(c, LKS_EINVAL, "once: callback is NULL");
@@ -391,8 +402,7 @@ int lks_once_lookup(lks_conn *c, const char *scope, const char *key, const lks_o
 	int found, rc = lks_conn_check(c);
 	if (res)
 		memset(res, 0, sizeof *res);
-	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
-	    (rc = check_options(c, opts, &o)) || (rc = table_of(c, o.table, t)))
+	if (rc || (rc = check_call(c, scope, key, opts, &o, t)))
 		return rc;
 	if ((rc = lookup(c, t, scope, key, &o, &found, res)))
 		return rc;
@@ -413,8 +423,7 @@ int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope, co
 	lks_once_options o;
 	run_ctx r;
 	int found, rc = lks_conn_check(c);
-	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
-	    (rc = check_options(c, opts, &o)) || (rc = table_of(c, o.table, t)))
+	if (rc || (rc = check_call(c, scope, key, opts, &o, t)))
 		return rc;
 	if (!lease)
 		return lks_set_error(c, LKS_EINVAL, "once: lease is NULL");
