@@ -6,6 +6,8 @@
 #   lease_bench: leases against a ShedLock-style statement pair and session
 #                locks at 1 and 16 threads, a hot lease at 8 and 64 workers,
 #                hand-off latency (see bench/lease_bench.c);
+#   once_bench:  processed once against a bare fenced write and a naive
+#                dedupe, and its replay against one round trip;
 #   bench:       CAS and lease overhead against the raw client libraries.
 # Usage: scripts/bench.sh [seconds per lease_bench run, default 3]
 export LKS_DURABLE=${LKS_DURABLE:-1}
@@ -16,6 +18,8 @@ start_servers
 build "$LKS_ROOT/build-release" -Dbuildtype=release -Dtests=disabled
 for db in postgresql mysql; do
 	"$LKS_ROOT/build-release/bench/lease_bench" "$db" "${1:-3}"
+	echo
+	"$LKS_ROOT/build-release/bench/once_bench" "$db" "${1:-3}"
 	echo
 	"$LKS_ROOT/build-release/bench/bench" "$db" 3000
 	echo
