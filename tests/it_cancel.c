@@ -451,8 +451,17 @@ void canceled_grant_never_completes_later(void **state)
 	pthread_t ws, tt;
 	lks_lease_info info;
 	char sql[256];
-	int64_t id = t_session_id(c);
+	int64_t id;
 	trip_arg ta = {obs, sql, NULL};
+	if (T_POOLED) {
+		/* a pooler gives each transaction any server session: nothing to
+		 * watch, and no session a cancel could cost */
+		print_message("    behind a transaction pooler the statement's session is not known\n");
+		lks_conn_close(obs);
+		lks_conn_close(c);
+		return;
+	}
+	id = t_session_id(c);
 	assert_int_equal(lks_lease_acquire(&s.l, f->c, "ghost", 300, 0, NULL), LKS_OK);
 	pthread_create(&ws, NULL, write_slowly, &s);
 	for (int i = 0; i < 6000 && !atomic_load(&s.inside); i++)
