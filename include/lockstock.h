@@ -178,9 +178,21 @@ LKS_API int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg);
  * REQUIRED and the VERIFY modes never fall back to plaintext: a server
  * without TLS is LKS_ECONN. VERIFY_CA checks the chain against ssl-ca
  * (required), VERIFY_IDENTITY the host name too. Without ssl-mode, ssl-ca
- * implies VERIFY_CA, ssl-cert/ssl-key REQUIRED, and no ssl-* parameter
- * leaves the client library's default. Auto-renew connects with the same URL,
- * so with the same transport.
+ * implies VERIFY_CA, ssl-cert/ssl-key REQUIRED, and no ssl-* parameter means
+ * PREFERRED: TLS whenever the server offers it (before 0.3: plaintext).
+ *   auth-plugins=a,b                   the authentication plugins allowed.
+ *                 Default over TCP: mysql_native_password, client_ed25519
+ *                 and parsec, which never send the password itself, so a
+ *                 server or impersonator that asks for mysql_clear_password,
+ *                 dialog, sha256_password or caching_sha2_password's full
+ *                 authentication gets an error, not the password (MySQL 8
+ *                 users of caching_sha2_password: list it, with
+ *                 ssl-mode=VERIFY_IDENTITY). Over a Unix socket: any.
+ * postgresql:// URLs get libpq's defaults (sslmode=prefer): a peer that
+ * refuses TLS and asks for a cleartext password gets it; libpq before 16
+ * cannot refuse that, so use sslmode=verify-full for a server across a
+ * network. Auto-renew connects with the same URL, so with the same
+ * transport.
  * On failure *out is still set to a handle whose error can be read (or NULL
  * when out of memory); close it with lks_conn_close either way.
  */

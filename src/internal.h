@@ -278,6 +278,7 @@ typedef struct lks_url {
 	lks_ssl_mode ssl_mode;
 	char *ssl_ca, *ssl_cert, *ssl_key; /* file paths */
 	lks_fence_guard fence_guard;
+	char *auth_plugins; /* mysql: auth-plugins=, the plugins allowed */
 } lks_url;
 const char *lks_ssl_mode_name(lks_ssl_mode m);
 int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);

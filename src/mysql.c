@@ -115,11 +115,34 @@ static void my_detect_server(lks_conn *c)
  * checks the chain whenever a CA file is set, the host name only with
  * VERIFY_SERVER_CERT, and its SSL_ENFORCE still connects in plaintext to a
  * server without TLS (3.3), so my_check_tls refuses that afterwards. */
+/* Plugins that never send the password itself: mysql_clear_password,
+ * dialog (PAM), sha256_password and caching_sha2_password's full
+ * authentication would hand the password to whoever answers (in plaintext,
+ * inside TLS to an impersonator, or RSA-encrypted with the impersonator's
+ * key). Even with ssl-mode=VERIFY_IDENTITY: Connector/C 3.3 goes on in
+ * plaintext when the server offers no TLS, and the password would be gone
+ * before my_check_tls refuses the session. Over a Unix socket (the local
+ * server) anything goes; auth-plugins= in the URL sets the list. */
+#define MY_SAFE_PLUGINS "mysql_native_password,client_ed25519,parsec"
+
+static void my_set_auth(MYSQL *my, const lks_url *u)
+{
+#if defined(MARIADB_PACKAGE_VERSION_ID) && MARIADB_PACKAGE_VERSION_ID >= 30300
+	if (u->auth_plugins || !u->socket)
+		mysql_options(my, MARIADB_OPT_RESTRICTED_AUTH,
+		              u->auth_plugins ? u->auth_plugins : MY_SAFE_PLUGINS);
+#else
+	(void)my;
+	(void)u; /* libmysqlclient sends a cleartext password only when enabled */
+#endif
+}
+
 static void my_set_tls(MYSQL *my, const lks_url *u)
 {
-	if (u->ssl_mode == LKS_SSL_UNSET)
-		return;
+	my_set_auth(my, u);
 #ifdef MARIADB_PACKAGE_VERSION_ID
+	/* no ssl-mode: PREFERRED, TLS whenever the server offers it (it was
+	 * plaintext before 0.3; ssl-mode=DISABLED keeps that) */
 	my_bool use = u->ssl_mode != LKS_SSL_DISABLED;
 	my_bool verify_host = u->ssl_mode == LKS_SSL_VERIFY_IDENTITY;
 	if (use)
@@ -131,7 +154,8 @@ static void my_set_tls(MYSQL *my, const lks_url *u)
 		[LKS_SSL_REQUIRED] = SSL_MODE_REQUIRED, [LKS_SSL_VERIFY_CA] = SSL_MODE_VERIFY_CA,
 		[LKS_SSL_VERIFY_IDENTITY] = SSL_MODE_VERIFY_IDENTITY,
 	};
-	mysql_options(my, MYSQL_OPT_SSL_MODE, &modes[u->ssl_mode]);
+	if (u->ssl_mode != LKS_SSL_UNSET) /* unset: libmysqlclient's PREFERRED */
+		mysql_options(my, MYSQL_OPT_SSL_MODE, &modes[u->ssl_mode]);
 #endif
 	if (u->ssl_ca)
 		mysql_options(my, MYSQL_OPT_SSL_CA, u->ssl_ca);

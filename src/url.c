@@ -87,6 +87,8 @@ void lks_url_free(lks_url *u)
 	if (!u)
 		return;
 	free(u->user);
+	if (u->password)
+		explicit_bzero(u->password, strlen(u->password));
 	free(u->password);
 	free(u->host);
 	free(u->socket);
@@ -94,6 +96,7 @@ void lks_url_free(lks_url *u)
 	free(u->ssl_ca);
 	free(u->ssl_cert);
 	free(u->ssl_key);
+	free(u->auth_plugins);
 	memset(u, 0, sizeof *u);
 }
 
@@ -179,6 +182,16 @@ static int parse_param(const char *k, size_t klen, char *val, lks_url *u, char *
 		return rc ? fail(err, errsz, "ssl-mode must be DISABLED, PREFERRED, REQUIRED, "
 		                             "VERIFY_CA or VERIFY_IDENTITY")
 		          : LKS_OK;
+	}
+	if (key_is(k, klen, "auth_plugins")) {
+		/* a comma-separated list of plugin names */
+		if (!*val || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789_,") != strlen(val)) {
+			free(val);
+			return fail(err, errsz, "auth-plugins must be a comma-separated list of plugin names");
+		}
+		free(u->auth_plugins);
+		u->auth_plugins = val;
+		return LKS_OK;
 	}
 	if (key_is(k, klen, "fence_guard")) {
 		static const char *const names[] = {"auto", "lock", "write"};

@@ -131,6 +131,10 @@ static void each_mode_on_tls_server(void **state)
 	/* ssl-ca alone implies VERIFY_CA */
 	url_for(url, sizeof url, "127.0.0.1", NULL, "ssl-ca=%s", file("wrong-ca.pem"));
 	open_fails(url, "TLS");
+	/* no ssl-mode: PREFERRED, so TLS when the server offers it (hardening
+	 * 3, item 12: it was plaintext, which this server refuses) */
+	url_for(url, sizeof url, "127.0.0.1", NULL, "connect-timeout=10");
+	open_encrypted(url);
 	/* DISABLED is plaintext: this server refuses it */
 	url_for(url, sizeof url, "127.0.0.1", NULL, "ssl-mode=DISABLED");
 	open_fails(url, NULL);

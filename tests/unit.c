@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
+#include <stdbool.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
 #include "internal.h"
 #include "lease.h"
 #include "cli.h"
@@ -366,6 +373,110 @@ static void cancel_reaches_every_wait(void **state)
 	lks_cancel_free(t);
 }
 
+/* Hardening 3, item 12: a server (or an impersonator) that asks for the
+ * password in cleartext never gets it. A fake MySQL server offers no TLS,
+ * names mysql_clear_password in its greeting and then switches to it; it
+ * keeps every byte the client sends. */
+typedef struct fake_mysql {
+	int lfd, port;
+	const char *greeting; /* the plugin the greeting names */
+	unsigned char got[16384];
+	size_t n;
+} fake_mysql;
+
+static void fake_read_all(int fd, fake_mysql *f, bool until_eof)
+{
+	for (;;) {
+		ssize_t r = recv(fd, f->got + f->n, sizeof f->got - f->n, 0);
+		if (r <= 0)
+			return;
+		f->n += (size_t)r;
+		if (!until_eof || f->n == sizeof f->got)
+			return;
+	}
+}
+
+static void *fake_mysql_serve(void *arg)
+{
+	fake_mysql *f = arg;
+	unsigned char hs[128], sw[64];
+	size_t k = 4;
+	struct timeval tv = {3, 0};
+	int fd = accept(f->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	hs[k++] = 10; /* protocol version */
+	memcpy(hs + k, "5.5.5-10.11.0-fake", 19), k += 19;
+	memcpy(hs + k, "\x01\x00\x00\x00", 4), k += 4;   /* connection id */
+	memcpy(hs + k, "abcdefgh", 8), k += 8;           /* scramble, part 1 */
+	hs[k++] = 0;
+	hs[k++] = 0x0b, hs[k++] = 0xa2;                  /* capabilities, low: no SSL */
+	hs[k++] = 0x21;                                  /* utf8 */
+	hs[k++] = 0x02, hs[k++] = 0x00;                  /* status */
+	hs[k++] = 0x0a, hs[k++] = 0x00;                  /* capabilities, high: plugin auth */
+	hs[k++] = 21;
+	memset(hs + k, 0, 10), k += 10;
+	memcpy(hs + k, "ijklmnopqrst", 12), k += 12;     /* scramble, part 2 */
+	hs[k++] = 0;
+	memcpy(hs + k, f->greeting, strlen(f->greeting) + 1), k += strlen(f->greeting) + 1;
+	hs[0] = (unsigned char)(k - 4), hs[1] = hs[2] = 0, hs[3] = 0;
+	if (send(fd, hs, k, MSG_NOSIGNAL) == (ssize_t)k) {
+		fake_read_all(fd, f, false); /* the handshake response */
+		/* then: switch to cleartext */
+		size_t m = 4;
+		sw[m++] = 0xfe;
+		memcpy(sw + m, "mysql_clear_password", 21), m += 21;
+		sw[0] = (unsigned char)(m - 4), sw[1] = sw[2] = 0, sw[3] = 2;
+		if (send(fd, sw, m, MSG_NOSIGNAL) == (ssize_t)m)
+			fake_read_all(fd, f, true);
+	}
+	close(fd);
+	return NULL;
+}
+
+static bool fake_mysql_got_password(const char *greeting, const char *params, const char *password)
+{
+	fake_mysql f = {.greeting = greeting};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	char url[256];
+	lks_conn *c = NULL;
+	pthread_t th;
+	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(f.lfd >= 0);
+	assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(f.lfd, 1), 0);
+	assert_int_equal(getsockname(f.lfd, (struct sockaddr *)&a, &len), 0);
+	snprintf(url, sizeof url, "mysql://app:%s@127.0.0.1:%d/db?connect-timeout=5%s", password,
+	         ntohs(a.sin_port), params);
+	pthread_create(&th, NULL, fake_mysql_serve, &f);
+	assert_int_not_equal(lks_conn_open(&c, url), LKS_OK); /* the fake never lets it in */
+	assert_null(strstr(lks_conn_errmsg(c), password));
+	print_message("    %s, %s: %s (%zu bytes to the fake)\n", greeting,
+	              params[0] ? params + 1 : "defaults", lks_conn_errmsg(c), f.n);
+	lks_conn_close(c);
+	pthread_join(th, NULL);
+	close(f.lfd);
+	return memmem(f.got, f.n, password, strlen(password)) != NULL;
+}
+
+static void mysql_never_sends_cleartext_password(void **state)
+{
+	(void)state;
+	/* asked in the greeting, or by a switch after a native greeting; by
+	 * default and with a mode that asks for TLS (the fake offers none) */
+	static const char *const greetings[] = {"mysql_clear_password", "mysql_native_password"};
+	for (int g = 0; g < 2; g++) {
+		assert_false(fake_mysql_got_password(greetings[g], "", "Fake-S3cret-pw"));
+		assert_false(fake_mysql_got_password(greetings[g], "&ssl-mode=REQUIRED", "Fake-S3cret-pw"));
+		/* the control: allowed by the URL, the fake does get it */
+		assert_true(fake_mysql_got_password(greetings[g],
+		                                    "&auth-plugins=mysql_native_password,mysql_clear_password",
+		                                    "Fake-S3cret-pw"));
+	}
+}
+
 /* #7 item 13: a suspend (CLOCK_BOOTTIME moves on, CLOCK_MONOTONIC does
  * not) counts toward a lease's local deadline. */
 static int64_t suspended_us;
@@ -714,7 +825,7 @@ static void conn_without_server(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(cancel_reaches_every_wait), cmocka_unit_test(suspend_counts_toward_deadlines),
+		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(cancel_reaches_every_wait), cmocka_unit_test(mysql_never_sends_cleartext_password), cmocka_unit_test(suspend_counts_toward_deadlines),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
