@@ -597,6 +597,45 @@ static void status_file_tells_who_exited(void **state)
 	unlink(path);
 }
 
+/* Hardening 3, item 3: with the database silent (paused: no renewal gets
+ * through, no error comes back), a command that ignores SIGTERM is killed,
+ * grandchildren too, before the lease expires on the server: after the
+ * server resumes, the old grant is still the lease's, so no other replica
+ * could have been granted it while the job ran. */
+static void silent_database_stops_the_job_in_time(void **state)
+{
+	fx *f = *state;
+	ticker t;
+	lks_lease_info info;
+	pid_t tick;
+	int64_t expiry_ms, died_ms;
+	int st;
+	ticker_init(&t, "silent");
+	const char *args[] = {"run", "silentjob", "--ttl", "10s", "--", "sh", "-c", t.script, NULL};
+	proc p = start(f->url, args);
+	tick = ticker_pid(&t);
+	/* when the grant expires on the server, on this clock (a renewal that
+	 * lands before the pause only moves it later) */
+	assert_int_equal(lks_lease_inspect(f->c, "silentjob", &info), LKS_OK);
+	assert_true(info.held);
+	expiry_ms = now_ms() + info.remaining_ms;
+	t_ctl("pause");
+	/* observed: the ticking grandchild dies (60 s means it never did) */
+	for (int i = 0; i < 6000 && !process_gone(tick); i++)
+		usleep(10000);
+	died_ms = now_ms();
+	bool gone = process_gone(tick);
+	t_ctl("resume");
+	st = finish(&p);
+	assert_true(gone);
+	assert_int_equal(st, 79);
+	assert_non_null(strstr(slurp(p.err), "expires soon"));
+	print_message("    the job was gone %lld ms before the grant expired on the server\n",
+	              (long long)(expiry_ms - died_ms));
+	assert_true(died_ms < expiry_ms); /* before another replica could be granted it */
+	ticker_done(&t, tick);
+}
+
 /* #18 item 4: run --once / --once-per. Two replicas with --once-per day
  * run the job once; one started while the other runs waits and does not
  * run it again; a non-zero exit or a killed command is not recorded; a
@@ -779,6 +818,7 @@ int main(int argc, char **argv)
 		T(json_names_round_trip),
 		T(status_file_tells_who_exited),
 		T(once_runs_the_job_once),
+		T(silent_database_stops_the_job_in_time),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {
