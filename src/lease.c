@@ -183,6 +183,20 @@ static void baton_give_quietly(lks_conn *c, uint64_t baton);
  * poll or wait took it, goes back (twice if needed: a cancel request that
  * arrives late can end the first try). On MariaDB the connection is gone
  * and its locks with it. */
+/* No grant holds name now (no row, or free or expired), by a plain read. */
+static bool name_is_free(lks_conn *c, const char *t, const char *name)
+{
+	lks_rows r;
+	bool free_now;
+	if (c->ops->lease_select(c, t, name, false, &r)) {
+		lks_clear_error(c);
+		return false;
+	}
+	free_now = r.nrows == 0 || (lks_rows_get(&r, 0, 4) && !strcmp(lks_rows_get(&r, 0, 4), "0"));
+	lks_rows_clear(&r);
+	return free_now;
+}
+
 static int canceled(lks_conn *c, const char *t, const char *name, const char *holder,
                     lks_acquire_options *o, lks_acquire_stats *st, int64_t start, bool holding,
                     uint64_t key)
@@ -287,9 +301,10 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 
 	start = lks_now_us();
 	deadline = start + wait_ms * 1000;
-	for (int attempt = 0;; attempt++) {
+	for (int attempt = 0, free_retries = 0;; attempt++) {
 		int64_t now, delay, left = deadline - lks_now_us();
 		int got = 0;
+		bool transient;
 		sent = lks_now_us();
 		g.statements = 1;
 		if (lks_cancel_enter(o.cancel, c))
@@ -310,6 +325,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			return canceled(c, t, name, holder, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
 		now = lks_now_us();
 		st.attempts += g.statements;
+		transient = rc == LKS_ETRANSIENT;
 		if (rc == LKS_ETRANSIENT) {
 			/* row locked, serialization failure or deadlock: busy. The
 			 * poll may have taken the baton before it failed, and a
@@ -349,6 +365,15 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 				return rc;
 			}
 			g.remaining_us = -1;
+		}
+		/* a lock wait around a name that is free is not "held": InnoDB
+		 * locks the gap next to a key another grant updates, and a grant
+		 * without time to wait fails on it at once. Look (no lock), and
+		 * try again, a few times, quickly. */
+		if (transient && (wait_ms == 0 || now >= deadline) && free_retries < 3 &&
+		    name_is_free(c, t, name)) {
+			lks_sleep_us(1000 << free_retries++);
+			continue;
 		}
 		if (wait_ms == 0 || now >= deadline) {
 			if (holding)

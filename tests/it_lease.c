@@ -1,6 +1,7 @@
 /* Integration: leases under contention, expiry, takeover, fencing, crashes,
  * restarts and auto-renew. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -641,6 +642,7 @@ void lease_fence_guess_never_decides(void **state)
 typedef struct free_cycles {
 	const char *url;
 	int id, iters, busy, errors;
+	bool fresh;
 	pthread_barrier_t *bar;
 } free_cycles;
 
@@ -653,6 +655,8 @@ static void *free_cycles_thread(void *arg)
 	pthread_barrier_wait(w->bar);
 	for (int i = 0; i < w->iters; i++) {
 		lks_lease *l = NULL;
+		if (w->fresh) /* a new name each time: a row that does not exist yet */
+			snprintf(name, sizeof name, "fresh:%d:%d", w->id, i);
 		int rc = lks_lease_acquire(&l, c, name, 10000, 0, NULL);
 		if (rc == LKS_BUSY)
 			w->busy++;
@@ -694,4 +698,19 @@ void lease_free_name_is_never_busy(void **state)
 		assert_int_equal(lks_lease_inspect(f->c, name, &info), LKS_OK);
 		assert_int_equal(info.fence, 300);
 	}
+	/* new names, which the others' grants and releases lock around (InnoDB
+	 * locks the gap before a duplicate key it updates): never busy either */
+	pthread_barrier_init(&bar, NULL, N);
+	for (int i = 0; i < N; i++) {
+		w[i] = (free_cycles){.url = f->url, .id = i, .iters = 200, .bar = &bar, .fresh = true};
+		pthread_create(&th[i], NULL, free_cycles_thread, &w[i]);
+	}
+	busy = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].errors, 0);
+		busy += w[i].busy;
+	}
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(busy, 0);
 }
