@@ -74,4 +74,7 @@ void once_install_refuses_wrong_shape(void **state);
 void once_concurrent_duplicates_run_once(void **state);
 void once_busy_then_replay(void **state);
 void once_purge_in_batches(void **state);
+void once_holder_killed_inside_callback(void **state);
+void once_stalled_holder_is_lost(void **state);
+void once_cut_commit_then_retry(void **state);
 #endif

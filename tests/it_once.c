@@ -2,6 +2,8 @@
  * ledger, written by the callback in the run's own transaction, so "once"
  * is counted on the server. */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,36 +199,68 @@ static void *call_same_key(void *arg)
 	return NULL;
 }
 
-/* Many callers with one key at once, over many rounds: exactly one effect
- * per key; one caller ran it, every other got the replay. */
+/* 8 threads of this process call the key at once; *ran and *replayed
+ * count the outcomes, *errors everything else. */
+static void eight_callers(const char *url, charge *ch, int *ran, int *replayed, int *errors)
+{
+	enum { THREADS = 8 };
+	dup_caller d[THREADS];
+	pthread_t th[THREADS];
+	*ran = *replayed = *errors = 0;
+	for (int i = 0; i < THREADS; i++) {
+		d[i] = (dup_caller){.url = url, .ch = ch};
+		pthread_create(&th[i], NULL, call_same_key, &d[i]);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		if (d[i].rc != LKS_OK)
+			(*errors)++;
+		else if (d[i].replayed)
+			(*replayed)++;
+		else
+			(*ran)++;
+	}
+}
+
+/* 4 processes x 8 threads call one key at once, over rounds: exactly one
+ * effect per round; one caller ran it, the 31 others got the replay. */
 void once_concurrent_duplicates_run_once(void **state)
 {
 	fx *f = *state;
-	enum { THREADS = 8, ROUNDS = 5 };
+	enum { PROCS = 4, ROUNDS = 3 };
 	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
 	make_ledger(f->c);
 	for (int round = 0; round < ROUNDS; round++) {
-		char request[32];
-		charge ch = {.request = request};
-		dup_caller d[THREADS];
-		pthread_t th[THREADS];
-		int ran = 0, replayed = 0;
-		snprintf(request, sizeof request, "order-dup");
+		charge ch = {.request = "order-dup"};
+		int go[2], ran = 0, replayed = 0, errors = 0;
+		pid_t kids[PROCS - 1];
 		t_exec(f->c, "DELETE FROM lks_once");
 		t_exec(f->c, "DELETE FROM ledger");
-		for (int i = 0; i < THREADS; i++) {
-			d[i] = (dup_caller){.url = f->url, .ch = &ch};
-			pthread_create(&th[i], NULL, call_same_key, &d[i]);
+		assert_int_equal(pipe(go), 0);
+		for (int k = 0; k < PROCS - 1; k++) {
+			kids[k] = fork();
+			assert_true(kids[k] >= 0);
+			if (kids[k] == 0) {
+				char b;
+				int r1, r2, e;
+				close(go[1]);
+				if (read(go[0], &b, 1) != 0) /* EOF: all start together */
+					_exit(100);
+				eight_callers(f->url, &ch, &r1, &r2, &e);
+				_exit(e ? 100 : r1); /* how many ran here: 0 or 1 */
+			}
 		}
-		for (int i = 0; i < THREADS; i++) {
-			pthread_join(th[i], NULL);
-			assert_int_equal(d[i].rc, LKS_OK);
-			ran += !d[i].replayed;
-			replayed += d[i].replayed;
+		close(go[0]);
+		close(go[1]); /* go */
+		eight_callers(f->url, &ch, &ran, &replayed, &errors);
+		assert_int_equal(errors, 0);
+		for (int k = 0; k < PROCS - 1; k++) {
+			int status;
+			assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+			assert_true(WIFEXITED(status) && WEXITSTATUS(status) <= 1);
+			ran += WEXITSTATUS(status);
 		}
 		assert_int_equal(ran, 1);
-		assert_int_equal(replayed, THREADS - 1);
-		assert_int_equal(atomic_load(&ch.runs), 1);
 		assert_int_equal(ledger_rows(f->c, "order-dup"), 1);
 	}
 }
@@ -332,4 +366,202 @@ void once_purge_in_batches(void **state)
 	assert_int_equal(lks_once_purge(f->c, NULL, -1, 2, &deleted), LKS_EINVAL);
 	assert_int_equal(lks_once_purge(f->c, NULL, 0, 0, &deleted), LKS_EINVAL);
 	assert_int_equal(lks_once_purge(f->c, NULL, 0, 10001, &deleted), LKS_EINVAL);
+}
+
+/* ---- crashes, stalls and a cut COMMIT ---------------------------------- */
+
+static int effect_then_hang(lks_conn *c, lks_once_ctx *ctx, void *arg)
+{
+	int *ready = arg; /* a pipe: tell the parent the effect is written */
+	lks_value p[2] = {LKS_TEXT("order-crash"), LKS_INT(lks_once_fence(ctx))};
+	int64_t ignored;
+	if (t_int(c, &ignored, "INSERT INTO ledger (request, fence) VALUES (?, ?)", p, 2) > 0)
+		_exit(3);
+	if (write(ready[1], "x", 1) != 1)
+		_exit(4);
+	for (;;)
+		pause(); /* SIGKILLed here, inside the transaction */
+}
+
+static pid_t fork_run(const char *url, lks_once_fn fn, int ready[2], int64_t claim_ttl_ms)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		lks_conn *c = NULL;
+		lks_once_options o = LKS_ONCE_OPTIONS_INIT;
+		o.claim_ttl_ms = claim_ttl_ms;
+		if (lks_conn_open(&c, url))
+			_exit(2);
+		int rc = lks_once_run(c, "checkout", "order-crash", &o, fn, ready, NULL);
+		_exit(rc == LKS_LOST ? 79 : rc == LKS_OK ? 0 : 5);
+	}
+	return pid;
+}
+
+/* A holder SIGKILLed inside its callback: its transaction (effect and all)
+ * is rolled back with its connection; the next caller, once the claim
+ * expires, runs it once. One effect in all. */
+void once_holder_killed_inside_callback(void **state)
+{
+	fx *f = *state;
+	int ready[2], status;
+	char b;
+	lks_once_options wait = LKS_ONCE_OPTIONS_INIT;
+	lks_once_result r = {0};
+	charge next = {.request = "order-crash"};
+	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
+	make_ledger(f->c);
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork_run(f->url, effect_then_hang, ready, 1000);
+	assert_int_equal(read(ready[0], &b, 1), 1); /* its effect is written, uncommitted */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	wait.wait_ms = 60000;
+	assert_int_equal(lks_once_run(f->c, "checkout", "order-crash", &wait, charge_once, &next, &r),
+	                 LKS_OK);
+	assert_int_equal(r.replayed, 0);
+	assert_int_equal(atomic_load(&next.runs), 1);
+	assert_int_equal(ledger_rows(f->c, "order-crash"), 1);
+	lks_once_result_clear(&r);
+	close(ready[0]);
+	close(ready[1]);
+}
+
+/* Stop the process right after its claim is granted, before its fenced
+ * transaction: it outlives the claim while it is stopped. */
+static void stop_at_grant(const lks_event *ev, void *arg)
+{
+	(void)arg;
+	if (ev->kind == LKS_EVENT_ACQUIRED)
+		raise(SIGSTOP);
+}
+
+static int count_claims(const lks_lease_info *info, void *arg)
+{
+	if (!strncmp(info->name, "lks-once:", 9))
+		(*(int *)arg)++;
+	return 0;
+}
+
+/* A holder stopped past its claim while another caller takes over and
+ * completes, then resumed: it gets the other's result, never runs the
+ * callback; one effect. */
+void once_stalled_holder_is_lost(void **state)
+{
+	fx *f = *state;
+	int status, held = 1;
+	lks_once_options wait = LKS_ONCE_OPTIONS_INIT;
+	lks_once_result r = {0};
+	charge other = {.request = "order-crash"};
+	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
+	make_ledger(f->c);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		lks_conn *c = NULL;
+		lks_once_options o = LKS_ONCE_OPTIONS_INIT;
+		charge mine = {.request = "order-crash"};
+		o.claim_ttl_ms = 500;
+		if (lks_conn_open(&c, f->url) || lks_conn_set_event_hook(c, stop_at_grant, NULL))
+			_exit(2);
+		lks_once_result res = {0};
+		int rc = lks_once_run(c, "checkout", "order-crash", &o, charge_once, &mine, &res);
+		/* 10: it found the other's record (the replay); 79: LKS_LOST */
+		_exit(rc == LKS_LOST ? 79 : rc == LKS_OK && res.replayed ? 10 : rc == LKS_OK ? 0 : 5);
+	}
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid); /* stopped at its grant */
+	assert_true(WIFSTOPPED(status));
+	/* observed: its claim expires on the server */
+	for (int i = 0; i < 6000 && held; i++) {
+		held = 0;
+		assert_int_equal(lks_lease_list(f->c, count_claims, &held), LKS_OK);
+		if (held)
+			usleep(10000);
+	}
+	assert_int_equal(held, 0);
+	wait.wait_ms = 60000;
+	assert_int_equal(lks_once_run(f->c, "checkout", "order-crash", &wait, charge_once, &other, &r),
+	                 LKS_OK);
+	assert_int_equal(r.replayed, 0);
+	kill(pid, SIGCONT);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	/* resumed, it finds the record before its transaction and replays it
+	 * (had it been stopped inside, its guard would refuse it: LKS_LOST) */
+	assert_int_equal(WEXITSTATUS(status), 10);
+	assert_int_equal(ledger_rows(f->c, "order-crash"), 1);
+	lks_once_result_clear(&r);
+}
+
+static int slow_commit_effect(lks_conn *c, lks_once_ctx *ctx, void *arg)
+{
+	lks_value p = LKS_INT(lks_once_fence(ctx));
+	int64_t ignored;
+	(void)arg;
+	int rc = t_int(c, &ignored, "INSERT INTO slow_ledger VALUES (?)", &p, 1);
+	return rc == LKS_NOT_FOUND ? LKS_OK : rc;
+}
+
+typedef struct commit_killer {
+	const char *url;
+	int64_t session;
+} commit_killer;
+
+/* Terminate the session once it is seen running its COMMIT. */
+static void *kill_in_commit(void *arg)
+{
+	commit_killer *k = arg;
+	lks_conn *c = t_open(k->url);
+	char sql[200];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld"
+	                          " AND state = 'active' AND query = 'COMMIT'", (long long)k->session);
+	for (int i = 0; i < 6000 && t_int1(c, sql) == 0; i++)
+		usleep(5000);
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)::int", (long long)k->session);
+	t_int1(c, sql);
+	lks_conn_close(c);
+	return NULL;
+}
+
+/* The connection cut during COMMIT: LKS_EUNKNOWN; calling again with the
+ * key resolves it, and there is exactly one effect. PostgreSQL only: a
+ * deferred constraint trigger holds COMMIT open, which MySQL cannot. */
+void once_cut_commit_then_retry(void **state)
+{
+	fx *f = *state;
+	lks_conn *victim;
+	lks_once_options o = LKS_ONCE_OPTIONS_INIT;
+	lks_once_result r = {0};
+	commit_killer k = {.url = f->url};
+	pthread_t th;
+	int rc;
+	if (T_BACKEND != LKS_BACKEND_POSTGRESQL || T_POOLED) {
+		print_message("    PostgreSQL without a pooler only (a deferred trigger, one session)\n");
+		return;
+	}
+	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
+	t_exec(f->c, "CREATE TABLE slow_ledger (fence bigint)");
+	t_exec(f->c, "CREATE FUNCTION slow_ledger_fn() RETURNS trigger LANGUAGE plpgsql AS"
+	             " $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$");
+	t_exec(f->c, "CREATE CONSTRAINT TRIGGER slow_ledger_tr AFTER INSERT ON slow_ledger"
+	             " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_ledger_fn()");
+	victim = t_open(f->url);
+	k.session = t_session_id(victim);
+	o.claim_ttl_ms = 1000;
+	pthread_create(&th, NULL, kill_in_commit, &k);
+	rc = lks_once_run(victim, "jobs", "cut", &o, slow_commit_effect, NULL, NULL);
+	pthread_join(th, NULL);
+	assert_int_equal(rc, LKS_EUNKNOWN);
+	lks_conn_close(victim);
+	/* the retry resolves it: here COMMIT had not landed, so it runs */
+	o.wait_ms = 60000;
+	assert_int_equal(lks_once_run(f->c, "jobs", "cut", &o, slow_commit_effect, NULL, &r), LKS_OK);
+	assert_int_equal(r.replayed, 0);
+	lks_once_result_clear(&r);
+	assert_int_equal(lks_once_run(f->c, "jobs", "cut", &o, slow_commit_effect, NULL, &r), LKS_OK);
+	assert_int_equal(r.replayed, 1);
+	lks_once_result_clear(&r);
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM slow_ledger"), 1);
 }
