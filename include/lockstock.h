@@ -677,6 +677,17 @@ LKS_API int lks_once_lookup(lks_conn *c, const char *scope, const char *key,
 LKS_API int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope,
                               const char *key, const lks_once_options *opts, int code,
                               const void *data, size_t len);
+/* Administration. lks_once_forget deletes the record of (scope, key): the
+ * key runs again on its next call (LKS_NOT_FOUND when there was none).
+ * lks_once_list calls fn for each record of scope (NULL: every scope) in
+ * (scope, key) order, at most limit of them (0: no limit); the strings are
+ * valid during the call, result->data too (do not clear it); a non-zero
+ * return from fn stops the walk and is returned. */
+LKS_API int lks_once_forget(lks_conn *c, const char *table, const char *scope, const char *key);
+typedef int (*lks_once_list_fn)(const char *scope, const char *key,
+                                const lks_once_result *record, void *arg);
+LKS_API int lks_once_list(lks_conn *c, const char *table, const char *scope, int limit,
+                          lks_once_list_fn fn, void *arg);
 /* Delete records completed more than older_than_ms ago (server clock), in
  * statements of at most batch rows (1..10000), each its own short
  * transaction; *deleted (may be NULL) counts them. */

@@ -165,6 +165,10 @@ struct lks_backend_ops {
 	                   int64_t fence, bool failed);
 	int (*once_purge)(lks_conn *c, const char *table_q, int64_t older_than_us, int batch,
 	                  int64_t *deleted);
+	/* rows: scope, key, then as once_select; scope NULL: all; limit 0: all */
+	int (*once_list)(lks_conn *c, const char *table_q, const char *scope, int limit,
+	                 lks_rows *out);
+	int (*once_forget)(lks_conn *c, const char *table_q, const char *scope, const char *key);
 	/* whether the lease table has the owner column */
 	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
 	/* one transaction: the row as lease_select shows it, then, if held,
@@ -212,6 +216,8 @@ int lks_pg_once_insert(lks_conn *c, const char *t, const char *scope, const char
                        const char *fp, int code, const char *result, int64_t fence, bool failed);
 int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
                       int64_t *deleted);
+int lks_pg_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out);
+int lks_pg_once_forget(lks_conn *c, const char *t, const char *scope, const char *key);
 int lks_my_once_install(lks_conn *c, const char *t);
 int lks_my_once_select(lks_conn *c, const char *t, const char *scope, const char *key,
                        lks_rows *out);
@@ -219,6 +225,8 @@ int lks_my_once_insert(lks_conn *c, const char *t, const char *scope, const char
                        const char *fp, int code, const char *result, int64_t fence, bool failed);
 int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
                       int64_t *deleted);
+int lks_my_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out);
+int lks_my_once_forget(lks_conn *c, const char *t, const char *scope, const char *key);
 
 /* time (monotonic) and randomness */
 int64_t lks_now_us(void);

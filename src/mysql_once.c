@@ -1,5 +1,6 @@
 /* MySQL / MariaDB SQL for processed-once records (src/once.c). Values go as
  * text: bytes as hex, decoded by the server; times on UTC_TIMESTAMP(6). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include "internal.h"
@@ -129,4 +130,32 @@ int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int bat
 	*deleted = r.affected;
 	lks_rows_clear(&r);
 	return LKS_OK;
+}
+
+int lks_my_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {scope ? LKS_TEXT(scope) : LKS_NULLV, scope ? LKS_TEXT(scope) : LKS_NULLV,
+	                  LKS_INT(limit > 0 ? limit : INT32_MAX)};
+	lks_sql_add(&q,
+	            "SELECT scope, request_key, code, HEX(result), fence,"
+	            " TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', completed_at),"
+	            " LOWER(HEX(fingerprint)), failed FROM %s"
+	            " WHERE (? IS NULL OR scope = ?) ORDER BY scope, request_key LIMIT ?",
+	            t);
+	return c->ops->query(c, q.buf, p, 3, out);
+}
+
+int lks_my_once_forget(lks_conn *c, const char *t, const char *scope, const char *key)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q, "DELETE FROM %s WHERE scope = ? AND request_key = ?", t);
+	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
+		return rc;
+	rc = r.affected == 1 ? LKS_OK : LKS_NOT_FOUND;
+	lks_rows_clear(&r);
+	return rc;
 }

@@ -176,6 +176,26 @@ static void claim_name(const char *scope, const char *key, char out[64])
 	snprintf(out, 64, "lks-once:%016" PRIx64 "%016" PRIx64, a, b);
 }
 
+/* A record's columns from col on (code, result hex, fence, completed_at_us,
+ * fingerprint hex, failed) into *res (its data freshly allocated). */
+static int decode_record(lks_conn *c, const lks_rows *r, int row, int col, lks_once_result *res)
+{
+	const char *hex = lks_rows_get(r, row, col + 1) ? lks_rows_get(r, row, col + 1) : "";
+	int64_t code = 0, failed = 0;
+	lks_once_result_clear(res);
+	if (lks_parse_i64(lks_rows_get(r, row, col), &code) ||
+	    lks_parse_i64(lks_rows_get(r, row, col + 2), &res->fence) ||
+	    lks_parse_i64(lks_rows_get(r, row, col + 3), &res->completed_at_us) ||
+	    lks_parse_i64(lks_rows_get(r, row, col + 5), &failed) ||
+	    !(res->data = malloc(strlen(hex) / 2 + 1)) || unhex(hex, res->data, &res->len)) {
+		lks_once_result_clear(res);
+		return lks_set_error(c, LKS_EDB, "once: a record is malformed");
+	}
+	res->code = (int)code;
+	res->failed = failed != 0;
+	return LKS_OK;
+}
+
 /* Look the record up. LKS_OK with *found = 0 or 1 (then result filled),
  * LKS_MISMATCH, or an error. */
 static int lookup(lks_conn *c, const char *t, const char *scope, const char *key,
@@ -183,7 +203,6 @@ static int lookup(lks_conn *c, const char *t, const char *scope, const char *key
 {
 	lks_rows r;
 	const char *fp;
-	int64_t code = 0, failed = 0;
 	int rc;
 	*found = 0;
 	if ((rc = c->ops->once_select(c, t, scope, key, &r)))
@@ -209,22 +228,12 @@ static int lookup(lks_conn *c, const char *t, const char *scope, const char *key
 		}
 	}
 	*found = 1;
-	if (res) {
-		const char *hex = lks_rows_get(&r, 0, 1) ? lks_rows_get(&r, 0, 1) : "";
-		lks_once_result_clear(res);
-		if (lks_parse_i64(lks_rows_get(&r, 0, 0), &code) ||
-		    lks_parse_i64(lks_rows_get(&r, 0, 2), &res->fence) ||
-		    lks_parse_i64(lks_rows_get(&r, 0, 3), &res->completed_at_us) ||
-		    lks_parse_i64(lks_rows_get(&r, 0, 5), &failed) || !(res->data = malloc(strlen(hex) / 2 + 1)) ||
-		    unhex(hex, res->data, &res->len)) {
-			lks_rows_clear(&r);
-			lks_once_result_clear(res);
-			return lks_set_error(c, LKS_EDB, "once: the record of %s is malformed", key);
-		}
-		res->code = (int)code;
-		res->failed = failed != 0;
-		res->replayed = 1;
+	if (res && (rc = decode_record(c, &r, 0, 0, res))) {
+		lks_rows_clear(&r);
+		return rc;
 	}
+	if (res)
+		res->replayed = 1;
 	lks_rows_clear(&r);
 	return LKS_OK;
 }
@@ -441,4 +450,39 @@ int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope, co
 	r.ctx.data = (unsigned char *)data; /* borrowed: record() only reads it */
 	r.ctx.len = len;
 	return lks_lease_fenced_write(c, lease, record_in_transaction, &r);
+}
+
+int lks_once_forget(lks_conn *c, const char *table, const char *scope, const char *key)
+{
+	char t[LKS_IDENT_MAX * 2 + 8];
+	int rc = lks_conn_check(c);
+	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
+	    (rc = table_of(c, table, t)))
+		return rc;
+	rc = c->ops->once_forget(c, t, scope, key);
+	return rc == LKS_NOT_FOUND ? lks_set_error(c, rc, "once: no record of key %s in scope %s",
+	                                           key, scope)
+	                           : rc;
+}
+
+int lks_once_list(lks_conn *c, const char *table, const char *scope, int limit,
+                  lks_once_list_fn fn, void *arg)
+{
+	char t[LKS_IDENT_MAX * 2 + 8];
+	lks_rows r;
+	int rc = lks_conn_check(c);
+	if (rc || (scope && (rc = check_text(c, "scope", scope))) || (rc = table_of(c, table, t)))
+		return rc;
+	if (!fn || limit < 0)
+		return lks_set_error(c, LKS_EINVAL, "once list: callback is NULL or limit negative");
+	if ((rc = c->ops->once_list(c, t, scope, limit, &r)))
+		return rc;
+	for (int i = 0; i < r.nrows && rc == LKS_OK; i++) {
+		lks_once_result res = {0};
+		if ((rc = decode_record(c, &r, i, 2, &res)) == LKS_OK)
+			rc = fn(lks_rows_get(&r, i, 0), lks_rows_get(&r, i, 1), &res, arg);
+		lks_once_result_clear(&res);
+	}
+	lks_rows_clear(&r);
+	return rc;
 }

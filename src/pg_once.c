@@ -123,3 +123,31 @@ int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int bat
 	lks_rows_clear(&r);
 	return LKS_OK;
 }
+
+int lks_pg_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {scope ? LKS_TEXT(scope) : LKS_NULLV, LKS_INT(limit)};
+	lks_sql_add(&q,
+	            "SELECT scope, request_key, code, encode(result, 'hex'), fence,"
+	            " (extract(epoch FROM completed_at) * 1000000)::bigint,"
+	            " encode(fingerprint, 'hex'), failed::int FROM %s"
+	            " WHERE ($1::text IS NULL OR scope = $1) ORDER BY scope, request_key"
+	            " LIMIT CASE WHEN $2 > 0 THEN $2 END",
+	            t);
+	return c->ops->query(c, q.buf, p, 2, out);
+}
+
+int lks_pg_once_forget(lks_conn *c, const char *t, const char *scope, const char *key)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q, "DELETE FROM %s WHERE scope = $1 AND request_key = $2", t);
+	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
+		return rc;
+	rc = r.affected == 1 ? LKS_OK : LKS_NOT_FOUND;
+	lks_rows_clear(&r);
+	return rc;
+}

@@ -681,6 +681,23 @@ static void once_runs_the_job_once(void **state)
 	assert_int_equal(run(f->url, works, &p), 0);
 	assert_int_equal(run(f->url, works, &p), 0);
 	assert_int_equal(lines(slurp(file)), 4); /* 2 failed, 1 killed, 1 that counted */
+	/* the records: inspect, list, forget (then it runs again), purge */
+	const char *inspect[] = {"once", "inspect", "fragile", "k1", NULL};
+	const char *list[] = {"once", "list", "fragile", "--json", NULL};
+	const char *forget[] = {"once", "forget", "fragile", "k1", NULL};
+	const char *purge[] = {"once", "purge", "--older-than", "0", NULL};
+	assert_int_equal(run(f->url, inspect, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "fragile\tk1\t0\t"));
+	assert_int_equal(run(f->url, list, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"scope\":\"fragile\",\"key\":\"k1\""));
+	assert_int_equal(run(f->url, forget, &p), 0);
+	assert_int_equal(run(f->url, forget, &p), 1); /* no such record now */
+	assert_int_equal(run(f->url, inspect, &p), 1);
+	assert_int_equal(run(f->url, works, &p), 0);
+	assert_int_equal(lines(slurp(file)), 5); /* forgotten: it ran again */
+	assert_int_equal(run(f->url, purge, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "purged"));
+	assert_int_equal(run(f->url, inspect, &p), 1);
 	/* bad usage */
 	const char *both[] = {"run", "x", "--once", "k", "--once-per", "day", "--", "true", NULL};
 	const char *badp[] = {"run", "x", "--once-per", "fortnight", "--", "true", NULL};

@@ -13,6 +13,8 @@ static const char overview[] =
 "    lockstock list [--json]\n"
 "    lockstock inspect NAME [--json]\n"
 "    lockstock release --force NAME\n"
+"    lockstock once list [SCOPE] | inspect SCOPE KEY | forget SCOPE KEY\n"
+"    lockstock once purge --older-than D [--batch N]\n"
 "    lockstock help [SUBCOMMAND] | --help | --version\n"
 "\n"
 "    Every subcommand takes --url URL and --table NAME, and --help.\n"
@@ -228,13 +230,37 @@ static const char release_page[] =
 "EXIT STATUS\n"
 "    0 released; 1 not held (nothing changed); 64, 69, 70 as for all.\n";
 
+static const char once_page[] =
+"NAME\n"
+"    lockstock once - the completion records of run --once and lks_once_run\n"
+"\n"
+"SYNOPSIS\n"
+"    lockstock once list [SCOPE] [--limit N] [--json] [--url URL]\n"
+"    lockstock once inspect SCOPE KEY [--json] [--url URL]\n"
+"    lockstock once forget SCOPE KEY [--url URL]\n"
+"    lockstock once purge --older-than D [--batch N] [--url URL]\n"
+"\n"
+"DESCRIPTION\n"
+"    Records live in table lks_once (lockstock install makes it). For\n"
+"    `lockstock run NAME --once KEY` the scope is NAME. list shows SCOPE,\n"
+"    KEY, CODE, FENCE, COMPLETED (UTC, the server's clock) and the result's\n"
+"    size, one line each, in (scope, key) order, at most --limit of them\n"
+"    (default 1000; 0: all); --json an array of objects\n"
+"    (scope, key, code, failed, fence, completed_at, result_hex). forget\n"
+"    deletes one record: the key runs again on its next call. purge deletes\n"
+"    the records completed more than D ago, in short transactions of at\n"
+"    most --batch rows (default 1000) that skip rows a run holds.\n"
+"\n"
+"EXIT STATUS\n"
+"    0 done; 1 inspect/forget: no such record; 64, 69, 70 as for all.\n";
+
 bool cli_help(FILE *f, const char *sub)
 {
 	static const struct {
 		const char *name, *page, *more, *rest;
 	} pages[] = {{"run", run_page, run_options, run_once_options}, {"install", install_page, "", ""},
 	             {"list", list_page, "", ""},         {"inspect", inspect_page, "", ""},
-	             {"release", release_page, "", ""}};
+	             {"release", release_page, "", ""}, {"once", once_page, "", ""}};
 	if (!sub) {
 		fputs(overview, f);
 		return true;
