@@ -5,6 +5,8 @@
 # comparison (one hot product, limited stock, 16 buyers, until sold out),
 # then a contention sweep, and writes to out/:
 #   inventory.json, inventory.csv            the comparison
+#   inventory-duplicates.json, .csv          the same with 20% of the orders
+#                                            delivered twice (charged2x)
 #   inventory-sweep.csv, inventory-sweep.svg the sweep and its chart
 # Extra arguments go to the comparison run (see --help), e.g.
 #   scripts/inventory.sh --pause 0.1 --lease-ttl-ms 300
@@ -23,6 +25,12 @@ set +e
 log "flash sale: every strategy on PostgreSQL and MariaDB"
 "$bin" --json "$out/inventory.json" --csv "$out/inventory.csv" "$@"
 rc=$?
+if [ $rc -eq 0 ]; then
+	log "duplicate deliveries: 20% of the orders sent twice (retries, redeliveries)"
+	"$bin" --duplicates 0.2 --strategy optimistic,pessimistic,select-for-update,atomic,once \
+		--json "$out/inventory-duplicates.json" --csv "$out/inventory-duplicates.csv" "$@"
+	rc=$?
+fi
 if [ $rc -eq 0 ] && [ "${LKS_SWEEP:-1}" != 0 ]; then
 	log "contention sweep (workers 1..32, 1 and 8 products): a few minutes"
 	"$bin" --sweep --quiet --stock 100 --csv "$out/inventory-sweep.csv" \

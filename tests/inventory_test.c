@@ -12,6 +12,7 @@ typedef struct row {
 	char strategy[32], backend[16];
 	long long initial, final, orders, sold, oversold, lost, attempts, retries, waits;
 	long long timeouts, errors, fenced, paused, crashed;
+	long long duplicates, replays, twice; /* the last three columns */
 	int ok;
 } row;
 
@@ -52,6 +53,11 @@ static int read_rows(const char *csv, row *rows, int max)
 		                 &r->errors, &r->fenced, &r->paused, &r->crashed);
 		if (got != 25)
 			fail_msg("bad CSV line (%d fields): %s", got, line);
+		const char *tail = line;
+		for (int commas = 0; commas < 27 && (tail = strchr(tail, ',')); commas++)
+			tail++;
+		if (!tail || sscanf(tail, "%lld,%lld,%lld", &r->duplicates, &r->replays, &r->twice) != 3)
+			fail_msg("no duplicates columns: %s", line);
 		r->ok = !strcmp(ok, "true");
 		n++;
 	}
@@ -175,6 +181,32 @@ static void pause_fencing_demonstration(void **state)
 	remove(csv);
 }
 
+/* #18 item 5: a share of the orders is delivered again (while the first
+ * attempt runs, and after it completed). Without idempotency orders are
+ * charged twice; with the once strategy none is, and the stock is exact. */
+static void duplicate_deliveries(void **state)
+{
+	fx *f = *state;
+	char csv[128];
+	row rows[4];
+	tmpname(csv, sizeof csv, "dup.csv");
+	assert_int_equal(run(f, "--strategy atomic,once --duplicates 0.3 --workers 8 --stock 60", csv), 0);
+	assert_int_equal(read_rows(csv, rows, 4), 2);
+	const row *atomic = find(rows, 2, "atomic"), *once = find(rows, 2, "once");
+	assert_true(atomic->duplicates > 0);
+	assert_true(atomic->twice > 0);
+	assert_true(once->duplicates > 0);
+	assert_true(once->replays > 0);
+	assert_int_equal(once->twice, 0);
+	assert_true(once->ok);
+	assert_int_equal(once->sold, 60);
+	assert_int_equal(once->final, 0);
+	print_message("    atomic: %lld orders charged twice of %lld delivered again; once: 0 of %lld"
+	              " (%lld replayed)\n", atomic->twice, atomic->duplicates, once->duplicates,
+	              once->replays);
+	remove(csv);
+}
+
 static void crash_demonstration(void **state)
 {
 	fx *f = *state;
@@ -254,6 +286,7 @@ int main(int argc, char **argv)
 		T(safe_strategies_sell_exactly_the_stock),
 		T(json_has_the_documented_shape),
 		T(pause_fencing_demonstration),
+		T(duplicate_deliveries),
 		T(crash_demonstration),
 		T(many_products),
 		T(bad_options_exit_2_and_touch_nothing),

@@ -22,17 +22,19 @@ int db_reset(lks_conn *c, const workload *w)
 	lks_backend b = lks_conn_backend(c);
 	char sql[256];
 	int rc;
-	if ((rc = exec(c, "DROP TABLE IF EXISTS inv_orders")) ||
+	if ((rc = exec(c, "DROP TABLE IF EXISTS inv_orders")) || (rc = exec(c, "DROP TABLE IF EXISTS inv_once")) ||
 	    (rc = exec(c, "DROP TABLE IF EXISTS inv_products")) ||
 	    (rc = exec(c, "CREATE TABLE inv_products (id int PRIMARY KEY, stock int NOT NULL,"
 	                  " version bigint NOT NULL DEFAULT 0)")) ||
 	    (rc = exec(c, SQL(b,
 	                      "CREATE TABLE inv_orders (id bigserial PRIMARY KEY, product_id int NOT NULL,"
 	                      " qty int NOT NULL, strategy varchar(32) NOT NULL, worker int NOT NULL,"
-	                      " fence bigint, created_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+	                      " fence bigint, request varchar(48),"
+	                      " created_at timestamptz NOT NULL DEFAULT clock_timestamp())",
 	                      "CREATE TABLE inv_orders (id bigint AUTO_INCREMENT PRIMARY KEY, product_id int NOT NULL,"
 	                      " qty int NOT NULL, strategy varchar(32) NOT NULL, worker int NOT NULL,"
-	                      " fence bigint, created_at datetime(6) NOT NULL DEFAULT UTC_TIMESTAMP(6))"))))
+	                      " fence bigint, request varchar(48),"
+	                      " created_at datetime(6) NOT NULL DEFAULT UTC_TIMESTAMP(6))"))))
 		return rc;
 	/* one statement fills all products */
 	snprintf(sql, sizeof sql,
@@ -50,7 +52,9 @@ int db_reset(lks_conn *c, const workload *w)
 	}
 	if ((rc = exec(c, sql)))
 		return rc;
-	return lks_lease_install(c);
+	if ((rc = lks_lease_install(c)) || (rc = lks_once_install(c, "inv_once")))
+		fprintf(stderr, "inventory: install: %s\n", lks_conn_errmsg(c));
+	return rc;
 }
 
 static int64_t one(lks_conn *c, const char *sql, int *rc)
@@ -87,10 +91,13 @@ int db_check(lks_conn *c, const workload *w, result *r)
 	         " ON s.product_id = p.id WHERE COALESCE(s.sold, 0) <> %d - p.stock",
 	         w->stock);
 	mismatched = one(c, sql, &rc);
+	r->charged_twice = one(c, "SELECT COUNT(*) FROM (SELECT request FROM inv_orders WHERE request"
+	                          " IS NOT NULL GROUP BY request HAVING COUNT(*) > 1) t", &rc);
 	if (rc)
 		return rc;
 	r->lost_updates = r->units_sold - (r->initial_stock - r->final_stock);
+	/* charging an order twice breaks "once": only the once strategy promises it */
 	r->invariants_ok = mismatched == 0 && !r->negative_stock && r->oversold == 0 &&
-	                   r->lost_updates == 0;
+	                   r->lost_updates == 0 && (r->s != S_ONCE || r->charged_twice == 0);
 	return 0;
 }

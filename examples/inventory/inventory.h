@@ -20,6 +20,7 @@ typedef enum strategy {
 	S_PESSIMISTIC_UNFENCED,
 	S_SELECT_FOR_UPDATE,
 	S_ATOMIC,
+	S_ONCE, /* atomic, each order processed once (lks_once_run on its request id) */
 	S_COUNT
 } strategy;
 
@@ -44,6 +45,7 @@ typedef struct workload {
 	int max_attempts;  /* optimistic */
 	double pause;      /* fraction of lease holders that stall past the TTL */
 	double crash;      /* fraction of lease holders that vanish */
+	double duplicates; /* fraction of orders delivered twice (retries, redeliveries) */
 	const char *json;
 	const char *csv;
 	const char *chart;
@@ -66,6 +68,8 @@ typedef struct result {
 	double wait_p50, wait_p99;
 	int64_t purchases, attempts, retries, lock_waits, timeouts, errors;
 	int64_t fenced_rejections, pauses, crashes;
+	int64_t duplicates, replays; /* deliveries of an order again; answered from a record */
+	int64_t charged_twice;       /* orders (request ids) charged more than once */
 	char first_error[256];
 } result;
 

@@ -8,6 +8,7 @@
 
 const char *const strategy_names[S_COUNT] = {
 	"naive", "optimistic", "pessimistic", "pessimistic-unfenced", "select-for-update", "atomic",
+	"once",
 };
 
 bool strategy_is_safe(strategy s)
@@ -30,7 +31,8 @@ void options_usage(FILE *out)
 	        "                       sets for the throwaway servers it starts)\n"
 	        "Strategies\n"
 	        "  --strategy LIST      comma-separated, default all: naive, optimistic,\n"
-	        "                       pessimistic, pessimistic-unfenced, select-for-update, atomic\n"
+	        "                       pessimistic, pessimistic-unfenced, select-for-update, atomic,\n"
+	        "                       once (atomic, each order processed once by its request id)\n"
 	        "Workload\n"
 	        "  --workers N          buyer threads, one connection each (default 16)\n"
 	        "  --products N         products on sale (default 1)\n"
@@ -51,6 +53,12 @@ void options_usage(FILE *out)
 	        "                       the critical section (default 0)\n"
 	        "  --crash F            fraction of lease holders that abandon the lease\n"
 	        "                       without releasing it (default 0)\n"
+	        "Duplicate deliveries\n"
+	        "  --duplicates F       fraction of orders delivered twice, as clients that retry\n"
+	        "                       after a timeout and queues that redeliver do: half while\n"
+	        "                       the first attempt runs (another buyer), half after it\n"
+	        "                       completed (default 0); charged_twice counts the orders\n"
+	        "                       paid for more than once\n"
 	        "Output\n"
 	        "  --json FILE          results as JSON ('-' for stdout)\n"
 	        "  --csv FILE           results as CSV ('-' for stdout)\n"
@@ -136,7 +144,7 @@ static int strategies_arg(const char *v, workload *w)
 int options_parse(int argc, char **argv, workload *w)
 {
 	enum { O_URL = 256, O_STRATEGY, O_WORKERS, O_PRODUCTS, O_STOCK, O_QTY, O_SKEW, O_THINK,
-	       O_DURATION, O_MAXDUR, O_SEED, O_TTL, O_WAIT, O_ATTEMPTS, O_PAUSE, O_CRASH, O_JSON,
+	       O_DURATION, O_MAXDUR, O_SEED, O_TTL, O_WAIT, O_ATTEMPTS, O_PAUSE, O_CRASH, O_DUPLICATES, O_JSON,
 	       O_CSV, O_SWEEP, O_CHART, O_QUIET, O_HELP };
 	static const struct option longopts[] = {
 		{"url", required_argument, 0, O_URL},
@@ -155,6 +163,7 @@ int options_parse(int argc, char **argv, workload *w)
 		{"max-attempts", required_argument, 0, O_ATTEMPTS},
 		{"pause", required_argument, 0, O_PAUSE},
 		{"crash", required_argument, 0, O_CRASH},
+		{"duplicates", required_argument, 0, O_DUPLICATES},
 		{"json", required_argument, 0, O_JSON},
 		{"csv", required_argument, 0, O_CSV},
 		{"sweep", no_argument, 0, O_SWEEP},
@@ -196,6 +205,7 @@ int options_parse(int argc, char **argv, workload *w)
 		case O_ATTEMPTS: rc = int_arg("--max-attempts", optarg, 1, 1000000, &w->max_attempts); break;
 		case O_PAUSE: rc = frac_arg("--pause", optarg, 0, 1, &w->pause); break;
 		case O_CRASH: rc = frac_arg("--crash", optarg, 0, 1, &w->crash); break;
+		case O_DUPLICATES: rc = frac_arg("--duplicates", optarg, 0, 0.9, &w->duplicates); break;
 		case O_JSON: w->json = optarg; break;
 		case O_CSV: w->csv = optarg; break;
 		case O_SWEEP: w->sweep = true; break;

@@ -11,23 +11,28 @@ static const char *db_name(lks_backend b)
 
 void report_table(FILE *out, const result *rs, int n)
 {
-	fprintf(out, "%-20s %-10s %3s %6s %6s %6s %6s %8s %6s %3s %9s %7s %7s %7s %8s %8s %7s %6s %8s %8s %5s %5s\n",
+	fprintf(out, "%-20s %-10s %3s %6s %6s %6s %6s %8s %6s %3s %9s %7s %7s %7s %8s %8s %7s %6s %8s %8s %5s %5s %7s\n",
 	        "strategy", "db", "wrk", "prod", "orders", "sold", "final", "oversold", "lost", "ok",
 	        "buys/s", "p50ms", "p95ms", "p99ms", "max_ms", "attempts", "retries", "waits",
-	        "wait_p50", "wait_p99", "tmo", "err");
+	        "wait_p50", "wait_p99", "tmo", "err", "charged2x");
 	for (int i = 0; i < n; i++) {
 		const result *r = &rs[i];
 		fprintf(out,
-		        "%-20s %-10s %3d %6d %6lld %6lld %6lld %8lld %6lld %3s %9.1f %7.2f %7.2f %7.2f %8.2f %8lld %7lld %6lld %8.2f %8.2f %5lld %5lld\n",
+		        "%-20s %-10s %3d %6d %6lld %6lld %6lld %8lld %6lld %3s %9.1f %7.2f %7.2f %7.2f %8.2f %8lld %7lld %6lld %8.2f %8.2f %5lld %5lld %9lld\n",
 		        strategy_names[r->s], db_name(r->backend), r->workers, r->products,
 		        (long long)r->orders, (long long)r->units_sold, (long long)r->final_stock,
 		        (long long)r->oversold, (long long)r->lost_updates, r->invariants_ok ? "yes" : "NO",
 		        r->throughput, r->p50, r->p95, r->p99, r->max_ms, (long long)r->attempts,
 		        (long long)r->retries, (long long)r->lock_waits, r->wait_p50, r->wait_p99,
-		        (long long)r->timeouts, (long long)r->errors);
+		        (long long)r->timeouts, (long long)r->errors, (long long)r->charged_twice);
 	}
 	for (int i = 0; i < n; i++) {
 		const result *r = &rs[i];
+		if (r->duplicates)
+			fprintf(out, "%-20s %-10s duplicates: %lld orders delivered again, %lld answered from"
+			             " the record, %lld orders charged twice\n",
+			        strategy_names[r->s], db_name(r->backend), (long long)r->duplicates,
+			        (long long)r->replays, (long long)r->charged_twice);
 		if (r->pauses || r->crashes || r->fenced_rejections)
 			fprintf(out, "%-20s %-10s faults: %lld paused holders, %lld crashed holders, %lld stale writes refused by the fence\n",
 			        strategy_names[r->s], db_name(r->backend), (long long)r->pauses,
@@ -79,10 +84,10 @@ int report_json(const char *path, const workload *w, const result *rs, int n)
 	fprintf(f, "{\"workload\": {\"workers\": %d, \"products\": %d, \"stock_per_product\": %d, "
 	           "\"qty\": %d, \"skew\": %g, \"think_ms\": %d, \"duration_s\": %g, \"seed\": %llu, "
 	           "\"lease_ttl_ms\": %d, \"lease_wait_ms\": %d, \"max_attempts\": %d, "
-	           "\"pause\": %g, \"crash\": %g},\n \"results\": [",
+	           "\"pause\": %g, \"crash\": %g, \"duplicates\": %g},\n \"results\": [",
 	        w->workers, w->products, w->stock, w->qty, w->skew, w->think_ms, w->duration_s,
 	        (unsigned long long)w->seed, w->lease_ttl_ms, w->lease_wait_ms, w->max_attempts,
-	        w->pause, w->crash);
+	        w->pause, w->crash, w->duplicates);
 	for (int i = 0; i < n; i++) {
 		const result *r = &rs[i];
 		fprintf(f, "%s\n  {\"strategy\": \"%s\", \"backend\": \"%s\", \"workers\": %d, \"products\": %d, "
@@ -93,7 +98,8 @@ int report_json(const char *path, const workload *w, const result *rs, int n)
 		           "\"attempts\": %lld, \"retries\": %lld, \"lock_waits\": %lld, "
 		           "\"lock_wait_ms\": {\"p50\": %.3f, \"p99\": %.3f}, \"timeouts\": %lld, "
 		           "\"errors\": %lld, \"fenced_rejections\": %lld, \"paused_holders\": %lld, "
-		           "\"crashed_holders\": %lld, \"first_error\": ",
+		           "\"crashed_holders\": %lld, \"duplicates\": %lld, \"replays\": %lld, "
+		           "\"charged_twice\": %lld, \"first_error\": ",
 		        i ? "," : "", strategy_names[r->s], db_name(r->backend), r->workers, r->products,
 		        (long long)r->initial_stock, (long long)r->final_stock, (long long)r->orders,
 		        (long long)r->units_sold, (long long)r->oversold, (long long)r->lost_updates,
@@ -101,7 +107,8 @@ int report_json(const char *path, const workload *w, const result *rs, int n)
 		        r->p99, r->max_ms, (long long)r->attempts, (long long)r->retries,
 		        (long long)r->lock_waits, r->wait_p50, r->wait_p99, (long long)r->timeouts,
 		        (long long)r->errors, (long long)r->fenced_rejections, (long long)r->pauses,
-		        (long long)r->crashes);
+		        (long long)r->crashes, (long long)r->duplicates, (long long)r->replays,
+		        (long long)r->charged_twice);
 		json_str(f, r->first_error);
 		fputc('}', f);
 	}
@@ -118,10 +125,10 @@ int report_csv(const char *path, const result *rs, int n)
 	           "oversold,lost_updates,invariants_ok,elapsed_s,throughput_per_s,latency_p50_ms,"
 	           "latency_p95_ms,latency_p99_ms,latency_max_ms,attempts,retries,lock_waits,"
 	           "lock_wait_p50_ms,lock_wait_p99_ms,timeouts,errors,fenced_rejections,paused_holders,"
-	           "crashed_holders\n");
+	           "crashed_holders,duplicates,replays,charged_twice\n");
 	for (int i = 0; i < n; i++) {
 		const result *r = &rs[i];
-		fprintf(f, "%s,%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%s,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%lld,%lld,%lld,%lld\n",
+		fprintf(f, "%s,%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%s,%.3f,%.2f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n",
 		        strategy_names[r->s], db_name(r->backend), r->workers, r->products,
 		        (long long)r->initial_stock, (long long)r->final_stock, (long long)r->orders,
 		        (long long)r->units_sold, (long long)r->oversold, (long long)r->lost_updates,
@@ -129,7 +136,8 @@ int report_csv(const char *path, const result *rs, int n)
 		        r->p99, r->max_ms, (long long)r->attempts, (long long)r->retries,
 		        (long long)r->lock_waits, r->wait_p50, r->wait_p99, (long long)r->timeouts,
 		        (long long)r->errors, (long long)r->fenced_rejections, (long long)r->pauses,
-		        (long long)r->crashes);
+		        (long long)r->crashes, (long long)r->duplicates, (long long)r->replays,
+		        (long long)r->charged_twice);
 	}
 	return close_out(f);
 }
@@ -137,7 +145,8 @@ int report_csv(const char *path, const result *rs, int n)
 /* ---- SVG chart: throughput and oversold against workers, one panel per
  * product count, one line per strategy and database ---- */
 
-static const char *const colors[S_COUNT] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#7f7f7f"};
+static const char *const colors[S_COUNT] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#7f7f7f",
+                                            "#17becf"};
 
 typedef struct panel {
 	double x, y, w, h;

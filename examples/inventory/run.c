@@ -8,8 +8,21 @@
 #include <unistd.h>
 #include "worker.h"
 
+/* Orders to be delivered again while their first attempt runs: another
+ * buyer takes one before placing an order of its own. */
+#define PENDING_MAX 64
+typedef struct pending {
+	pthread_mutex_t mu;
+	int n;
+	struct {
+		char request[48];
+		int product;
+	} q[PENDING_MAX];
+} pending;
+
 typedef struct shared {
 	const workload *w;
+	pending dup;
 	atomic_int *sold_out;      /* per product */
 	atomic_int products_left;
 	atomic_bool stop;
@@ -87,6 +100,55 @@ static int pick_product(worker *k, shared *sh)
 	return 0;
 }
 
+static bool pending_put(pending *p, const char *request, int product)
+{
+	bool ok;
+	pthread_mutex_lock(&p->mu);
+	if ((ok = p->n < PENDING_MAX)) {
+		snprintf(p->q[p->n].request, sizeof p->q[0].request, "%s", request);
+		p->q[p->n++].product = product;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+static bool pending_take(pending *p, char *request, size_t n, int *product)
+{
+	bool ok;
+	pthread_mutex_lock(&p->mu);
+	if ((ok = p->n > 0)) {
+		p->n--;
+		snprintf(request, n, "%s", p->q[p->n].request);
+		*product = p->q[p->n].product;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+/* One delivery of the buyer's current request. */
+static int deliver(worker *k, shared *sh, int product, int64_t t0)
+{
+	int got = strategy_buy(k, product);
+	switch (got) {
+	case BUY_OK:
+		k->purchases++;
+		samples_add(&k->latency_ms, (worker_now_us() - t0) / 1000.0);
+		atomic_fetch_add(&sh->units, sh->w->qty);
+		break;
+	case BUY_REPLAYED:
+		k->replays++; /* answered from the record: nothing charged */
+		break;
+	case BUY_SOLD_OUT:
+		if (atomic_exchange(&sh->sold_out[product - 1], 1) == 0 &&
+		    atomic_fetch_sub(&sh->products_left, 1) == 1)
+			atomic_store(&sh->stop, true);
+		break;
+	default:
+		break;
+	}
+	return got;
+}
+
 static void *buyer(void *arg)
 {
 	thread_arg *t = arg;
@@ -97,24 +159,27 @@ static void *buyer(void *arg)
 		worker_error(k, rc);
 	pthread_barrier_wait(&sh->start);
 	while (!k->dead && !atomic_load(&sh->stop)) {
-		int product = pick_product(k, sh);
+		int product;
 		int64_t t0;
-		if (!product || worker_now_us() >= atomic_load(&sh->t_end))
+		if (worker_now_us() >= atomic_load(&sh->t_end))
 			break;
+		/* another buyer's order, delivered again while it runs */
+		if (sh->w->duplicates > 0 && pending_take(&sh->dup, k->request, sizeof k->request, &product)) {
+			k->duplicates++;
+			deliver(k, sh, product, worker_now_us());
+			continue;
+		}
+		if (!(product = pick_product(k, sh)))
+			break;
+		snprintf(k->request, sizeof k->request, "w%d-%lld", k->id, (long long)++k->seq);
+		bool again = sh->w->duplicates > 0 && worker_random(k) < sh->w->duplicates;
+		bool now = again && worker_random(k) < 0.5 && pending_put(&sh->dup, k->request, product);
 		t0 = worker_now_us();
-		switch (strategy_buy(k, product)) {
-		case BUY_OK:
-			k->purchases++;
-			samples_add(&k->latency_ms, (worker_now_us() - t0) / 1000.0);
-			atomic_fetch_add(&sh->units, sh->w->qty);
-			break;
-		case BUY_SOLD_OUT:
-			if (atomic_exchange(&sh->sold_out[product - 1], 1) == 0 &&
-			    atomic_fetch_sub(&sh->products_left, 1) == 1)
-				atomic_store(&sh->stop, true);
-			break;
-		default:
-			break;
+		int got = deliver(k, sh, product, t0);
+		/* the client that timed out and sends it again after it completed */
+		if (again && !now && got != BUY_ERROR) {
+			k->duplicates++;
+			deliver(k, sh, product, worker_now_us());
 		}
 	}
 	k->finished_us = worker_now_us();
@@ -193,6 +258,7 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 		exit(INV_EXIT_USAGE);
 	}
 	atomic_store(&sh.products_left, w->products);
+	pthread_mutex_init(&sh.dup.mu, NULL);
 	pthread_barrier_init(&sh.start, NULL, (unsigned)w->workers + 1);
 	for (int i = 0; i < w->workers; i++) {
 		ta[i].sh = &sh;
@@ -220,6 +286,7 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 			r->elapsed_s = (ta[i].k.finished_us - t0) / 1e6;
 	}
 	pthread_barrier_destroy(&sh.start);
+	pthread_mutex_destroy(&sh.dup.mu);
 	for (int i = 0; i < w->workers; i++) {
 		worker *k = &ta[i].k;
 		r->purchases += k->purchases;
@@ -231,6 +298,8 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 		r->fenced_rejections += k->fenced_rejections;
 		r->pauses += k->pauses;
 		r->crashes += k->crashes;
+		r->duplicates += k->duplicates;
+		r->replays += k->replays;
 		if (!r->first_error[0] && k->first_error[0])
 			snprintf(r->first_error, sizeof r->first_error, "%s", k->first_error);
 		merge(&lat, &k->latency_ms);

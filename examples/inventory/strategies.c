@@ -5,8 +5,10 @@
 #include <unistd.h>
 #include "worker.h"
 
-#define ORDER_PG "INSERT INTO inv_orders (product_id, qty, strategy, worker, fence) VALUES ($1, $2, $3, $4, $5)"
-#define ORDER_MY "INSERT INTO inv_orders (product_id, qty, strategy, worker, fence) VALUES (?, ?, ?, ?, ?)"
+#define ORDER_PG "INSERT INTO inv_orders (product_id, qty, strategy, worker, fence, request)" \
+                 " VALUES ($1, $2, $3, $4, $5, $6)"
+#define ORDER_MY "INSERT INTO inv_orders (product_id, qty, strategy, worker, fence, request)" \
+                 " VALUES (?, ?, ?, ?, ?, ?)"
 #define READ_PG "SELECT stock FROM inv_products WHERE id = $1"
 #define READ_MY "SELECT stock FROM inv_products WHERE id = ?"
 #define SET_PG "UPDATE inv_products SET stock = $1 WHERE id = $2"
@@ -42,9 +44,9 @@ static int read_stock(worker *k, int product, int64_t *stock)
 
 static int insert_order(worker *k, int product, int64_t fence)
 {
-	lks_value p[5] = {LKS_INT(product), LKS_INT(k->w->qty), LKS_TEXT(strategy_names[k->s]),
-	                  LKS_INT(k->id), fence ? LKS_INT(fence) : LKS_NULLV};
-	return q(k, ORDER_PG, ORDER_MY, p, 5, NULL);
+	lks_value p[6] = {LKS_INT(product), LKS_INT(k->w->qty), LKS_TEXT(strategy_names[k->s]),
+	                  LKS_INT(k->id), fence ? LKS_INT(fence) : LKS_NULLV, LKS_TEXT(k->request)};
+	return q(k, ORDER_PG, ORDER_MY, p, 6, NULL);
 }
 
 static void think(worker *k)
@@ -265,6 +267,62 @@ static int buy_atomic(worker *k, int product)
 	return BUY_OK;
 }
 
+typedef struct once_ctx {
+	worker *k;
+	int product;
+	bool sold_out;
+} once_ctx;
+
+/* inside lks_once_run's transaction: the atomic purchase and its order */
+static int charge_once(lks_conn *c, lks_once_ctx *ctx, void *arg)
+{
+	once_ctx *o = arg;
+	worker *k = o->k;
+	lks_value p[3] = {LKS_INT(k->w->qty), LKS_INT(o->product), LKS_INT(k->w->qty)};
+	int64_t changed = 0;
+	int rc = lks_conn_query_int(c, SQL(k->backend,
+	                                   "UPDATE inv_products SET stock = stock - $1 WHERE id = $2 AND stock >= $3",
+	                                   "UPDATE inv_products SET stock = stock - ? WHERE id = ? AND stock >= ?"),
+	                            p, 3, &changed);
+	if (rc)
+		return rc;
+	if (changed == 0) {
+		o->sold_out = true;
+		return LKS_NOT_FOUND; /* rolled back, not recorded: a later delivery tries again */
+	}
+	if ((rc = insert_order(k, o->product, lks_once_fence(ctx))) && rc != LKS_NOT_FOUND)
+		return rc;
+	return lks_once_set_result(ctx, 201, "charged", 7);
+}
+
+/* atomic, with the order's request id processed once: a second delivery
+ * (concurrent or later) gets the first one's result and charges nothing */
+static int buy_once(worker *k, int product)
+{
+	char scope[64];
+	lks_once_options o = LKS_ONCE_OPTIONS_INIT;
+	lks_once_result r = {0};
+	once_ctx ctx = {.k = k, .product = product};
+	int rc;
+	k->attempts++;
+	snprintf(scope, sizeof scope, "inventory-%s", k->run_id);
+	o.table = "inv_once";
+	o.wait_ms = k->w->lease_wait_ms; /* a concurrent delivery waits for the first */
+	rc = lks_once_run(k->c, scope, k->request, &o, charge_once, &ctx, &r);
+	bool replayed = r.replayed;
+	lks_once_result_clear(&r);
+	if (rc == LKS_OK)
+		return replayed ? BUY_REPLAYED : BUY_OK;
+	if (ctx.sold_out && rc == LKS_NOT_FOUND)
+		return BUY_SOLD_OUT;
+	if (rc == LKS_TIMEOUT || rc == LKS_BUSY) {
+		k->timeouts++;
+		return BUY_GAVE_UP;
+	}
+	worker_error(k, rc);
+	return BUY_ERROR;
+}
+
 int strategy_buy(worker *k, int product)
 {
 	switch (k->s) {
@@ -274,6 +332,7 @@ int strategy_buy(worker *k, int product)
 	case S_PESSIMISTIC_UNFENCED: return buy_leased(k, product, false);
 	case S_SELECT_FOR_UPDATE: return buy_select_for_update(k, product);
 	case S_ATOMIC: return buy_atomic(k, product);
+	case S_ONCE: return buy_once(k, product);
 	default: return BUY_ERROR;
 	}
 }

@@ -3,7 +3,7 @@
 #define INVENTORY_WORKER_H
 #include "inventory.h"
 
-enum { BUY_OK = 0, BUY_SOLD_OUT = 1, BUY_GAVE_UP = 2, BUY_ERROR = 3 };
+enum { BUY_OK = 0, BUY_SOLD_OUT = 1, BUY_GAVE_UP = 2, BUY_ERROR = 3, BUY_REPLAYED = 4 };
 
 typedef struct samples {
 	double *v;
@@ -21,6 +21,9 @@ typedef struct worker {
 	samples latency_ms, wait_ms;
 	int64_t purchases, attempts, retries, lock_waits, timeouts, errors;
 	int64_t fenced_rejections, pauses, crashes;
+	int64_t duplicates, replays;
+	int64_t seq;       /* orders this buyer placed */
+	char request[48];  /* the order's request id, as its client would send it */
 	bool dead; /* connection lost: the worker stops */
 	int64_t finished_us; /* when it stopped buying */
 	char first_error[256];
