@@ -28,7 +28,7 @@ static int check_schema(lks_conn *c, const char *t)
 		{"code", "int"}, {"result", "mediumblob"}, {"fence", "bigint"},
 		{"failed", "tinyint"}, {"completed_at", "datetime"},
 	};
-	char schema[LKS_IDENT_MAX + 1], table[LKS_IDENT_MAX + 1];
+	char schema[LKS_IDENT_MAX * 2 + 2], table[LKS_IDENT_MAX * 2 + 2];
 	lks_rows r;
 	int64_t pk = 0;
 	int rc;

@@ -31,7 +31,7 @@ bool lks_label_valid(const char *s, size_t max)
 	if (!s || (n = strnlen(s, max + 1)) == 0 || n > max)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		uint32_t cp;
+		uint32_t cp = 0;
 		int len = lks_utf8_char(p, &cp);
 		if (!len || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
 			return false;
@@ -42,7 +42,7 @@ bool lks_label_valid(const char *s, size_t max)
 
 bool lks_utf8_valid(const char *s)
 {
-	uint32_t cp;
+	uint32_t cp = 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
 		int len = lks_utf8_char(p, &cp);
 		if (!len)

@@ -772,7 +772,7 @@ static void json_names_round_trip(void **state)
 	out[n] = '\0';
 	assert_true(n > 0 && n < sizeof out - 1);
 	for (const unsigned char *q = (const unsigned char *)out; *q;) {
-		uint32_t cp;
+		uint32_t cp = 0;
 		int len = lks_utf8_char(q, &cp);
 		if (!len)
 			fail_msg("list --json is not valid UTF-8 at byte %zu", (size_t)((const char *)q - out));

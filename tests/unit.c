@@ -238,7 +238,7 @@ static int json_decode(const char *s, char *out, size_t outsz)
 	if (*p++ != '"')
 		return -1;
 	while (*p != '"') {
-		uint32_t cp;
+		uint32_t cp = 0;
 		int len;
 		if (*p == '\\') {
 			unsigned v;

@@ -104,7 +104,7 @@ int cli_connect(const cli_common *co, lks_conn **c)
  * locale-free, so what is printed does not depend on the terminal's setup. */
 static int printable_char(const unsigned char *p)
 {
-	uint32_t cp;
+	uint32_t cp = 0;
 	int len = lks_utf8_char(p, &cp);
 	if (!len || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
 		return 0;
@@ -131,7 +131,7 @@ void cli_put_json(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		uint32_t cp;
+		uint32_t cp = 0;
 		int len = lks_utf8_char(p, &cp);
 		if (*p == '"' || *p == '\\') {
 			fputc('\\', f);
