@@ -677,6 +677,28 @@ LKS_API int lks_once_lookup(lks_conn *c, const char *scope, const char *key,
 LKS_API int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope,
                               const char *key, const lks_once_options *opts, int code,
                               const void *data, size_t len);
+/*
+ * Steps, for a callback that calls another service (it cannot roll that
+ * back): record progress in a fenced transaction of its own on your lease,
+ * before and after the external call, so a retry after a crash sees the last
+ * step and resumes instead of calling again. Pass lks_once_attempt_id, or
+ * "<scope>:<key>", to the other service as its idempotency key. A key has
+ * one current step (the last saved); lks_once_complete deletes it in the
+ * record's own transaction. lks_once_step_save: LKS_LOST when the lease is
+ * no longer the current grant (nothing written). lks_once_step_load: the
+ * step's name into step, its data, fence and time (completed_at_us: when
+ * it was saved) into *data; LKS_NOT_FOUND when none. Step names are
+ * 1..LKS_ONCE_STEP_MAX bytes of UTF-8; data at most max_result_bytes.
+ * Steps live in the table "<table>_steps" (lks_once_install makes it).
+ */
+#define LKS_ONCE_STEP_MAX 64
+LKS_API int lks_once_step_save(lks_conn *c, const lks_lease *lease, const char *scope,
+                               const char *key, const lks_once_options *opts, const char *step,
+                               const void *data, size_t len);
+LKS_API int lks_once_step_load(lks_conn *c, const char *scope, const char *key,
+                               const lks_once_options *opts, char step[LKS_ONCE_STEP_MAX + 1],
+                               lks_once_result *data);
+
 /* Administration. lks_once_forget deletes the record of (scope, key): the
  * key runs again on its next call (LKS_NOT_FOUND when there was none).
  * lks_once_list calls fn for each record of scope (NULL: every scope) in

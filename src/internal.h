@@ -169,6 +169,14 @@ struct lks_backend_ops {
 	int (*once_list)(lks_conn *c, const char *table_q, const char *scope, int limit,
 	                 lks_rows *out);
 	int (*once_forget)(lks_conn *c, const char *table_q, const char *scope, const char *key);
+	/* steps table (steps_q): one current step per key; get rows: step,
+	 * data (hex), fence, saved_at_us */
+	int (*once_steps_install)(lks_conn *c, const char *steps_q);
+	int (*once_step_put)(lks_conn *c, const char *steps_q, const char *scope, const char *key,
+	                     const char *step, const char *data_hex, int64_t fence);
+	int (*once_step_get)(lks_conn *c, const char *steps_q, const char *scope, const char *key,
+	                     lks_rows *out);
+	int (*once_step_delete)(lks_conn *c, const char *steps_q, const char *scope, const char *key);
 	/* whether the lease table has the owner column */
 	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
 	/* one transaction: the row as lease_select shows it, then, if held,
@@ -218,6 +226,12 @@ int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int bat
                       int64_t *deleted);
 int lks_pg_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out);
 int lks_pg_once_forget(lks_conn *c, const char *t, const char *scope, const char *key);
+int lks_pg_once_steps_install(lks_conn *c, const char *s);
+int lks_pg_once_step_put(lks_conn *c, const char *s, const char *scope, const char *key,
+                         const char *step, const char *data, int64_t fence);
+int lks_pg_once_step_get(lks_conn *c, const char *s, const char *scope, const char *key,
+                         lks_rows *out);
+int lks_pg_once_step_delete(lks_conn *c, const char *s, const char *scope, const char *key);
 int lks_my_once_install(lks_conn *c, const char *t);
 int lks_my_once_select(lks_conn *c, const char *t, const char *scope, const char *key,
                        lks_rows *out);
@@ -227,6 +241,12 @@ int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int bat
                       int64_t *deleted);
 int lks_my_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out);
 int lks_my_once_forget(lks_conn *c, const char *t, const char *scope, const char *key);
+int lks_my_once_steps_install(lks_conn *c, const char *s);
+int lks_my_once_step_put(lks_conn *c, const char *s, const char *scope, const char *key,
+                         const char *step, const char *data, int64_t fence);
+int lks_my_once_step_get(lks_conn *c, const char *s, const char *scope, const char *key,
+                         lks_rows *out);
+int lks_my_once_step_delete(lks_conn *c, const char *s, const char *scope, const char *key);
 
 /* time (monotonic) and randomness */
 int64_t lks_now_us(void);
@@ -310,6 +330,10 @@ typedef struct lks_sql {
 	bool overflow;
 } lks_sql;
 void lks_sql_add(lks_sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Run q with its parameters, keep only the count of rows it changed
+ * (affected may be NULL). */
+int lks_exec_params(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n, int64_t *affected);
+
 
 /* Statement helpers shared by the backends (placeholder: "$1" or "?"). */
 /* SELECT version[, cols...] FROM table WHERE key = <placeholder> */

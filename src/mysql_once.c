@@ -103,15 +103,11 @@ int lks_my_once_insert(lks_conn *c, const char *t, const char *scope, const char
 	lks_sql q = {.len = 0};
 	lks_value p[7] = {LKS_TEXT(scope), LKS_TEXT(key), fp ? LKS_TEXT(fp) : LKS_NULLV,
 	                  LKS_INT(code),   LKS_TEXT(result), LKS_INT(fence), LKS_INT(failed)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "INSERT INTO %s (scope, request_key, fingerprint, code, result, fence, failed,"
 	            " completed_at) VALUES (?, ?, UNHEX(?), ?, UNHEX(?), ?, ?, UTC_TIMESTAMP(6))",
 	            t);
-	if ((rc = c->ops->query(c, q.buf, p, 7, &r)) == LKS_OK)
-		lks_rows_clear(&r);
-	return rc;
+	return lks_exec_params(c, &q, p, 7, NULL);
 }
 
 int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
@@ -119,17 +115,11 @@ int lks_my_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int bat
 {
 	lks_sql q = {.len = 0};
 	lks_value p[2] = {LKS_INT(older_than_us), LKS_INT(batch)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "DELETE FROM %s WHERE completed_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND"
 	            " ORDER BY completed_at LIMIT ?",
 	            t);
-	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
-		return rc;
-	*deleted = r.affected;
-	lks_rows_clear(&r);
-	return LKS_OK;
+	return lks_exec_params(c, &q, p, 2, deleted);
 }
 
 int lks_my_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out)
@@ -150,12 +140,62 @@ int lks_my_once_forget(lks_conn *c, const char *t, const char *scope, const char
 {
 	lks_sql q = {.len = 0};
 	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
-	lks_rows r;
 	int rc;
 	lks_sql_add(&q, "DELETE FROM %s WHERE scope = ? AND request_key = ?", t);
-	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
+	int64_t n = 0;
+	if ((rc = lks_exec_params(c, &q, p, 2, &n)))
 		return rc;
-	rc = r.affected == 1 ? LKS_OK : LKS_NOT_FOUND;
-	lks_rows_clear(&r);
-	return rc;
+	return n == 1 ? LKS_OK : LKS_NOT_FOUND;
+}
+
+int lks_my_once_steps_install(lks_conn *c, const char *st)
+{
+	lks_sql q = {.len = 0};
+	lks_sql_add(&q,
+	            "CREATE TABLE IF NOT EXISTS %s (\n"
+	            "    scope        VARBINARY(255) NOT NULL,\n"
+	            "    request_key  VARBINARY(255) NOT NULL,\n"
+	            "    step         VARBINARY(64) NOT NULL,\n"
+	            "    data         MEDIUMBLOB NOT NULL,\n"
+	            "    fence        BIGINT NOT NULL,\n"
+	            "    saved_at     DATETIME(6) NOT NULL,\n"
+	            "    PRIMARY KEY (scope, request_key)\n"
+	            ") ENGINE=InnoDB",
+	            st);
+	return c->ops->exec(c, q.buf);
+}
+
+int lks_my_once_step_put(lks_conn *c, const char *st, const char *scope, const char *key,
+                         const char *step, const char *data, int64_t fence)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[5] = {LKS_TEXT(scope), LKS_TEXT(key), LKS_TEXT(step), LKS_TEXT(data), LKS_INT(fence)};
+	lks_sql_add(&q,
+	            "INSERT INTO %s (scope, request_key, step, data, fence, saved_at)"
+	            " VALUES (?, ?, ?, UNHEX(?), ?, UTC_TIMESTAMP(6))"
+	            " ON DUPLICATE KEY UPDATE step = VALUES(step), data = VALUES(data),"
+	            " fence = VALUES(fence), saved_at = VALUES(saved_at)",
+	            st);
+	return lks_exec_params(c, &q, p, 5, NULL);
+}
+
+int lks_my_once_step_get(lks_conn *c, const char *st, const char *scope, const char *key,
+                         lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_sql_add(&q,
+	            "SELECT step, HEX(data), fence,"
+	            " TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', saved_at)"
+	            " FROM %s WHERE scope = ? AND request_key = ?",
+	            st);
+	return c->ops->query(c, q.buf, p, 2, out);
+}
+
+int lks_my_once_step_delete(lks_conn *c, const char *st, const char *scope, const char *key)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_sql_add(&q, "DELETE FROM %s WHERE scope = ? AND request_key = ?", st);
+	return lks_exec_params(c, &q, p, 2, NULL);
 }

@@ -75,15 +75,33 @@ static int table_of(lks_conn *c, const char *table, char out[LKS_IDENT_MAX * 2 +
 	return LKS_OK;
 }
 
+/* The steps table: "<table>_steps", quoted. */
+static int steps_of(lks_conn *c, const char *table, char out[LKS_IDENT_MAX * 2 + 8])
+{
+	char name[LKS_IDENT_MAX * 2 + 8];
+	if (!table)
+		table = ONCE_TABLE_DEFAULT;
+	if ((size_t)snprintf(name, sizeof name, "%s_steps", table) >= sizeof name ||
+	    !lks_ident_valid(name) || c->ops->quote_ident(name, out, LKS_IDENT_MAX * 2 + 8))
+		return lks_set_error(c, LKS_EINVAL, "once: table name %s_steps is not a plain identifier",
+		                     table);
+	return LKS_OK;
+}
+
 int lks_once_install(lks_conn *c, const char *table)
 {
 	char t[LKS_IDENT_MAX * 2 + 8];
 	int rc = lks_conn_check(c);
 	if (rc || (rc = table_of(c, table, t)))
 		return rc;
+	char st[LKS_IDENT_MAX * 2 + 8];
+	if ((rc = steps_of(c, table, st)))
+		return rc;
 	if (c->ops->in_transaction(c))
 		return lks_set_error(c, LKS_EINVAL, "once install needs a handle without an open transaction");
-	return c->ops->once_install(c, t);
+	if ((rc = c->ops->once_install(c, t)))
+		return rc;
+	return c->ops->once_steps_install(c, st);
 }
 
 static int check_text(lks_conn *c, const char *what, const char *s)
@@ -246,6 +264,8 @@ typedef struct run_ctx {
 	lks_once_ctx ctx;
 	int fn_rc;      /* what the callback returned */
 	bool record_only; /* the second pass of record_failures: no callback */
+	const char *steps_q; /* lks_once_complete: the key's step goes with it */
+	const char *step;    /* lks_once_step_save: the step to save */
 } run_ctx;
 
 static int record(lks_conn *c, run_ctx *r, int64_t fence, bool failed)
@@ -422,7 +442,21 @@ int lks_once_lookup(lks_conn *c, const char *scope, const char *key, const lks_o
 
 static int record_in_transaction(lks_conn *c, int64_t fence, void *arg)
 {
-	return record(c, arg, fence, false);
+	run_ctx *r = arg;
+	int rc = record(c, r, fence, false);
+	if (rc == LKS_OK && r->steps_q)
+		rc = c->ops->once_step_delete(c, r->steps_q, r->scope, r->key);
+	return rc;
+}
+
+static int step_in_transaction(lks_conn *c, int64_t fence, void *arg)
+{
+	run_ctx *r = arg;
+	char *data = hex_of(r->ctx.data ? r->ctx.data : (unsigned char *)"", r->ctx.len);
+	int rc = data ? c->ops->once_step_put(c, r->steps_q, r->scope, r->key, r->step, data, fence)
+	              : lks_set_error(c, LKS_ENOMEM, "out of memory");
+	free(data);
+	return rc;
 }
 
 int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope, const char *key,
@@ -445,7 +479,10 @@ int lks_once_complete(lks_conn *c, const lks_lease *lease, const char *scope, co
 	if (found)
 		return lks_set_error(c, LKS_CONFLICT, "once: key %s in scope %s is recorded already",
 		                     key, scope);
-	r = (run_ctx){.t = t, .scope = scope, .key = key, .o = &o};
+	char st[LKS_IDENT_MAX * 2 + 8];
+	if ((rc = steps_of(c, o.table, st)))
+		return rc;
+	r = (run_ctx){.t = t, .scope = scope, .key = key, .o = &o, .steps_q = st};
 	r.ctx.code = code;
 	r.ctx.data = (unsigned char *)data; /* borrowed: record() only reads it */
 	r.ctx.len = len;
@@ -459,7 +496,15 @@ int lks_once_forget(lks_conn *c, const char *table, const char *scope, const cha
 	if (rc || (rc = check_text(c, "scope", scope)) || (rc = check_text(c, "key", key)) ||
 	    (rc = table_of(c, table, t)))
 		return rc;
+	char st[LKS_IDENT_MAX * 2 + 8];
+	if ((rc = steps_of(c, table, st)))
+		return rc;
 	rc = c->ops->once_forget(c, t, scope, key);
+	if (rc == LKS_OK || rc == LKS_NOT_FOUND) { /* a step left by a run that never completed */
+		int rc2 = c->ops->once_step_delete(c, st, scope, key);
+		if (rc2)
+			return rc2;
+	}
 	return rc == LKS_NOT_FOUND ? lks_set_error(c, rc, "once: no record of key %s in scope %s",
 	                                           key, scope)
 	                           : rc;
@@ -482,6 +527,66 @@ int lks_once_list(lks_conn *c, const char *table, const char *scope, int limit,
 		if ((rc = decode_record(c, &r, i, 2, &res)) == LKS_OK)
 			rc = fn(lks_rows_get(&r, i, 0), lks_rows_get(&r, i, 1), &res, arg);
 		lks_once_result_clear(&res);
+	}
+	lks_rows_clear(&r);
+	return rc;
+}
+
+int lks_once_step_save(lks_conn *c, const lks_lease *lease, const char *scope, const char *key,
+                       const lks_once_options *opts, const char *step, const void *data,
+                       size_t len)
+{
+	char t[LKS_IDENT_MAX * 2 + 8], st[LKS_IDENT_MAX * 2 + 8];
+	lks_once_options o;
+	run_ctx r;
+	int rc = lks_conn_check(c);
+	if (rc || (rc = check_call(c, scope, key, opts, &o, t)) || (rc = steps_of(c, o.table, st)))
+		return rc;
+	if (!lease)
+		return lks_set_error(c, LKS_EINVAL, "once: lease is NULL");
+	if (!step || !*step || strlen(step) > LKS_ONCE_STEP_MAX || !lks_utf8_valid(step))
+		return lks_set_error(c, LKS_EINVAL, "once: a step name is 1..%d bytes of UTF-8",
+		                     LKS_ONCE_STEP_MAX);
+	if (len > o.max_result_bytes || (len && !data))
+		return lks_set_error(c, LKS_EINVAL, "once: step data must be 0..%zu bytes",
+		                     o.max_result_bytes);
+	r = (run_ctx){.t = t, .scope = scope, .key = key, .o = &o, .steps_q = st, .step = step};
+	r.ctx.data = (unsigned char *)data; /* borrowed */
+	r.ctx.len = len;
+	return lks_lease_fenced_write(c, lease, step_in_transaction, &r);
+}
+
+int lks_once_step_load(lks_conn *c, const char *scope, const char *key,
+                       const lks_once_options *opts, char step[LKS_ONCE_STEP_MAX + 1],
+                       lks_once_result *data)
+{
+	char t[LKS_IDENT_MAX * 2 + 8], st[LKS_IDENT_MAX * 2 + 8];
+	lks_once_options o;
+	lks_rows r;
+	int rc = lks_conn_check(c);
+	if (data)
+		memset(data, 0, sizeof *data);
+	if (rc || (rc = check_call(c, scope, key, opts, &o, t)) || (rc = steps_of(c, o.table, st)))
+		return rc;
+	if (!step)
+		return lks_set_error(c, LKS_EINVAL, "once: step is NULL");
+	step[0] = '\0';
+	if ((rc = c->ops->once_step_get(c, st, scope, key, &r)))
+		return rc;
+	if (r.nrows == 0) {
+		lks_rows_clear(&r);
+		return lks_set_error(c, LKS_NOT_FOUND, "once: no step saved for key %s in scope %s", key,
+		                     scope);
+	}
+	snprintf(step, LKS_ONCE_STEP_MAX + 1, "%s", lks_rows_get(&r, 0, 0) ? lks_rows_get(&r, 0, 0) : "");
+	if (data) {
+		const char *hex = lks_rows_get(&r, 0, 1) ? lks_rows_get(&r, 0, 1) : "";
+		if (lks_parse_i64(lks_rows_get(&r, 0, 2), &data->fence) ||
+		    lks_parse_i64(lks_rows_get(&r, 0, 3), &data->completed_at_us) ||
+		    !(data->data = malloc(strlen(hex) / 2 + 1)) || unhex(hex, data->data, &data->len)) {
+			lks_once_result_clear(data);
+			rc = lks_set_error(c, LKS_EDB, "once: the step of %s is malformed", key);
+		}
 	}
 	lks_rows_clear(&r);
 	return rc;

@@ -90,18 +90,12 @@ int lks_pg_once_insert(lks_conn *c, const char *t, const char *scope, const char
 	lks_sql q = {.len = 0};
 	lks_value p[7] = {LKS_TEXT(scope), LKS_TEXT(key), fp ? LKS_TEXT(fp) : LKS_NULLV,
 	                  LKS_INT(code),   LKS_TEXT(result), LKS_INT(fence), LKS_INT(failed)};
-	lks_rows r;
-	int rc;
 	lks_sql_add(&q,
 	            "INSERT INTO %s (scope, request_key, fingerprint, code, result, fence, failed,"
 	            " completed_at) VALUES ($1, $2, decode($3, 'hex'), $4, decode($5, 'hex'), $6,"
 	            " $7 <> 0, clock_timestamp())",
 	            t);
-	if (q.overflow)
-		return lks_set_error(c, LKS_EINVAL, "statement too long");
-	if ((rc = c->ops->query(c, q.buf, p, 7, &r)) == LKS_OK)
-		lks_rows_clear(&r);
-	return rc;
+	return lks_exec_params(c, &q, p, 7, NULL);
 }
 
 int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int batch,
@@ -109,19 +103,13 @@ int lks_pg_once_purge(lks_conn *c, const char *t, int64_t older_than_us, int bat
 {
 	lks_sql q = {.len = 0};
 	lks_value p[2] = {LKS_INT(older_than_us), LKS_INT(batch)};
-	lks_rows r;
-	int rc;
 	/* a batch of the oldest, skipping rows a run holds: short locks only */
 	lks_sql_add(&q,
 	            "DELETE FROM %s WHERE (scope, request_key) IN (SELECT scope, request_key FROM %s"
 	            " WHERE completed_at < clock_timestamp() - $1 * interval '1 microsecond'"
 	            " ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
 	            t, t);
-	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
-		return rc;
-	*deleted = r.affected;
-	lks_rows_clear(&r);
-	return LKS_OK;
+	return lks_exec_params(c, &q, p, 2, deleted);
 }
 
 int lks_pg_once_list(lks_conn *c, const char *t, const char *scope, int limit, lks_rows *out)
@@ -142,12 +130,62 @@ int lks_pg_once_forget(lks_conn *c, const char *t, const char *scope, const char
 {
 	lks_sql q = {.len = 0};
 	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
-	lks_rows r;
 	int rc;
 	lks_sql_add(&q, "DELETE FROM %s WHERE scope = $1 AND request_key = $2", t);
-	if ((rc = c->ops->query(c, q.buf, p, 2, &r)))
+	int64_t n = 0;
+	if ((rc = lks_exec_params(c, &q, p, 2, &n)))
 		return rc;
-	rc = r.affected == 1 ? LKS_OK : LKS_NOT_FOUND;
-	lks_rows_clear(&r);
-	return rc;
+	return n == 1 ? LKS_OK : LKS_NOT_FOUND;
+}
+
+int lks_pg_once_steps_install(lks_conn *c, const char *st)
+{
+	lks_sql q = {.len = 0};
+	lks_sql_add(&q,
+	            "CREATE TABLE IF NOT EXISTS %s (\n"
+	            "    scope        text NOT NULL,\n"
+	            "    request_key  text NOT NULL,\n"
+	            "    step         text NOT NULL,\n"
+	            "    data         bytea NOT NULL,\n"
+	            "    fence        bigint NOT NULL,\n"
+	            "    saved_at     timestamptz NOT NULL,\n"
+	            "    PRIMARY KEY (scope, request_key)\n"
+	            ")",
+	            st);
+	return c->ops->exec(c, q.buf);
+}
+
+int lks_pg_once_step_put(lks_conn *c, const char *st, const char *scope, const char *key,
+                         const char *step, const char *data, int64_t fence)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[5] = {LKS_TEXT(scope), LKS_TEXT(key), LKS_TEXT(step), LKS_TEXT(data), LKS_INT(fence)};
+	lks_sql_add(&q,
+	            "INSERT INTO %s (scope, request_key, step, data, fence, saved_at)"
+	            " VALUES ($1, $2, $3, decode($4, 'hex'), $5, clock_timestamp())"
+	            " ON CONFLICT (scope, request_key) DO UPDATE SET step = EXCLUDED.step,"
+	            " data = EXCLUDED.data, fence = EXCLUDED.fence, saved_at = EXCLUDED.saved_at",
+	            st);
+	return lks_exec_params(c, &q, p, 5, NULL);
+}
+
+int lks_pg_once_step_get(lks_conn *c, const char *st, const char *scope, const char *key,
+                         lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_sql_add(&q,
+	            "SELECT step, encode(data, 'hex'), fence,"
+	            " (extract(epoch FROM saved_at) * 1000000)::bigint"
+	            " FROM %s WHERE scope = $1 AND request_key = $2",
+	            st);
+	return c->ops->query(c, q.buf, p, 2, out);
+}
+
+int lks_pg_once_step_delete(lks_conn *c, const char *st, const char *scope, const char *key)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(scope), LKS_TEXT(key)};
+	lks_sql_add(&q, "DELETE FROM %s WHERE scope = $1 AND request_key = $2", st);
+	return lks_exec_params(c, &q, p, 2, NULL);
 }

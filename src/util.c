@@ -309,3 +309,17 @@ int lks_schema_columns(lks_conn *c, const char *what, const char *table, const l
 	}
 	return LKS_OK;
 }
+
+int lks_exec_params(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n, int64_t *affected)
+{
+	lks_rows r;
+	int rc;
+	if (q->overflow)
+		return lks_set_error(c, LKS_EINVAL, "statement too long");
+	if ((rc = c->ops->query(c, q->buf, p, n, &r)))
+		return rc;
+	if (affected)
+		*affected = r.affected;
+	lks_rows_clear(&r);
+	return LKS_OK;
+}

@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 		T(once_holder_killed_inside_callback),
 		T(once_stalled_holder_is_lost),
 		T(once_cut_commit_then_retry),
+		T(once_steps_resume_after_takeover),
 		T(events_reach_the_hooks),
 		T(hooks_may_call_other_handles),
 		T(bad_input_changes_nothing),

@@ -565,3 +565,56 @@ void once_cut_commit_then_retry(void **state)
 	lks_once_result_clear(&r);
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM slow_ledger"), 1);
 }
+
+/* #18 item 2: steps for effects outside the database. Progress is saved in
+ * fenced transactions of its own on the caller's lease; a holder that lost
+ * its lease cannot overwrite it; whoever takes over sees the last step and
+ * resumes; the record's transaction deletes the step. */
+void once_steps_resume_after_takeover(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = NULL, *l2 = NULL;
+	lks_once_result d = {0};
+	lks_lease_info info;
+	char step[LKS_ONCE_STEP_MAX + 1], long_step[LKS_ONCE_STEP_MAX + 2];
+	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "pay:order-9", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_once_lookup(f->c, "pay", "order-9", NULL, NULL), LKS_NOT_FOUND);
+	assert_int_equal(lks_once_step_load(f->c, "pay", "order-9", NULL, step, &d), LKS_NOT_FOUND);
+	/* before the external call, and after it */
+	assert_int_equal(lks_once_step_save(f->c, l, "pay", "order-9", NULL, "charging", "idem-1", 6), LKS_OK);
+	assert_int_equal(lks_once_step_load(f->c, "pay", "order-9", NULL, step, &d), LKS_OK);
+	assert_string_equal(step, "charging");
+	assert_int_equal(d.len, 6);
+	assert_memory_equal(d.data, "idem-1", 6);
+	assert_int_equal(d.fence, lks_lease_fence(l));
+	lks_once_result_clear(&d);
+	assert_int_equal(lks_once_step_save(f->c, l, "pay", "order-9", NULL, "charged", "pay-42", 6), LKS_OK);
+	/* the holder stalls and loses its lease: its saves are refused */
+	assert_int_equal(lks_lease_force_release(f->c, "pay:order-9", &info), LKS_OK);
+	assert_int_equal(lks_once_step_save(f->c, l, "pay", "order-9", NULL, "refunded", NULL, 0), LKS_LOST);
+	/* whoever takes over resumes after the last step */
+	assert_int_equal(lks_lease_acquire(&l2, f->c, "pay:order-9", 60000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_once_step_load(f->c, "pay", "order-9", NULL, step, &d), LKS_OK);
+	assert_string_equal(step, "charged");
+	assert_memory_equal(d.data, "pay-42", 6);
+	lks_once_result_clear(&d);
+	assert_int_equal(lks_once_complete(f->c, l2, "pay", "order-9", NULL, 200, "ok", 2), LKS_OK);
+	assert_int_equal(lks_once_step_load(f->c, "pay", "order-9", NULL, step, &d), LKS_NOT_FOUND);
+	assert_int_equal(lks_once_lookup(f->c, "pay", "order-9", NULL, &d), LKS_OK);
+	assert_int_equal(d.code, 200);
+	lks_once_result_clear(&d);
+	/* completed: the stale holder cannot record it again */
+	assert_int_equal(lks_once_complete(f->c, l, "pay", "order-9", NULL, 200, "ok", 2), LKS_CONFLICT);
+	/* bad input */
+	memset(long_step, 's', sizeof long_step - 1);
+	long_step[sizeof long_step - 1] = '\0';
+	assert_int_equal(lks_once_step_save(f->c, l2, "pay", "k", NULL, "", NULL, 0), LKS_EINVAL);
+	assert_int_equal(lks_once_step_save(f->c, l2, "pay", "k", NULL, long_step, NULL, 0), LKS_EINVAL);
+	assert_int_equal(lks_once_step_save(f->c, NULL, "pay", "k", NULL, "s", NULL, 0), LKS_EINVAL);
+	assert_int_equal(lks_once_step_save(f->c, l2, "pay", "k", NULL, "s", NULL, 5), LKS_EINVAL);
+	assert_int_equal(lks_once_step_load(f->c, "pay", "k", NULL, NULL, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_release(f->c, l2), LKS_OK);
+	lks_lease_free(l);
+	lks_lease_free(l2);
+}
