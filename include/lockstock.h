@@ -273,9 +273,21 @@ struct lks_value {
 	int64_t i;
 	const char *s;
 };
+#ifdef __cplusplus
+/* C++ has no compound literals: the same values from inline functions */
+static inline lks_value lks_value_make(lks_type t, int64_t i, const char *s)
+{
+	lks_value v = {t, i, s};
+	return v;
+}
+#define LKS_NULLV lks_value_make(LKS_TYPE_NULL, 0, NULL)
+#define LKS_INT(v) lks_value_make(LKS_TYPE_INT, (int64_t)(v), NULL)
+#define LKS_TEXT(v) lks_value_make(LKS_TYPE_TEXT, 0, (v))
+#else
 #define LKS_NULLV ((lks_value){LKS_TYPE_NULL, 0, NULL})
 #define LKS_INT(v) ((lks_value){LKS_TYPE_INT, (int64_t)(v), NULL})
 #define LKS_TEXT(v) ((lks_value){LKS_TYPE_TEXT, 0, (v)})
+#endif
 
 /* ---- optimistic concurrency: version-column CAS ----------------------- */
 

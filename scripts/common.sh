@@ -9,7 +9,7 @@
 set -euo pipefail
 
 LKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LKS_PACKAGES=(gcc pkg-config meson ninja-build libcmocka-dev libpq-dev
+LKS_PACKAGES=(gcc g++ pkg-config meson ninja-build libcmocka-dev libpq-dev
               default-libmysqlclient-dev postgresql mariadb-server valgrind
               python3 clang libclang-rt-14-dev openssl pgbouncer cmake
               galera-4 rsync iproute2)
