@@ -787,17 +787,20 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
 	lks_sql q = {.len = 0};
 	lks_rows r;
 	int rc;
+	/* without the waiting room (NONE) no text names an advisory-lock
+	 * function: engines that lack them (CockroachDB) run these statements */
 	lks_sql_add(&q,
 	            "UPDATE %s SET holder = $2, fence = fence + 1, acquired_at = clock_timestamp(),"
 	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
 	            " WHERE name = $1 AND expires_at <= clock_timestamp()"
-	            " AND CASE WHEN (SELECT CASE WHEN $4::int <> 3 THEN true"
-	            " WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)"
+	            " AND CASE WHEN (SELECT CASE WHEN $4::int <> 3 THEN true %s"
 	            " ELSE false END FROM (SELECT set_config('lock_timeout', $6::text, true)) s) THEN true"
 	            " ELSE expires_at <= clock_timestamp() - interval '%d milliseconds' END"
 	            " RETURNING fence, " REMAINING_US,
-	            t, np > 6 ? ", owner = $7" : "", LKS_BATON_STALE_MS);
-	(void)mode;
+	            t, np > 6 ? ", owner = $7" : "",
+	            mode == LKS_BATON_NONE ? "WHEN $5::bigint IS NULL THEN false"
+	                                   : "WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)",
+	            LKS_BATON_STALE_MS);
 	rc = pg_query(c, q.buf, p, np, &r);
 	if (rc) /* LKS_ETRANSIENT: the row is locked and the wait used up: busy */
 		return rc;
@@ -874,10 +877,7 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 		g->statements++;
 	}
 	lks_sql_add(&q,
-	            "WITH b AS (SELECT CASE WHEN $4::int = 1 THEN true WHEN $4::int = 2 THEN false"
-	            " WHEN $4::int = 3 THEN CASE WHEN pg_try_advisory_lock($5::bigint)"
-	            " THEN pg_advisory_unlock($5::bigint) ELSE false END"
-	            " ELSE pg_try_advisory_lock($5::bigint) END AS got,"
+	            "WITH b AS (SELECT %s AS got,"
 	            " set_config('lock_timeout', $6::text, true) AS cfg),"
 	            " u AS (UPDATE %s SET holder = $2, fence = fence + 1,"
 	            " acquired_at = clock_timestamp(),"
@@ -897,6 +897,12 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	            " WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM u) AND NOT EXISTS (SELECT 1 FROM i)"
 	            " UNION ALL SELECT 0, 0, 0, (SELECT got AND $4::int <> 3 FROM b), true"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)",
+	            mode == LKS_BATON_NONE
+	                ? "($4::int = 1 AND $5::bigint IS NOT NULL)" /* NONE is 2: false */
+	                : "CASE WHEN $4::int = 1 THEN true WHEN $4::int = 2 THEN false"
+	                  " WHEN $4::int = 3 THEN CASE WHEN pg_try_advisory_lock($5::bigint)"
+	                  " THEN pg_advisory_unlock($5::bigint) ELSE false END"
+	                  " ELSE pg_try_advisory_lock($5::bigint) END",
 	            t, owner_tag ? ", owner = $7" : "", LKS_BATON_STALE_MS, t,
 	            owner_tag ? ", owner" : "", owner_tag ? ", $7" : "", t, t, t);
 	rc = pg_query(c, q.buf, p, np, &r);

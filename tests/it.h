@@ -78,4 +78,5 @@ void once_holder_killed_inside_callback(void **state);
 void once_stalled_holder_is_lost(void **state);
 void once_cut_commit_then_retry(void **state);
 void once_steps_resume_after_takeover(void **state);
+void lease_without_waiting_room_names_no_advisory_lock(void **state);
 #endif

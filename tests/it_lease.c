@@ -708,3 +708,40 @@ void lease_free_name_is_never_busy(void **state)
 	 * locks the gap before a duplicate key it updates): never busy either */
 	assert_int_equal(cycles_busy(f, true, 200), 0);
 }
+
+/* #20 item 3: with the waiting room off, no statement a handle prepares
+ * names an advisory-lock function (CockroachDB has none), read back from
+ * the server's own list of the session's prepared statements. */
+void lease_without_waiting_room_names_no_advisory_lock(void **state)
+{
+	fx *f = *state;
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_conn *c, *other;
+	lks_lease *l = NULL, *held = NULL;
+	if (T_BACKEND != LKS_BACKEND_POSTGRESQL || T_POOLED) {
+		print_message("    PostgreSQL with prepared statements only\n");
+		return;
+	}
+	c = t_open(f->url);
+	other = t_open(f->url);
+	o.waiting_room = 0;
+	for (int i = 0; i < 3; i++) { /* a new name, then the lean path */
+		assert_int_equal(lks_lease_acquire(&l, c, "no-room", 10000, 0, &o), LKS_OK);
+		assert_int_equal(lks_lease_renew(c, l, 10000), LKS_OK);
+		assert_int_equal(lks_lease_release(c, l), LKS_OK);
+		lks_lease_free(l);
+		l = NULL;
+	}
+	/* polling a held lease until the wait runs out */
+	assert_int_equal(lks_lease_acquire(&held, other, "no-room-held", 10000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&l, c, "no-room-held", 10000, 300, &o), LKS_TIMEOUT);
+	assert_true(t_int1(c, "SELECT count(*) FROM pg_prepared_statements") >= 3);
+	/* (this query is prepared too: it leaves itself out) */
+	assert_int_equal(t_int1(c, "SELECT count(*) FROM pg_prepared_statements"
+	                           " WHERE statement ILIKE '%advisory%'"
+	                           " AND statement NOT ILIKE '%pg_prepared_statements%'"), 0);
+	assert_int_equal(lks_lease_release(other, held), LKS_OK);
+	lks_lease_free(held);
+	lks_conn_close(other);
+	lks_conn_close(c);
+}
