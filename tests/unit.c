@@ -453,10 +453,10 @@ static bool fake_mysql_got_password(const char *greeting, const char *params, co
 	pthread_create(&th, NULL, fake_mysql_serve, &f);
 	assert_int_not_equal(lks_conn_open(&c, url), LKS_OK); /* the fake never lets it in */
 	assert_null(strstr(lks_conn_errmsg(c), password));
+	pthread_join(th, NULL); /* before reading what the fake received */
 	print_message("    %s, %s: %s (%zu bytes to the fake)\n", greeting,
 	              params[0] ? params + 1 : "defaults", lks_conn_errmsg(c), f.n);
 	lks_conn_close(c);
-	pthread_join(th, NULL);
 	close(f.lfd);
 	return memmem(f.got, f.n, password, strlen(password)) != NULL;
 }
