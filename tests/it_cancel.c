@@ -356,6 +356,7 @@ void trip_returns_while_postgres_is_silent(void **state)
 	tr.token = w.token;
 	w.c = t_open(url);
 	backend = (pid_t)t_session_id(w.c);
+	assert_true(backend > 1); /* a pid we read ourselves, before we signal it */
 	postmaster = parent_of(backend);
 	assert_true(postmaster > 1);
 	/* a second waiter is the head; w blocks in the server on the baton */

@@ -157,6 +157,13 @@ void once_runs_once_and_replays(void **state)
 	assert_int_equal(lks_once_run(NULL, "s", "k", NULL, charge_once, &ch, NULL), LKS_EINVAL);
 	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_once"), 3);
 	assert_int_equal(lks_once_install(f->c, "bad name"), LKS_EINVAL);
+	/* the caller's open transaction: refused, nothing written (a rollback
+	 * would undo the record but not the claim's fence) */
+	assert_int_equal(lks_conn_exec(f->c, "BEGIN"), LKS_OK);
+	assert_int_equal(lks_once_run(f->c, "s", "in-tx", NULL, charge_once, &ch, NULL), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "transaction"));
+	assert_int_equal(lks_conn_exec(f->c, "ROLLBACK"), LKS_OK);
+	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_once WHERE request_key = 'in-tx'"), 0);
 	lks_once_result_clear(&r);
 }
 
