@@ -544,6 +544,23 @@ LKS_API int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *
  */
 LKS_API int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *released);
 
+/*
+ * Administration: delete the rows of leases nobody holds that have been
+ * free (released or expired) for more than older_than_ms (server clock),
+ * in statements of at most batch rows (1..10000), each its own short
+ * transaction that skips or briefly waits for a row a grant has locked;
+ * *deleted (may be NULL) counts them. Per-request names (once keys, job
+ * ids) otherwise grow the table without bound.
+ * Fences stay strictly increasing per name across deletion: the table
+ * keeps a fence floor (a row no name can have: '' on PostgreSQL, X'FF' on
+ * MySQL; never listed), raised to the table's largest fence before any row
+ * goes, and a name seen for the first time is granted floor + 1. Rows a
+ * concurrent grant re-used are kept; rows granted after the floor rose wait
+ * for the next purge. Needs a handle without an open transaction. Refused
+ * (LKS_EINVAL) on a Galera node for now.
+ */
+LKS_API int lks_lease_purge(lks_conn *c, int64_t older_than_ms, int batch, int64_t *deleted);
+
 /* Auto-renew in a background thread on its own connection. */
 typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
 #define LKS_AUTORENEW_OPTIONS_VERSION 2 /* 1 is accepted */

@@ -183,6 +183,15 @@ struct lks_backend_ops {
 	 * holder NULL, fence + 1, expired now */
 	int (*lease_force_release)(lks_conn *c, const char *table_q, const char *name,
 	                           bool with_owner, lks_rows *out);
+	/* cleanup (lease_purge.c): raise the fence floor to the table's largest
+	 * fence, committed, and return it; then delete free rows older than the
+	 * age with fence <= bound, in name order after the cursor (an opaque
+	 * string of the backend's, "" first; next may be the same buffer);
+	 * *more when the batch was full */
+	int (*lease_floor_raise)(lks_conn *c, const char *table_q, int64_t *bound);
+	int (*lease_purge_batch)(lks_conn *c, const char *table_q, const char *after,
+	                         int64_t older_than_us, int64_t bound, int batch, int64_t *deleted,
+	                         bool *more, char *next, size_t nextsz);
 };
 
 extern const lks_backend_ops lks_pg_ops;
@@ -247,6 +256,16 @@ int lks_my_once_step_put(lks_conn *c, const char *s, const char *scope, const ch
 int lks_my_once_step_get(lks_conn *c, const char *s, const char *scope, const char *key,
                          lks_rows *out);
 int lks_my_once_step_delete(lks_conn *c, const char *s, const char *scope, const char *key);
+
+/* the backends' lease-table cleanup SQL */
+int lks_pg_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
+int lks_pg_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
+                             int64_t bound, int batch, int64_t *deleted, bool *more, char *next,
+                             size_t nextsz);
+int lks_my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
+int lks_my_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
+                             int64_t bound, int batch, int64_t *deleted, bool *more, char *next,
+                             size_t nextsz);
 
 /* time (monotonic) and randomness */
 int64_t lks_now_us(void);

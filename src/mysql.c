@@ -699,6 +699,12 @@ static int my_baton_held(lks_conn *c, uint64_t baton, int *held)
 	return rc;
 }
 
+/* A new name starts at the table's fence floor + 1 (lks_lease_purge). The
+ * floor is read with a share lock: a locking read sees the latest value,
+ * where a consistent read could predate a purge whose delete the insert's
+ * key check then sees; the floor's one writer holds it for one statement. */
+#define MY_FLOOR_FENCE "COALESCE((SELECT fence FROM %s WHERE name = X'FF' LOCK IN SHARE MODE), 0)"
+
 /*
  * MariaDB: one statement decides, whether the name is new, free, expired or
  * held. The VALUES row is evaluated once, and carries whether we may grant
@@ -739,7 +745,8 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	lks_sql_add(&q,
 	            "SET STATEMENT innodb_lock_wait_timeout = %d FOR"
 	            " INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
-	            " VALUES (?, ?, 1, IF(%s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND),"
+	            " VALUES (?, ?, " MY_FLOOR_FENCE " + 1,"
+	            " IF(%s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND),"
 	            " UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND%s)"
 	            " ON DUPLICATE KEY UPDATE holder = IF(%s, VALUES(holder), holder),"
 	            " fence = IF(%s, fence + 1, fence),"
@@ -747,7 +754,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	            " expires_at = IF(%s, VALUES(expires_at), expires_at)"
 	            " RETURNING holder, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at),"
 	            " COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)",
-	            lock_wait_us >= 1200000 ? 1 : 0, t, owner_tag ? ", owner" : "", baton_expr[mode],
+	            lock_wait_us >= 1200000 ? 1 : 0, t, owner_tag ? ", owner" : "", t, baton_expr[mode],
 	            owner_tag ? ", ?" : "", cond.buf, cond.buf, cond.buf, own.buf, cond.buf);
 	if (owner_tag) { /* VALUES order: name, holder, baton, ttl, owner; then RETURNING's baton */
 		p[4] = LKS_TEXT(owner_tag);
@@ -891,8 +898,9 @@ static int my_lease_try(lks_conn *c, const char *t, const char *name,
 	            t);
 	lks_sql_add(&ins,
 	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
-	            " VALUES (?, NULL, 0, NULL, '1970-01-01') ON DUPLICATE KEY UPDATE name = name",
-	            t);
+	            " VALUES (?, NULL, " MY_FLOOR_FENCE ", NULL, '1970-01-01')"
+	            " ON DUPLICATE KEY UPDATE name = name",
+	            t, t);
 	for (int round = 0; round < 3; round++) {
 		if ((rc = my_query(c, up.buf, pu, owner_tag ? 4 : 3, &r)))
 			return rc == LKS_ETRANSIENT ? (lks_clear_error(c), LKS_OK) : rc; /* locked: busy */
@@ -1155,6 +1163,16 @@ static int my_set_prepare(lks_conn *c, bool on)
 	return lks_set_error(c, LKS_EUNSUPPORTED, "statement mode is a PostgreSQL setting");
 }
 
+/* Cleanup is not offered on Galera yet: with grants running on other
+ * nodes, a purge on one left grants hanging in tests (open in #18). */
+static int my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound)
+{
+	if (ST(c)->wsrep)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease purge is not supported on a Galera node yet");
+	return lks_my_lease_floor_raise(c, t, bound);
+}
+
 const lks_backend_ops lks_mysql_ops = {
 	.id = LKS_BACKEND_MYSQL,
 	.name = "mysql",
@@ -1191,4 +1209,6 @@ const lks_backend_ops lks_mysql_ops = {
 	.after_cancel = my_after_cancel,
 	.lease_has_owner = my_lease_has_owner,
 	.lease_force_release = my_lease_force_release,
+	.lease_floor_raise = my_lease_floor_raise,
+	.lease_purge_batch = lks_my_lease_purge_batch,
 };

@@ -830,6 +830,12 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
  * only ever waited for when the snapshot shows the lease free or expired,
  * that is behind a stale holder's fenced write or a racing grant.
  *
+ * A new name starts at the table's fence floor + 1 (lks_lease_purge). The
+ * floor is read with a share lock, which sees its latest committed value
+ * (or waits for a purge raising it): the statement's snapshot alone could
+ * predate a whole insert, release and purge of the same name. Evaluated
+ * only when the insert runs (a name the snapshot has no row for).
+ *
  * Why not the single INSERT ... ON CONFLICT DO UPDATE ... WHERE expired: it
  * locks the row even when the lease is held, so every busy poll queues on the
  * row lock, in front of the holder's fenced write.
@@ -887,7 +893,8 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	            " OR expires_at <= clock_timestamp() - interval '%d milliseconds')"
 	            " RETURNING fence, expires_at),"
 	            " i AS (INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
-	            " SELECT $1, $2, 1, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
+	            " SELECT $1, $2, coalesce((SELECT fence FROM %s WHERE name = '' FOR SHARE), 0) + 1,"
+	            " clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
 	            " ON CONFLICT (name) DO NOTHING RETURNING fence, expires_at)"
 	            " SELECT 1, fence, " REMAINING_US ", (SELECT got AND $4::int <> 3 FROM b), false FROM u"
@@ -904,7 +911,7 @@ static int pg_lease_try(lks_conn *c, const char *t, const char *name,
 	                  " THEN pg_advisory_unlock($5::bigint) ELSE false END"
 	                  " ELSE pg_try_advisory_lock($5::bigint) END",
 	            t, owner_tag ? ", owner = $7" : "", LKS_BATON_STALE_MS, t,
-	            owner_tag ? ", owner" : "", owner_tag ? ", $7" : "", t, t, t);
+	            owner_tag ? ", owner" : "", t, owner_tag ? ", $7" : "", t, t, t);
 	rc = pg_query(c, q.buf, p, np, &r);
 	if (rc) /* LKS_ETRANSIENT: lease.c takes it as busy */
 		return rc;
@@ -1171,4 +1178,6 @@ const lks_backend_ops lks_pg_ops = {
 	.interrupt = NULL, /* pg_wait_ready polls the token */
 	.lease_has_owner = pg_lease_has_owner,
 	.lease_force_release = pg_lease_force_release,
+	.lease_floor_raise = lks_pg_lease_floor_raise,
+	.lease_purge_batch = lks_pg_lease_purge_batch,
 };

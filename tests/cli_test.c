@@ -698,6 +698,20 @@ static void once_runs_the_job_once(void **state)
 	assert_int_equal(run(f->url, purge, &p), 0);
 	assert_non_null(strstr(slurp(p.out), "purged"));
 	assert_int_equal(run(f->url, inspect, &p), 1);
+	/* and the claims' lease rows: purge deletes them, keeps a held one */
+	const char *lpurge[] = {"purge", "--older-than", "0", "--batch", "1", NULL};
+	const char *lkeep[] = {"purge", "--older-than", "1h", NULL};
+	const char *lbad[] = {"purge", "--batch", "0", "--older-than", "0", NULL};
+	const char *lnone[] = {"purge", NULL};
+	assert_int_equal(run(f->url, lkeep, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "purged 0 lease rows"));
+	assert_int_equal(run(f->url, lpurge, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "purged "));
+	assert_null(strstr(slurp(p.out), "purged 0 "));
+	assert_int_equal(run(f->url, lpurge, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "purged 0 lease rows"));
+	assert_int_equal(run(f->url, lbad, &p), 64);
+	assert_int_equal(run(f->url, lnone, &p), 64);
 	/* bad usage */
 	const char *both[] = {"run", "x", "--once", "k", "--once-per", "day", "--", "true", NULL};
 	const char *badp[] = {"run", "x", "--once-per", "fortnight", "--", "true", NULL};

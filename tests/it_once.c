@@ -354,12 +354,16 @@ void once_purge_in_batches(void **state)
 {
 	fx *f = *state;
 	int64_t deleted = -1;
+	int64_t first_fence = 0;
 	lks_once_result r = {0};
 	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
 	for (int i = 0; i < 5; i++) {
 		char key[16];
 		snprintf(key, sizeof key, "k%d", i);
-		assert_int_equal(lks_once_run(f->c, "jobs", key, NULL, record_only, NULL, NULL), LKS_OK);
+		assert_int_equal(lks_once_run(f->c, "jobs", key, NULL, record_only, NULL, &r), LKS_OK);
+		if (i == 0)
+			first_fence = r.fence;
+		lks_once_result_clear(&r);
 	}
 	/* kept: younger than an hour */
 	assert_int_equal(lks_once_purge(f->c, NULL, 3600000, 2, &deleted), LKS_OK);
@@ -367,8 +371,12 @@ void once_purge_in_batches(void **state)
 	assert_int_equal(lks_once_purge(f->c, NULL, 0, 2, &deleted), LKS_OK);
 	assert_int_equal(deleted, 5);
 	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_once"), 0);
+	/* the claims' lease rows go too; the key's next claim fences higher */
+	assert_int_equal(lks_lease_purge(f->c, 0, 2, &deleted), LKS_OK);
+	assert_int_equal(deleted, 5);
 	assert_int_equal(lks_once_run(f->c, "jobs", "k0", NULL, record_only, NULL, &r), LKS_OK);
 	assert_int_equal(r.replayed, 0);
+	assert_true(r.fence > first_fence);
 	lks_once_result_clear(&r);
 	assert_int_equal(lks_once_purge(f->c, NULL, -1, 2, &deleted), LKS_EINVAL);
 	assert_int_equal(lks_once_purge(f->c, NULL, 0, 0, &deleted), LKS_EINVAL);

@@ -1,6 +1,8 @@
 -- lockstock lease table, MySQL / MariaDB. Same DDL as lks_lease_install().
 -- VARBINARY name: exact byte comparison (no case folding, no PAD SPACE).
 -- DATETIME(6) compared with UTC_TIMESTAMP(6): independent of time zones.
+-- lks_lease_purge deletes rows free for a while; the row named X'FF' (no
+-- UTF-8 name has that byte) is the fence floor where a new name starts.
 CREATE TABLE IF NOT EXISTS lks_lease (
     name        VARBINARY(255) NOT NULL PRIMARY KEY,
     holder      CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,

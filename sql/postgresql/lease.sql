@@ -1,6 +1,8 @@
 -- lockstock lease table, PostgreSQL. Same DDL as lks_lease_install().
--- One row per lock name; rows are never deleted (release marks them free),
--- so the fencing counter survives release, expiry and restarts.
+-- One row per lock name; release marks it free, so the fencing counter
+-- survives release, expiry and restarts. lks_lease_purge deletes rows free
+-- for a while; the row named '' is the fence floor it keeps, where a name
+-- seen for the first time starts (floor + 1).
 CREATE TABLE IF NOT EXISTS lks_lease (
     name        text PRIMARY KEY,              -- 1..255 bytes, checked by lockstock
     holder      text,                          -- random id of the current grant; NULL when released

@@ -50,6 +50,7 @@ int cli_list(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_release(int argc, char **argv);
 int cli_once(int argc, char **argv); /* argv[0] "once", argv[1] the verb */
+int cli_purge(int argc, char **argv);
 
 /* run --once: the key (given, or the server clock's current period:
  * hour, day, week, month or a duration), and whether it is done (1, with a

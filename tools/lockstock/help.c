@@ -15,6 +15,7 @@ static const char overview[] =
 "    lockstock release --force NAME\n"
 "    lockstock once list [SCOPE] | inspect SCOPE KEY | forget SCOPE KEY\n"
 "    lockstock once purge --older-than D [--batch N]\n"
+"    lockstock purge --older-than D [--batch N]\n"
 "    lockstock help [SUBCOMMAND] | --help | --version\n"
 "\n"
 "    Every subcommand takes --url URL and --table NAME, and --help.\n"
@@ -254,13 +255,33 @@ static const char once_page[] =
 "EXIT STATUS\n"
 "    0 done; 1 inspect/forget: no such record; 64, 69, 70 as for all.\n";
 
+static const char purge_page[] =
+"NAME\n"
+"    lockstock purge - delete the rows of leases nobody holds\n"
+"\n"
+"SYNOPSIS\n"
+"    lockstock purge --older-than D [--batch N] [--url URL] [--table NAME]\n"
+"\n"
+"DESCRIPTION\n"
+"    Deletes the rows of leases that have been free (released or expired)\n"
+"    for more than D on the server's clock, in short transactions of at\n"
+"    most --batch rows (default 1000). Names used once (request ids, once\n"
+"    keys, job ids) otherwise grow the table without bound. Fences stay\n"
+"    strictly increasing: the table keeps a fence floor, raised before any\n"
+"    row goes, and a name used again starts above it. Held leases are never\n"
+"    touched. Prints how many rows went.\n"
+"\n"
+"EXIT STATUS\n"
+"    0 done; 64, 69, 70 as for all.\n";
+
 bool cli_help(FILE *f, const char *sub)
 {
 	static const struct {
 		const char *name, *page, *more, *rest;
 	} pages[] = {{"run", run_page, run_options, run_once_options}, {"install", install_page, "", ""},
 	             {"list", list_page, "", ""},         {"inspect", inspect_page, "", ""},
-	             {"release", release_page, "", ""}, {"once", once_page, "", ""}};
+	             {"release", release_page, "", ""}, {"once", once_page, "", ""},
+	             {"purge", purge_page, "", ""}};
 	if (!sub) {
 		fputs(overview, f);
 		return true;
