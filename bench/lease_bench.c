@@ -9,7 +9,10 @@
  *      through the waiting room, by the head's polling, and by plain polling;
  *   4. (MySQL) fenced writes through one held lease, 1 and 8 connections,
  *      each its own row: the share-lock guard against the write guard that
- *      Galera needs (fence-guard=lock|write).
+ *      Galera needs (fence-guard=lock|write);
+ *   5. cancel latency: lks_cancel_trip -> a waiting acquire's return, in
+ *      the waiting room and asleep between polls, against the server's own
+ *      cancel of a blocked lock wait (pg_cancel_backend / KILL QUERY).
  * Usage: lease_bench postgresql|mysql [seconds per run, default 3]
  * (URL from LKS_PG_URL / LKS_MYSQL_URL; run it against servers at default
  * durability: scripts/bench.sh starts such servers). */
@@ -728,6 +731,136 @@ static void fence_guards(lks_conn *c)
 	lks_lease_free(l);
 }
 
+/* ---- 5. cancel latency ---------------------------------------------- */
+
+#define CANCEL_ROUNDS 40
+
+typedef struct cancel_waiter {
+	pthread_barrier_t bar;
+	lks_cancel *token;
+	int mode; /* 0 waiting room, 1 polling, 2 raw client */
+	bool stop;
+	double returned_at;
+	int rc;
+	long long raw_id; /* mode 2, MySQL: the blocked session's id */
+} cancel_waiter;
+
+static void *cancel_waiter_thread(void *arg)
+{
+	cancel_waiter *w = arg;
+	lks_conn *c = open_conn();
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	o.cancel = w->token;
+	o.waiting_room = w->mode == 0;
+	o.max_delay_us = 10000000; /* polling: long sleeps between polls */
+	if (!pg)
+		w->raw_id = (long long)mysql_thread_id(lks_conn_mysql(c));
+	for (;;) {
+		lks_lease *l = NULL;
+		pthread_barrier_wait(&w->bar);
+		if (w->stop)
+			break;
+		if (w->mode < 2) {
+			w->rc = lks_lease_acquire(&l, c, "bench:cancel", 60000, 60000, &o);
+		} else if (pg) { /* blocked in the server until PQcancel */
+			PGresult *r = PQexec(lks_conn_pg(c), "SELECT pg_advisory_lock(4244000)");
+			w->rc = PQresultStatus(r) == PGRES_TUPLES_OK ? LKS_OK : LKS_CANCELED;
+			PQclear(r);
+		} else { /* blocked in the server until KILL QUERY (an error, or NULL) */
+			MYSQL *m = lks_conn_mysql(c);
+			MYSQL_RES *r = NULL;
+			MYSQL_ROW row;
+			w->rc = LKS_CANCELED;
+			if (!mysql_query(m, "SELECT GET_LOCK('bench:cancel', 60)") &&
+			    (r = mysql_store_result(m)) && (row = mysql_fetch_row(r)) && row[0] &&
+			    !strcmp(row[0], "1"))
+				w->rc = LKS_OK;
+			if (r)
+				mysql_free_result(r);
+		}
+		w->returned_at = now_s();
+		lks_lease_free(l);
+		if (w->rc == LKS_CANCELED && !pg && w->mode == 0)
+			lks_conn_reset(c); /* MariaDB: the cancel shut the session down */
+		if (!pg)
+			w->raw_id = (long long)mysql_thread_id(lks_conn_mysql(c));
+		pthread_barrier_wait(&w->bar);
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+/* trip -> the blocked call's return, ms, CANCEL_ROUNDS times */
+static void run_cancel(const char *label, int mode, lks_conn *raw_holder)
+{
+	cancel_waiter w = {.mode = mode};
+	pthread_t th;
+	double ms[CANCEL_ROUNDS];
+	int n = 0, wrong = 0;
+	unsigned int seed = 17u + (unsigned)mode;
+	lks_cancel_new(&w.token);
+	pthread_barrier_init(&w.bar, NULL, 2);
+	pthread_create(&th, NULL, cancel_waiter_thread, &w);
+	for (int i = 0; i < CANCEL_ROUNDS; i++) {
+		lks_cancel_reset(w.token);
+		pthread_barrier_wait(&w.bar);
+		usleep(50000 + (useconds_t)(rand_r(&seed) % 50000)); /* blocked, or asleep between polls */
+		double tripped = now_s();
+		if (mode < 2) {
+			lks_cancel_trip(w.token);
+		} else {
+			if (pg) {
+				/* the waiter's backend: the only one waiting on that lock */
+				PGresult *r = PQexec(lks_conn_pg(raw_holder),
+				                     "SELECT pg_cancel_backend(pid) FROM pg_locks WHERE"
+				                     " locktype = 'advisory' AND objid = 4244000 AND NOT granted");
+				PQclear(r);
+			} else {
+				char kill[64];
+				snprintf(kill, sizeof kill, "KILL QUERY %lld", w.raw_id);
+				mysql_query(lks_conn_mysql(raw_holder), kill);
+			}
+		}
+		pthread_barrier_wait(&w.bar);
+		if (w.rc != LKS_CANCELED)
+			wrong++;
+		else
+			ms[n++] = (w.returned_at - tripped) * 1000;
+	}
+	w.stop = true;
+	pthread_barrier_wait(&w.bar);
+	pthread_join(th, NULL);
+	pthread_barrier_destroy(&w.bar);
+	lks_cancel_free(w.token);
+	qsort(ms, (size_t)n, sizeof ms[0], cmp_double);
+	printf("   %-40s %4d %9.3f %9.3f %9.3f%s\n", label, n, pct(ms, n, 0.5), pct(ms, n, 0.99),
+	       n ? ms[n - 1] : 0, wrong ? "  (some calls were not canceled)" : "");
+}
+
+static void cancel_latency(void)
+{
+	lks_conn *holder = open_conn(), *raw = open_conn();
+	lks_acquire_options keep = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease *l = NULL;
+	keep.wake_on_release = 1; /* waiters block in the server's line */
+	if (lks_lease_acquire(&l, holder, "bench:cancel", 3600000, 0, &keep))
+		die(holder, "cancel lease");
+	if (lks_conn_exec(raw, pg ? "SELECT pg_advisory_lock(4244000)"
+	                          : "SELECT GET_LOCK('bench:cancel', 0)"))
+		die(raw, "raw lock");
+	printf("\n5. cancel: lks_cancel_trip -> the waiting acquire returns LKS_CANCELED, ms, %d trips"
+	       " (target < 10)\n   %-40s %4s %9s %9s %9s\n",
+	       CANCEL_ROUNDS, "", "n", "p50", "p99", "max");
+	run_cancel("waiting room (blocked in server)", 0, raw);
+	run_cancel("polling (asleep between polls)", 1, raw);
+	run_cancel(pg ? "(raw: pg_cancel_backend of a lock wait)" : "(raw: KILL QUERY of a GET_LOCK)", 2,
+	           raw);
+	lks_lease_release(holder, l);
+	lks_lease_free(l);
+	lks_conn_close(raw);
+	lks_conn_close(holder);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || (strcmp(argv[1], "postgresql") && strcmp(argv[1], "mysql"))) {
@@ -772,6 +905,7 @@ int main(int argc, char **argv)
 	if (!getenv("LB_SKIP2")) hot_lease();
 	if (!getenv("LB_SKIP3")) handoff();
 	if (!pg && !getenv("LB_SKIP4")) fence_guards(c);
+	if (!getenv("LB_SKIP5")) cancel_latency();
 	lks_conn_exec(c, "DROP TABLE shedlock");
 	lks_conn_exec(c, "DROP TABLE " BENCH_LEASE_TABLE);
 	lks_conn_exec(c, "DROP TABLE bench_counter");

@@ -116,8 +116,12 @@ start_postgres() {
 case "\$1" in
 stop) exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop ;;
 pause|resume) pm=\$(head -1 "$dir/data/postmaster.pid")
+   # the postmaster first, so that it forks no child after the list is read;
+   # a child may exit between pgrep and kill: only the postmaster must answer
    sig=STOP; [ "\$1" = resume ] && sig=CONT
-   exec kill -\$sig \$pm \$(pgrep -P \$pm) ;;
+   kill -\$sig \$pm || exit 1
+   for c in \$(pgrep -P \$pm); do kill -\$sig \$c 2>/dev/null; done
+   exit 0 ;;
 *) exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 60 -l "$dir/log" \
    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $(pg_durability) -c max_connections=300 -c shared_buffers=256MB" "\$1" ;;
 esac

@@ -524,6 +524,11 @@ static void once_across_nodes(void **state)
 		pthread_t th[NODES * PER_NODE];
 		int replayed = 0, retries = 0;
 		snprintf(key, sizeof key, "order-%d", k);
+		/* the suite runs twice on one cluster (ASan, TSan): a record of
+		 * the earlier run would make every caller a replay */
+		int frc = lks_once_forget(c, NULL, "g", key);
+		if (frc != LKS_OK && frc != LKS_NOT_FOUND)
+			fail_msg("forget %s: %s", key, lks_conn_errmsg(c));
 		for (int i = 0; i < NODES * PER_NODE; i++) {
 			oc[i] = (once_caller){.node = i % NODES, .key = key, .runs = &runs};
 			assert_int_equal(pthread_create(&th[i], NULL, once_call, &oc[i]), 0);

@@ -135,17 +135,23 @@ void events_reach_the_hooks(void **state)
 	ao.on_log = on_log;
 	ao.arg = &r;
 	assert_int_equal(lks_lease_autorenew_start(a, f->c, NULL, &ao), LKS_OK);
-	usleep(700 * 1000);
-	pthread_mutex_lock(&r.mu);
-	assert_non_null(e = last(&r, LKS_EVENT_RENEWED, NULL));
+	for (;;) { /* the renew thread's first renewal, as observed */
+		pthread_mutex_lock(&r.mu);
+		if ((e = last(&r, LKS_EVENT_RENEWED, NULL)))
+			break;
+		pthread_mutex_unlock(&r.mu);
+		usleep(10 * 1000);
+	}
 	assert_int_equal(e->fence, lks_lease_fence(a));
 	pthread_mutex_unlock(&r.mu);
 	assert_int_equal(lks_lease_force_release(other, "ev-renew", &info), LKS_OK);
-	for (int i = 0; i < 300 && !lks_lease_is_lost(a); i++)
+	for (;;) { /* the renew thread's LOST and then its log line, as observed */
+		pthread_mutex_lock(&r.mu);
+		if (last(&r, LKS_EVENT_LOST, NULL) && strstr(r.log, "lease lost"))
+			break;
+		pthread_mutex_unlock(&r.mu);
 		usleep(10 * 1000);
-	usleep(50 * 1000);
-	pthread_mutex_lock(&r.mu);
-	assert_non_null(last(&r, LKS_EVENT_LOST, NULL));
+	}
 	print_message("    renew thread's log: %s\n", r.log);
 	assert_non_null(strstr(r.log, "ev-renew"));
 	pthread_mutex_unlock(&r.mu);

@@ -32,9 +32,12 @@ void lease_basic_cycle(void **state)
 	fences[0] = lks_lease_fence(a);
 	assert_true(fences[0] >= 1);
 	assert_int_equal(strlen(lks_lease_holder(a)), 32);
-	assert_true(lks_lease_remaining_ms(a) > 8000 && lks_lease_remaining_ms(a) <= 9000);
-	/* the server's own view of the TTL left, and the local deadline is earlier */
-	assert_true(lks_lease_granted_ms(a) > 9000 && lks_lease_granted_ms(a) <= 10000);
+	/* the local deadline keeps the margin (TTL/10) off the TTL; how much
+	 * of it is left depends on how long the test took, so only its bounds */
+	assert_true(lks_lease_remaining_ms(a) > 0 && lks_lease_remaining_ms(a) <= 9000);
+	/* the server's own view of the TTL left at the grant, and the local
+	 * deadline is earlier */
+	assert_true(lks_lease_granted_ms(a) > 0 && lks_lease_granted_ms(a) <= 10000);
 	assert_true(lks_lease_remaining_ms(a) < lks_lease_granted_ms(a));
 	assert_false(lks_lease_is_lost(a));
 	/* held: a second caller is told busy, with nothing changed */
@@ -44,10 +47,12 @@ void lease_basic_cycle(void **state)
 	assert_true(info.held);
 	assert_string_equal(info.holder, lks_lease_holder(a));
 	assert_int_equal(info.fence, fences[0]);
-	assert_true(info.remaining_ms > 9000 && info.remaining_ms <= 10000);
-	/* renew keeps holder and fence */
+	assert_true(info.remaining_ms > 0 && info.remaining_ms <= 10000);
+	/* renew keeps holder and fence, and the server counts the new TTL from
+	 * the renewal: more than the first grant could have left */
 	assert_int_equal(lks_lease_renew(f->c, a, 20000), LKS_OK);
-	assert_true(lks_lease_remaining_ms(a) > 17000);
+	assert_true(lks_lease_granted_ms(a) > 10000 && lks_lease_granted_ms(a) <= 20000);
+	assert_true(lks_lease_remaining_ms(a) <= 18000);
 	assert_int_equal(lks_lease_inspect(other, "job:nightly", &info), LKS_OK);
 	assert_int_equal(info.fence, fences[0]);
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
@@ -233,14 +238,14 @@ void lease_timeout_when_held(void **state)
 	/* the holder keeps no baton (nobody waited): the head of the line polls */
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
 	assert_null(b);
-	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
+	assert_true(st.waited_us >= 300000); /* it waited its whole wait */
 	assert_true(st.attempts >= 3);
 	assert_int_equal(st.queued, T_POOLED ? 0 : 1); /* pooled: no waiting room, it polls */
 	/* without the waiting room: polling with backoff */
 	o.waiting_room = 0;
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
 	assert_null(b);
-	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
+	assert_true(st.waited_us >= 300000); /* it waited its whole wait */
 	assert_true(st.attempts >= 3);
 	assert_int_equal(st.queued, 0);
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
@@ -252,7 +257,7 @@ void lease_timeout_when_held(void **state)
 	assert_int_equal(lks_lease_acquire(&a, f->c, "held", 10000, 0, &o), LKS_OK);
 	o.wake_on_release = 0;
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
-	assert_true(st.waited_us >= 300000 && st.waited_us < 2000000);
+	assert_true(st.waited_us >= 300000); /* it waited its whole wait */
 	if (!T_POOLED) { /* pooled: no line to wait in, it polls (asserted above) */
 		assert_true(st.attempts <= 4); /* a first poll and one at the deadline */
 		assert_int_equal(st.queued, 1);
@@ -558,11 +563,13 @@ static void *wait_for_lease(void *arg)
 	lks_conn *c = NULL;
 	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
 	lks_acquire_stats st;
-	o.base_delay_us = o.max_delay_us = 2000000; /* polls alone would be slow */
+	/* polls alone would be slow: the first one after the wait's start comes
+	 * at its deadline (30 s; behind a pooler, 2 s apart) */
+	o.base_delay_us = o.max_delay_us = T_POOLED ? 2000000 : 60000000;
 	o.stats = &st;
 	lks_conn_open(&c, w->url); /* slow under valgrind (SCRAM): not timed */
 	pthread_barrier_wait(&w->ready);
-	w->rc = lks_lease_acquire(&w->l, c, "handoff", 5000, 5000, &o);
+	w->rc = lks_lease_acquire(&w->l, c, "handoff", 5000, 30000, &o);
 	w->waited_us = st.waited_us;
 	lks_conn_close(c);
 	return NULL;
@@ -578,7 +585,7 @@ void lease_release_wakes_waiter(void **state)
 	waiter w = {.url = f->url};
 	pthread_t th;
 	keep.wake_on_release = 1;
-	assert_int_equal(lks_lease_acquire(&a, f->c, "handoff", 10000, 0, &keep), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&a, f->c, "handoff", 60000, 0, &keep), LKS_OK);
 	pthread_barrier_init(&w.ready, NULL, 2);
 	pthread_create(&th, NULL, wait_for_lease, &w);
 	pthread_barrier_wait(&w.ready);
@@ -591,10 +598,11 @@ void lease_release_wakes_waiter(void **state)
 	assert_true(w.waited_us >= 250000); /* it did wait for the release */
 	print_message("    acquired %lld ms after it started waiting (released at 300 ms)\n",
 	              (long long)w.waited_us / 1000);
-	/* its own polls are 2 s apart; behind a pooler wake_on_release falls
-	 * back to them */
+	/* the release woke it, long before the poll at its deadline (30 s);
+	 * the bound tells the two paths apart, it times nothing. Behind a
+	 * pooler wake_on_release falls back to polls */
 	if (!T_POOLED)
-		assert_true(w.waited_us < 700000);
+		assert_true(w.waited_us < 15000000);
 	lks_lease_free(a);
 	lks_lease_free(w.l);
 }
