@@ -50,14 +50,14 @@ static bool wait_stop(lks_lease *l, int64_t us)
 	return stop;
 }
 
-/* A renewal that hangs must not outlive the lease: on PostgreSQL its wait
- * ends at the local deadline (MySQL's renew connection gets a read timeout
- * of half the TTL when it opens, see renew_url). */
+/* A renewal that hangs must not outlive the lease: with per-call op
+ * timeouts its wait ends at the local deadline (else the renew connection
+ * gets a read timeout of half the TTL when it opens, see renew_url). */
 static void bound_to_deadline(lks_lease *l)
 {
 	lks_conn *c = l->renew_conn;
 	int64_t left = atomic_load(&l->deadline_us) - lks_now_us();
-	if (c->ops->id != LKS_BACKEND_POSTGRESQL)
+	if (!(c->ops->caps & LKS_CAP_OP_TIMEOUT))
 		return;
 	/* a renewal may still succeed until the server's expiry (a margin
 	 * after the local deadline); and a floor, so a slow but answering
@@ -127,16 +127,18 @@ static void *renew_loop(void *arg)
 }
 
 /* The renew connection's URL: the caller's, with a connect timeout of a
- * quarter of the TTL (at least 1 s, libpq 2 s) unless it has one, and on
- * MySQL a read and write timeout of half the TTL, so neither a hung renewal
- * nor a hung reconnect outlives the lease by much (a later op-timeout wins
- * over an earlier one). *connect_us: that connect timeout. */
-static char *renew_url(const char *url, int64_t ttl_us, int64_t *connect_us)
+ * quarter of the TTL (at least what the client library honours) unless it
+ * has one, and without per-call op timeouts a read and write timeout of
+ * half the TTL, so neither a hung renewal nor a hung reconnect outlives the
+ * lease by much (a later op-timeout wins over an earlier one).
+ * *connect_us: that connect timeout. */
+static char *renew_url(const lks_backend_ops *ops, const char *url, int64_t ttl_us,
+                       int64_t *connect_us)
 {
 	size_t n = strlen(url) + 64, o;
 	long long half = ttl_us / 2000000 > 0 ? ttl_us / 2000000 : 1;
-	bool my = lks_url_backend(url) == LKS_BACKEND_MYSQL;
-	long long quarter = ttl_us / 4000000 > (my ? 1 : 2) ? ttl_us / 4000000 : (my ? 1 : 2);
+	long long floor_s = ops->connect_timeout_min_s;
+	long long quarter = ttl_us / 4000000 > floor_s ? ttl_us / 4000000 : floor_s;
 	/* within what the URL parser accepts (connect-timeout 1..3600 s,
 	 * op-timeout ..86400 s): leases run up to LKS_LEASE_TTL_MAX_MS (7 days) */
 	if (quarter > 3600)
@@ -150,8 +152,9 @@ static char *renew_url(const char *url, int64_t ttl_us, int64_t *connect_us)
 	*connect_us = quarter * 1000000;
 	if (!strstr(url, "connect_timeout") && !strstr(url, "connect-timeout"))
 		o += (size_t)snprintf(u + o, n - o, "%c%s=%lld", strchr(u, '?') ? '&' : '?',
-		                      my ? "connect-timeout" : "connect_timeout", quarter);
-	if (my && !strstr(url, "read-timeout") && !strstr(url, "read_timeout"))
+		                      ops->connect_timeout_key, quarter);
+	if (!(ops->caps & LKS_CAP_OP_TIMEOUT) && !strstr(url, "read-timeout") &&
+	    !strstr(url, "read_timeout"))
 		snprintf(u + o, n - o, "%cop-timeout=%lld", strchr(u, '?') ? '&' : '?', half);
 	return u;
 }
@@ -186,15 +189,13 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 	if (o.interval_ms < 0 || o.interval_ms >= l->ttl_us / 1000)
 		return lks_set_error(c, LKS_EINVAL, "autorenew interval must be 1 ms .. TTL");
 	l->ar = o;
-	l->renew_url = renew_url(url, l->ttl_us, &l->renew_connect_us);
+	if (lks_url_backend(url) != c->ops->id)
+		return lks_set_error(c, LKS_EINVAL, "auto-renew URL names another backend");
+	l->renew_url = renew_url(c->ops, url, l->ttl_us, &l->renew_connect_us);
 	if (!l->renew_url)
 		return lks_set_error(c, LKS_ENOMEM, "out of memory");
 	if ((rc = lks_conn_open(&l->renew_conn, l->renew_url))) {
 		lks_set_error(c, rc, "auto-renew connection: %s", lks_conn_errmsg(l->renew_conn));
-		goto fail;
-	}
-	if (lks_conn_backend(l->renew_conn) != c->ops->id) {
-		rc = lks_set_error(c, LKS_EINVAL, "auto-renew URL names another backend");
 		goto fail;
 	}
 	l->renew_op_timeout_us = l->renew_conn->op_timeout_us;

@@ -37,7 +37,7 @@ static int quote(lks_conn *c, const char *ident, char *out, const char *what)
  * of `VER` would otherwise slip past the guard on `ver`). */
 static bool same_column(const lks_conn *c, const char *a, const char *b)
 {
-	return c->ops->id == LKS_BACKEND_MYSQL ? !strcasecmp(a, b) : !strcmp(a, b);
+	return c->ops->caps & LKS_CAP_NOCASE_COLUMNS ? !strcasecmp(a, b) : !strcmp(a, b);
 }
 
 static int quote_ref(lks_conn *c, const lks_row_ref *row, quoted_ref *q)
@@ -95,52 +95,33 @@ static int quote_columns(lks_conn *c, const lks_row_ref *row,
 	return rc;
 }
 
-/* Does this probe fail with a numeric overflow? */
-static bool probe_overflows(lks_conn *c, const char *sql, lks_value key)
-{
-	lks_rows r;
-	int rc = c->ops->query(c, sql, &key, 1, &r);
-	lks_rows_clear(&r);
-	return rc == LKS_EOVERFLOW;
-}
-
 /*
  * The server said "out of range" (SQLSTATE 22003, MySQL 1264/1690): say what
  * overflowed. Only version + 1 is LKS_EOVERFLOW; a key or a SET value out of
- * its column's range is bad input (LKS_EINVAL). MySQL names the column in its
- * message; PostgreSQL does not, so two read-only probes tell (the key
- * alone, then version + 1). Nothing was written: the statement failed.
+ * its column's range is bad input (LKS_EINVAL). The backend tells which
+ * (from the message, or by read-only probes). Nothing was written: the
+ * statement failed.
  */
 static int classify_overflow(lks_conn *c, const lks_row_ref *row, const quoted_ref *q,
                              int64_t expected)
 {
-	char server[LKS_ERRMSG_MAX], sql[4 * QMAX + 64];
-	const char *ph = c->ops->id == LKS_BACKEND_MYSQL ? "?" : "$1";
-	bool version;
+	char server[LKS_ERRMSG_MAX];
 	memcpy(server, c->errmsg, sizeof server); /* vsnprintf must not overlap */
-	if (c->ops->id != LKS_BACKEND_MYSQL && c->ops->in_transaction(c))
-		/* the caller's transaction is aborted now: no probe can run */
+	switch (c->ops->overflow_part(c, server, q->table, q->key, q->version, row->version_column,
+	                              row->key)) {
+	case LKS_OVERFLOW_UNPROBED:
 		return lks_set_error(c, LKS_EOVERFLOW,
 		                     "out of range: the version, the key or a value (not probed"
 		                     " inside the caller's failed transaction): %s", server);
-	if (c->ops->id == LKS_BACKEND_MYSQL) {
-		char quoted[QMAX + 8];
-		snprintf(quoted, sizeof quoted, "'%s'", row->version_column);
-		version = strcasestr(server, quoted) != NULL ||
-		          (strcasestr(server, q->version) && strstr(server, " + 1"));
-	} else {
-		snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE %s = %s", q->table, q->key, ph);
-		if (probe_overflows(c, sql, row->key))
-			return lks_set_error(c, LKS_EINVAL, "key value is out of range for column %s: %s",
-			                     row->key_column, server);
-		snprintf(sql, sizeof sql, "SELECT %s + 1 FROM %s WHERE %s = %s", q->version, q->table,
-		         q->key, ph);
-		version = probe_overflows(c, sql, row->key);
-	}
-	if (version)
+	case LKS_OVERFLOW_KEY:
+		return lks_set_error(c, LKS_EINVAL, "key value is out of range for column %s: %s",
+		                     row->key_column, server);
+	case LKS_OVERFLOW_VERSION:
 		return lks_set_error(c, LKS_EOVERFLOW, "version column %s cannot go past %lld: %s",
 		                     row->version_column, (long long)expected, server);
-	return lks_set_error(c, LKS_EINVAL, "a value is out of range for its column: %s", server);
+	default:
+		return lks_set_error(c, LKS_EINVAL, "a value is out of range for its column: %s", server);
+	}
 }
 
 int lks_cas_update(lks_conn *c, const lks_row_ref *row, int64_t expected,

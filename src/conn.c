@@ -5,21 +5,9 @@
 #include <string.h>
 #include "internal.h"
 
-#ifdef LKS_WITH_MYSQL
-#include <mysql.h>
-#endif
-
 int lks_library_init(void)
 {
-#ifdef LKS_WITH_MYSQL
-	static int done;
-	if (!done) {
-		if (mysql_library_init(0, NULL, NULL))
-			return LKS_EDB;
-		done = 1;
-	}
-#endif
-	return LKS_OK;
+	return lks_backends_init();
 }
 
 lks_conn *lks_conn_new(void)
@@ -36,7 +24,8 @@ lks_conn *lks_conn_new(void)
 int lks_conn_open(lks_conn **out, const char *url)
 {
 	lks_conn *c;
-	lks_backend b;
+	const lks_backend_ops *ops;
+	int rc;
 	if (!out)
 		return LKS_EINVAL;
 	*out = c = lks_conn_new();
@@ -44,35 +33,24 @@ int lks_conn_open(lks_conn **out, const char *url)
 		return LKS_ENOMEM;
 	if (!url)
 		return lks_set_error(c, LKS_EINVAL, "URL is NULL");
-	b = lks_url_backend(url);
-	switch (b) {
-	case LKS_BACKEND_POSTGRESQL:
-#ifdef LKS_WITH_PG
-		if (lks_pg_open(c, url))
-			lks_redact(c->errmsg, url); /* libpq quotes URL tokens */
-		return c->err;
-#else
-		return lks_set_error(c, LKS_EUNSUPPORTED, "built without PostgreSQL support");
-#endif
-	case LKS_BACKEND_MYSQL:
-#ifdef LKS_WITH_MYSQL
-		if (lks_mysql_open(c, url))
-			lks_redact(c->errmsg, url);
-		return c->err;
-#else
-		return lks_set_error(c, LKS_EUNSUPPORTED, "built without MySQL support");
-#endif
-	default:
-		return lks_set_error(c, LKS_EINVAL,
-		                     "malformed URL: must start with postgresql://, postgres://, mysql:// or mariadb://");
-	}
+	if ((rc = lks_backend_for_url(c, url, &ops)))
+		return rc;
+	if ((rc = ops->open(c, url)))
+		lks_redact(c->errmsg, url); /* the client libraries quote URL tokens */
+	return rc;
+}
+
+static void end_session(lks_conn *c)
+{
+	if (c->session_end)
+		c->session_end(c);
 }
 
 void lks_conn_close(lks_conn *c)
 {
 	if (!c)
 		return;
-	lks_lease_forget_batons(c);
+	end_session(c);
 	if (c->ops)
 		c->ops->close(c);
 	lks_rows_clear(&c->last);
@@ -87,6 +65,7 @@ void lks_conn_close(lks_conn *c)
 int lks_conn_reset(lks_conn *c)
 {
 	char *url;
+	const lks_backend_ops *ops;
 	int rc;
 	if (!c || !c->ops)
 		return LKS_EINVAL;
@@ -94,29 +73,16 @@ int lks_conn_reset(lks_conn *c)
 		return lks_set_error(c, LKS_EINVAL, "reset needs a handle opened from a URL; reopen"
 		                                    " an adopted connection yourself and adopt it again");
 	/* the old session's statements and session locks are gone with it */
-	lks_lease_forget_batons(c);
-	c->ops->close(c);
+	end_session(c);
+	ops = c->ops;
+	ops->close(c);
 	c->backend = NULL;
 	c->owner_col = -1;
 	lks_clear_error(c);
 	url = c->url;
 	c->url = NULL;
-	switch (c->ops->id) {
-#ifdef LKS_WITH_PG
-	case LKS_BACKEND_POSTGRESQL:
-		if ((rc = lks_pg_open(c, url)))
-			lks_redact(c->errmsg, url);
-		break;
-#endif
-#ifdef LKS_WITH_MYSQL
-	case LKS_BACKEND_MYSQL:
-		if ((rc = lks_mysql_open(c, url)))
-			lks_redact(c->errmsg, url);
-		break;
-#endif
-	default:
-		rc = lks_set_error(c, LKS_EUNSUPPORTED, "backend not built in");
-	}
+	if ((rc = ops->open(c, url)))
+		lks_redact(c->errmsg, url);
 	if (rc && !c->url) { /* keep the URL for the next try */
 		c->url = url;
 		return rc;
@@ -155,13 +121,19 @@ int lks_conn_exec(lks_conn *c, const char *sql)
 int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
                        size_t nparams, int64_t *out)
 {
-	lks_rows r = {0};
 	int rc = lks_conn_check(c);
 	if (rc)
 		return rc;
 	if (!sql || !*sql || !out || (nparams && !params))
 		return lks_set_error(c, LKS_EINVAL, "NULL argument");
-	rc = c->ops->query(c, sql, params, nparams, &r);
+	return lks_query_int(c, sql, params, nparams, out);
+}
+
+int lks_query_int(lks_conn *c, const char *sql, const lks_value *params, size_t nparams,
+                  int64_t *out)
+{
+	lks_rows r = {0};
+	int rc = c->ops->query(c, sql, params, nparams, &r);
 	if (rc == LKS_OK) {
 		if (r.ncols == 0) {
 			*out = r.affected;
@@ -203,10 +175,8 @@ int lks_conn_set_op_timeout(lks_conn *c, int64_t ms)
 		return rc;
 	if (ms < 0 || ms > 86400000)
 		return lks_set_error(c, LKS_EINVAL, "op timeout must be 0 (none) .. 86400000 ms");
-	if (c->ops->id != LKS_BACKEND_POSTGRESQL)
-		return lks_set_error(c, LKS_EUNSUPPORTED,
-		                     "MySQL: set MYSQL_OPT_READ_TIMEOUT and MYSQL_OPT_WRITE_TIMEOUT before"
-		                     " connecting, or op-timeout in the URL");
+	if (!(c->ops->caps & LKS_CAP_OP_TIMEOUT))
+		return lks_set_error(c, LKS_EUNSUPPORTED, "%s", c->ops->no_op_timeout);
 	c->op_timeout_us = ms * 1000;
 	return LKS_OK;
 }

@@ -61,6 +61,13 @@ typedef enum lks_baton_mode {
 
 typedef struct lks_backend_ops lks_backend_ops;
 
+/* Statement text builder with a fixed buffer; overflow is reported once. */
+typedef struct lks_sql {
+	char buf[4096];
+	size_t len;
+	bool overflow;
+} lks_sql;
+
 struct lks_conn {
 	const lks_backend_ops *ops;
 	void *native;         /* PGconn * or MYSQL * */
@@ -88,6 +95,9 @@ struct lks_conn {
 	/* the token whose trip ends the statement in flight (cancel.c) */
 	struct lks_cancel *cancel;
 	struct lks_conn *cancel_next;
+	/* run when the session ends (close, reset): set by lease.c, which
+	 * forgets the batons the session held */
+	void (*session_end)(lks_conn *c);
 };
 
 /*
@@ -95,9 +105,44 @@ struct lks_conn {
  * the neutral code passes validated identifiers and values, the backend owns
  * its dialect. Every function sets the handle's error on failure.
  */
+/* Capability bits (lks_backend_ops.caps): what the neutral code may ask of
+ * a backend without naming it. */
+enum {
+	/* a per-call op timeout (lks_conn_set_op_timeout): a renewal's wait can
+	 * be bounded to the lease's deadline; without it the renew connection's
+	 * URL carries an op-timeout */
+	LKS_CAP_OP_TIMEOUT = 1u << 0,
+	/* column names compare case-insensitively */
+	LKS_CAP_NOCASE_COLUMNS = 1u << 1,
+};
+
+/* After an out-of-range error: which part of a CAS overflowed. */
+typedef enum {
+	LKS_OVERFLOW_VALUE,    /* a SET value: bad input */
+	LKS_OVERFLOW_KEY,      /* the key value: bad input */
+	LKS_OVERFLOW_VERSION,  /* version + 1 */
+	LKS_OVERFLOW_UNPROBED, /* cannot tell (the caller's transaction failed) */
+} lks_overflow;
+
 struct lks_backend_ops {
 	lks_backend id;
 	const char *name;
+	unsigned caps;              /* LKS_CAP_* */
+	char quote;                 /* identifier quote character */
+	/* a renew connection's URL: the connect timeout parameter's name, and
+	 * the shortest one the client library honours (s) */
+	const char *connect_timeout_key;
+	int connect_timeout_min_s;
+	const char *no_op_timeout;  /* without LKS_CAP_OP_TIMEOUT: how to set one */
+	int (*library_init)(void);  /* NULL: nothing to do; once, before threads */
+	/* connect c (from lks_conn_new or a closed handle) to url */
+	int (*open)(lks_conn *c, const char *url);
+	/* CREATE TABLE IF NOT EXISTS of the lease table, formatted for reading */
+	void (*lease_ddl)(const char *table_q, lks_sql *q);
+	/* the server's message of the failed CAS is in server */
+	lks_overflow (*overflow_part)(lks_conn *c, const char *server, const char *table_q,
+	                              const char *key_q, const char *version_q,
+	                              const char *version_column, lks_value key);
 	void (*close)(lks_conn *c);
 	int (*exec)(lks_conn *c, const char *sql);
 	int (*query)(lks_conn *c, const char *sql, const lks_value *params,
@@ -330,24 +375,24 @@ typedef struct lks_url {
 const char *lks_ssl_mode_name(lks_ssl_mode m);
 int lks_url_parse(const char *url, lks_url *out, char *err, size_t errsz);
 void lks_url_free(lks_url *u);
-lks_backend lks_url_backend(const char *url);
 int lks_url_take_param(const char *url, const char *key, char **rest, char **value);
 /* Replace the URL's password (user:password@ or password=) wherever it
  * occurs in msg with "***" (msg shrinks in place). */
 void lks_redact(char *msg, const char *url);
 
+/* The registry (backends.c): the scheme's backend (LKS_BACKEND_NONE:
+ * none); a built-in backend's ops (NULL: not built); the ops for a URL, or
+ * the handle's error (malformed URL, not built in); each library's init. */
+lks_backend lks_url_backend(const char *url);
+bool lks_backend_known(lks_backend id);
+const lks_backend_ops *lks_backend_find(lks_backend id);
+int lks_backend_for_url(lks_conn *c, const char *url, const lks_backend_ops **ops);
+int lks_backends_init(void);
+
 lks_conn *lks_conn_new(void);
-/* lks_conn_close: the connection's batons are gone with its session */
-void lks_lease_forget_batons(lks_conn *c);
 /* entry check for public calls: non-NULL, connected; clears the error */
 int lks_conn_check(lks_conn *c);
 
-/* Statement text builder with a fixed buffer; overflow is reported once. */
-typedef struct lks_sql {
-	char buf[4096];
-	size_t len;
-	bool overflow;
-} lks_sql;
 void lks_sql_add(lks_sql *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Run q with its parameters, keep only the count of rows it changed
  * (affected may be NULL). */
@@ -366,10 +411,8 @@ int lks_classify_miss(lks_conn *c, const char *table, const char *key, const cha
  * row matched, LKS_LOST otherwise; *first gets a returned integer. */
 int lks_query_grant(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n, int64_t *first);
 
-int lks_pg_open(lks_conn *c, const char *url);
-/* CREATE TABLE IF NOT EXISTS of the lease table, formatted for reading */
-void lks_pg_lease_ddl(const char *table_q, lks_sql *q);
-void lks_mysql_lease_ddl(const char *table_q, lks_sql *q);
-int lks_mysql_open(lks_conn *c, const char *url);
+/* lks_conn_query_int without the entry check, for the backends: the
+ * handle's error is theirs to keep or set */
+int lks_query_int(lks_conn *c, const char *sql, const lks_value *params, size_t n, int64_t *out);
 
 #endif

@@ -96,13 +96,6 @@ static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 #define QUEUE_PATIENCE_MAX_US 1000000
 #define DELAY_MAX_US 60000000LL
 
-static void baton_register(lks_conn *c, lks_lease *l)
-{
-	l->baton_conn = c;
-	l->baton_next = c->batons;
-	c->batons = l;
-}
-
 static void baton_unregister(lks_lease *l)
 {
 	lks_conn *c = l->baton_conn;
@@ -117,10 +110,19 @@ static void baton_unregister(lks_lease *l)
 	l->baton_next = NULL;
 }
 
-void lks_lease_forget_batons(lks_conn *c)
+/* the session ended (close, reset): its batons are gone with it */
+static void forget_batons(lks_conn *c)
 {
 	while (c->batons)
 		baton_unregister(c->batons);
+}
+
+static void baton_register(lks_conn *c, lks_lease *l)
+{
+	c->session_end = forget_batons;
+	l->baton_conn = c;
+	l->baton_next = c->batons;
+	c->batons = l;
 }
 
 /* Give the baton back without losing the error the caller will see. */
@@ -784,25 +786,19 @@ int lks_lease_ddl(lks_backend backend, const char *table, char *out, size_t outs
 {
 	char t[QMAX];
 	lks_sql q = {.len = 0};
+	const lks_backend_ops *ops;
 	if (!out || outsz == 0)
 		return LKS_EINVAL;
 	out[0] = '\0';
 	if (!table)
 		table = LKS_LEASE_TABLE_DEFAULT;
-	if (backend != LKS_BACKEND_POSTGRESQL && backend != LKS_BACKEND_MYSQL)
+	if (!lks_backend_known(backend))
 		return LKS_EINVAL;
-	if (lks_ident_quote(table, backend == LKS_BACKEND_POSTGRESQL ? '"' : '`', t, sizeof t))
-		return LKS_EINVAL;
-#ifdef LKS_WITH_PG
-	if (backend == LKS_BACKEND_POSTGRESQL)
-		lks_pg_lease_ddl(t, &q);
-#endif
-#ifdef LKS_WITH_MYSQL
-	if (backend == LKS_BACKEND_MYSQL)
-		lks_mysql_lease_ddl(t, &q);
-#endif
-	if (q.len == 0)
+	if (!(ops = lks_backend_find(backend)))
 		return LKS_EUNSUPPORTED;
+	if (lks_ident_quote(table, ops->quote, t, sizeof t))
+		return LKS_EINVAL;
+	ops->lease_ddl(t, &q);
 	if (q.overflow || q.len + 2 > outsz)
 		return LKS_EINVAL;
 	snprintf(out, outsz, "%s;", q.buf);

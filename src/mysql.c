@@ -190,7 +190,20 @@ static void my_set_timeouts(lks_conn *c, MYSQL *my, const lks_url *u)
 		mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &wr);
 }
 
-int lks_mysql_open(lks_conn *c, const char *url)
+/* once, before threads (lks_library_init); my_open calls it too, for
+ * callers that did not */
+static int my_library_init(void)
+{
+	static int done;
+	if (!done) {
+		if (mysql_library_init(0, NULL, NULL))
+			return LKS_EDB;
+		done = 1;
+	}
+	return LKS_OK;
+}
+
+static int my_open(lks_conn *c, const char *url)
 {
 	lks_url u;
 	char err[256];
@@ -198,7 +211,7 @@ int lks_mysql_open(lks_conn *c, const char *url)
 	my_bool off = 0;
 	if ((rc = lks_url_parse(url, &u, err, sizeof err)))
 		return lks_set_error(c, rc, "malformed URL: %s", rc == LKS_EINVAL ? err : "out of memory");
-	if (lks_library_init()) {
+	if (my_library_init()) {
 		lks_url_free(&u);
 		return lks_set_error(c, LKS_EDB, "mysql_library_init failed");
 	}
@@ -555,7 +568,7 @@ static int my_lease_name_is_key(lks_conn *c, const char *table, int64_t *keys)
 	lks_value p[2] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema)};
 	if (dot)
 		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
-	return lks_conn_query_int(
+	return lks_query_int(
 		c,
 		dot ? "SELECT COUNT(*) FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS"
 		      " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = ? AND NON_UNIQUE = 0 GROUP BY INDEX_NAME"
@@ -618,7 +631,7 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 	return rc;
 }
 
-void lks_mysql_lease_ddl(const char *t, lks_sql *q)
+static void my_lease_ddl(const char *t, lks_sql *q)
 {
 	/* VARBINARY name: exact byte comparison (no PAD SPACE, no case folding);
 	 * DATETIME(6) with UTC_TIMESTAMP(6): independent of the session zone */
@@ -651,7 +664,7 @@ static void add_column(lks_sql *q, size_t i, const char *sep, const char *if_not
 static int my_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
-	lks_mysql_lease_ddl(t, &q);
+	my_lease_ddl(t, &q);
 	bool has[2];
 	int rc = my_exec(c, q.buf);
 	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has[0], &has[1])) ||
@@ -694,7 +707,7 @@ static int my_baton_held(lks_conn *c, uint64_t baton, int *held)
 	int64_t v = 0;
 	int rc;
 	my_baton_name(baton, bn);
-	rc = lks_conn_query_int(c, "SELECT COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)", &p, 1, &v);
+	rc = lks_query_int(c, "SELECT COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)", &p, 1, &v);
 	*held = v == 1;
 	return rc;
 }
@@ -990,7 +1003,7 @@ static int my_baton_wait(lks_conn *c, uint64_t baton, int64_t timeout_us, int *g
 	my_baton_name(baton, bn);
 	snprintf(secs, sizeof secs, "%lld.%06lld", (long long)(timeout_us / 1000000),
 	         (long long)(timeout_us % 1000000));
-	rc = lks_conn_query_int(c, "SELECT COALESCE(GET_LOCK(?, ?), 0)", p, 2, &v);
+	rc = lks_query_int(c, "SELECT COALESCE(GET_LOCK(?, ?), 0)", p, 2, &v);
 	*got = rc == LKS_OK && v == 1;
 	if (rc == LKS_OK && !*got) /* a grant racing the timeout is still ours */
 		rc = my_baton_held(c, baton, got);
@@ -1003,7 +1016,7 @@ static int my_baton_give(lks_conn *c, uint64_t baton)
 	lks_value p = LKS_TEXT(bn);
 	int64_t v;
 	my_baton_name(baton, bn);
-	return lks_conn_query_int(c, "SELECT COALESCE(RELEASE_LOCK(?), 0)", &p, 1, &v);
+	return lks_query_int(c, "SELECT COALESCE(RELEASE_LOCK(?), 0)", &p, 1, &v);
 }
 
 /*
@@ -1145,7 +1158,7 @@ static int my_after_cancel(lks_conn *c, const char *t, const char *name, const c
 	snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %lu",
 	         id);
 	for (int i = 0; i < 500 && gone; i++) { /* a killed session ends at its next check */
-		if ((rc = lks_conn_query_int(c, sql, NULL, 0, &gone)))
+		if ((rc = lks_query_int(c, sql, NULL, 0, &gone)))
 			return rc;
 		if (gone)
 			lks_sleep_us(10000);
@@ -1173,9 +1186,36 @@ static int my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound)
 	return lks_my_lease_floor_raise(c, t, bound);
 }
 
+/* MySQL names the column in its message ("Out of range value for column
+ * 'version'", or "BIGINT value is out of range in `t`.`version` + 1") */
+static lks_overflow my_overflow_part(lks_conn *c, const char *server, const char *table_q,
+                                     const char *key_q, const char *version_q,
+                                     const char *version_column, lks_value key)
+{
+	char quoted[2 * LKS_IDENT_MAX + 16];
+	(void)c;
+	(void)table_q;
+	(void)key_q;
+	(void)key;
+	snprintf(quoted, sizeof quoted, "'%s'", version_column);
+	return strcasestr(server, quoted) || (strcasestr(server, version_q) && strstr(server, " + 1"))
+	           ? LKS_OVERFLOW_VERSION
+	           : LKS_OVERFLOW_VALUE;
+}
+
 const lks_backend_ops lks_mysql_ops = {
 	.id = LKS_BACKEND_MYSQL,
 	.name = "mysql",
+	.caps = LKS_CAP_NOCASE_COLUMNS,
+	.quote = '`',
+	.connect_timeout_key = "connect-timeout",
+	.connect_timeout_min_s = 1,
+	.no_op_timeout = "MySQL: set MYSQL_OPT_READ_TIMEOUT and MYSQL_OPT_WRITE_TIMEOUT before"
+	                 " connecting, or op-timeout in the URL",
+	.library_init = my_library_init,
+	.open = my_open,
+	.lease_ddl = my_lease_ddl,
+	.overflow_part = my_overflow_part,
 	.close = my_close,
 	.exec = my_exec,
 	.query = my_query,

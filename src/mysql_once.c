@@ -47,7 +47,7 @@ static int check_schema(lks_conn *c, const char *t)
 	lks_rows_clear(&r);
 	if (rc)
 		return rc;
-	rc = lks_conn_query_int(c,
+	rc = lks_query_int(c,
 	                        "SELECT COUNT(*) FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS"
 	                        " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = IF(? = '', DATABASE(), ?)"
 	                        " AND INDEX_NAME = 'PRIMARY' GROUP BY INDEX_NAME HAVING COUNT(*) = 2"

@@ -305,7 +305,7 @@ static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *
 	return rc;
 }
 
-int lks_pg_open(lks_conn *c, const char *url)
+static int pg_open(lks_conn *c, const char *url)
 {
 	char *err = NULL, *libpq_url = NULL;
 	bool ok = true, unprepared = false;
@@ -667,7 +667,7 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 		/* name alone must be a unique key: ON CONFLICT (name) needs one (a
 		 * table without it fails every grant; say why at install) */
 		int64_t keys = 0;
-		rc = lks_conn_query_int(c,
+		rc = lks_query_int(c,
 		                  "SELECT count(*) FROM pg_index i JOIN pg_attribute a"
 		                  " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
 		                  " WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1"
@@ -683,7 +683,7 @@ static int pg_lease_check_schema(lks_conn *c, const char *t)
 
 static int pg_lease_has_owner(lks_conn *c, const char *t, bool *has);
 
-void lks_pg_lease_ddl(const char *t, lks_sql *q)
+static void pg_lease_ddl(const char *t, lks_sql *q)
 {
 	/* No CHECK constraints: PostgreSQL rebuilds every CHECK expression from
 	 * its stored text on each UPDATE, which cost 15-25% of the server's CPU
@@ -736,7 +736,7 @@ static int pg_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
 	char change[512];
-	lks_pg_lease_ddl(t, &q);
+	pg_lease_ddl(t, &q);
 	int rc = pg_exec(c, q.buf);
 	if (rc || (rc = pg_lease_check_schema(c, t)) ||
 	    (rc = pg_lease_migration(c, t, change, sizeof change)) || !*change)
@@ -768,7 +768,7 @@ static int pg_baton_held(lks_conn *c, uint64_t baton, int *held)
 {
 	lks_value k[2] = {LKS_INT((int64_t)(baton >> 32)), LKS_INT((int64_t)(baton & 0xffffffffu))};
 	int64_t n = 0;
-	int rc = lks_conn_query_int(c,
+	int rc = lks_query_int(c,
 	                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
 	                            " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
 	                            " AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
@@ -1115,7 +1115,7 @@ static int pg_lease_has_owner(lks_conn *c, const char *t, bool *has)
 {
 	lks_value p = LKS_TEXT(t);
 	int64_t n = 0;
-	int rc = lks_conn_query_int(c,
+	int rc = lks_query_int(c,
 	                            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1)"
 	                            " AND attname = 'owner' AND NOT attisdropped",
 	                            &p, 1, &n);
@@ -1143,9 +1143,44 @@ static int pg_lease_force_release(lks_conn *c, const char *t, const char *name,
 	return pg_query(c, q.buf, &p, 1, out);
 }
 
+/* Does this probe fail with a numeric overflow? */
+static bool probe_overflows(lks_conn *c, const char *sql, lks_value key)
+{
+	lks_rows r;
+	int rc = pg_query(c, sql, &key, 1, &r);
+	lks_rows_clear(&r);
+	return rc == LKS_EOVERFLOW;
+}
+
+/* PostgreSQL does not name the column that overflowed: two read-only
+ * probes tell (the key alone, then version + 1); none can run inside the
+ * caller's transaction, which the error aborted. */
+static lks_overflow pg_overflow_part(lks_conn *c, const char *server, const char *table_q,
+                                     const char *key_q, const char *version_q,
+                                     const char *version_column, lks_value key)
+{
+	char sql[3 * (2 * LKS_IDENT_MAX + 8) + 64];
+	(void)server;
+	(void)version_column;
+	if (pg_in_transaction(c))
+		return LKS_OVERFLOW_UNPROBED;
+	snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE %s = $1", table_q, key_q);
+	if (probe_overflows(c, sql, key))
+		return LKS_OVERFLOW_KEY;
+	snprintf(sql, sizeof sql, "SELECT %s + 1 FROM %s WHERE %s = $1", version_q, table_q, key_q);
+	return probe_overflows(c, sql, key) ? LKS_OVERFLOW_VERSION : LKS_OVERFLOW_VALUE;
+}
+
 const lks_backend_ops lks_pg_ops = {
 	.id = LKS_BACKEND_POSTGRESQL,
 	.name = "postgresql",
+	.caps = LKS_CAP_OP_TIMEOUT,
+	.quote = '"',
+	.connect_timeout_key = "connect_timeout",
+	.connect_timeout_min_s = 2, /* libpq: a value under 2 s counts as 2 */
+	.open = pg_open,
+	.lease_ddl = pg_lease_ddl,
+	.overflow_part = pg_overflow_part,
 	.close = pg_close,
 	.exec = pg_exec,
 	.query = pg_query,

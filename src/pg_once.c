@@ -29,7 +29,7 @@ static int check_schema(lks_conn *c, const char *t)
 	lks_rows_clear(&r);
 	if (rc)
 		return rc;
-	rc = lks_conn_query_int(c,
+	rc = lks_query_int(c,
 	                        "SELECT count(*) FROM pg_index i"
 	                        " JOIN pg_attribute a0 ON a0.attrelid = i.indrelid AND a0.attnum = i.indkey[0]"
 	                        " JOIN pg_attribute a1 ON a1.attrelid = i.indrelid AND a1.attnum = i.indkey[1]"

@@ -1,5 +1,5 @@
-/* Connection URL parsing for mysql:// and mariadb:// and scheme detection.
- * postgresql:// URLs are parsed by libpq itself (PQconninfoParse). */
+/* Connection URL parsing for mysql:// and mariadb:// (scheme detection is
+ * in backends.c; postgresql:// URLs are parsed by libpq: PQconninfoParse). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdbool.h>
@@ -9,17 +9,6 @@
 #include "internal.h"
 
 #define LKS_URL_MAX 4096
-
-lks_backend lks_url_backend(const char *url)
-{
-	if (!url)
-		return LKS_BACKEND_NONE;
-	if (!strncmp(url, "postgresql://", 13) || !strncmp(url, "postgres://", 11))
-		return LKS_BACKEND_POSTGRESQL;
-	if (!strncmp(url, "mysql://", 8) || !strncmp(url, "mariadb://", 10))
-		return LKS_BACKEND_MYSQL;
-	return LKS_BACKEND_NONE;
-}
 
 static int fail(char *err, size_t errsz, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
