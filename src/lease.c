@@ -110,6 +110,40 @@ static void baton_unregister(lks_lease *l)
 	l->baton_next = NULL;
 }
 
+int64_t lks_poll_delay_us(int attempt, bool head, int64_t base_us, int64_t max_us,
+                          int64_t holder_left_us, int64_t wait_left_us, uint64_t *rng)
+{
+	int64_t delay;
+	if (head) /* head of the line while the holder has no baton: poll alone */
+		delay = base_us / 2 + (int64_t)(lks_rng_next(rng) % (uint64_t)(base_us / 2 + 1));
+	else
+		delay = lks_backoff_us(attempt, base_us, max_us, rng);
+	/* never sleep past the holder's expiry or our own deadline */
+	if (holder_left_us >= 0 && delay > holder_left_us + 500)
+		delay = holder_left_us + 500;
+	if (delay > wait_left_us)
+		delay = wait_left_us;
+	return delay > 0 ? delay : 0;
+}
+
+int64_t lks_line_wait_us(int64_t holder_left_us, bool released, int64_t wait_left_us)
+{
+	int64_t delay;
+	if (holder_left_us > 0)
+		delay = holder_left_us + 1000;
+	else if (released)
+		delay = QUEUE_PATIENCE_MAX_US;
+	else
+		delay = LKS_BATON_STALE_MS * 1000 + holder_left_us + 1000;
+	if (delay < 1000)
+		delay = 1000;
+	if (delay > QUEUE_PATIENCE_MAX_US)
+		delay = QUEUE_PATIENCE_MAX_US;
+	if (delay > wait_left_us)
+		delay = wait_left_us;
+	return delay;
+}
+
 /* the session ended (close, reset): its batons are gone with it */
 static void forget_batons(lks_conn *c)
 {
@@ -402,18 +436,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			 * the holder's expiry. Released: the baton went to the next in
 			 * line, stay in the line. Expired with its baton kept: until a
 			 * grant may go without it. */
-			if (g.remaining_us > 0)
-				delay = g.remaining_us + 1000;
-			else if (g.released)
-				delay = QUEUE_PATIENCE_MAX_US;
-			else
-				delay = LKS_BATON_STALE_MS * 1000 + g.remaining_us + 1000;
-			if (delay < 1000)
-				delay = 1000;
-			if (delay > QUEUE_PATIENCE_MAX_US)
-				delay = QUEUE_PATIENCE_MAX_US;
-			if (delay > deadline - now)
-				delay = deadline - now;
+			delay = lks_line_wait_us(g.remaining_us, g.released, deadline - now);
 			st.queued++;
 			if (lks_cancel_enter(o.cancel, c))
 				return canceled(c, t, name, holder, &o, &st, start, false, key);
@@ -431,19 +454,8 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		}
 		if (!rng && lks_random_bytes(&rng, sizeof rng))
 			rng = (uint64_t)lks_now_us();
-		if (holding) {
-			/* head of the line while the holder has no baton: poll alone,
-			 * about every base_delay_us */
-			delay = o.base_delay_us / 2 +
-			        (int64_t)(lks_rng_next(&rng) % (uint64_t)(o.base_delay_us / 2 + 1));
-		} else {
-			delay = lks_backoff_us(attempt, o.base_delay_us, o.max_delay_us, &rng);
-		}
-		/* never sleep past the holder's expiry or our own deadline */
-		if (g.remaining_us >= 0 && delay > g.remaining_us + 500)
-			delay = g.remaining_us + 500;
-		if (delay > deadline - now)
-			delay = deadline - now;
+		delay = lks_poll_delay_us(attempt, holding, o.base_delay_us, o.max_delay_us,
+		                          g.remaining_us, deadline - now, &rng);
 		if (lks_cancel_sleep(o.cancel, delay))
 			return canceled(c, t, name, holder, &o, &st, start, holding, key);
 	}

@@ -39,4 +39,16 @@ struct lks_lease {
 int lks_lease_renew_on(lks_conn *c, lks_lease *lease, int64_t ttl_us);
 void lks_lease_mark_lost(lks_lease *lease);
 
+/* The acquire loop's delays, pure so the unit suite can check them.
+ * holder_left_us: the holder's time left (< 0 unknown); wait_left_us: to
+ * the caller's deadline. How long to sleep before the next poll: a backoff
+ * (head: about base_us, alone at the head of the line), never past the
+ * holder's expiry or the deadline. */
+int64_t lks_poll_delay_us(int attempt, bool head, int64_t base_us, int64_t max_us,
+                          int64_t holder_left_us, int64_t wait_left_us, uint64_t *rng);
+/* How long to wait in the line for the baton: until the holder's expiry
+ * (held), a while (released: it went to the next in line), or until a grant
+ * may go without the baton (expired with its baton kept); bounded. */
+int64_t lks_line_wait_us(int64_t holder_left_us, bool released, int64_t wait_left_us);
+
 #endif

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "retry.h"
 #include "utf8.h"
+#include "fake_backend.h"
 
 static void identifiers(void **state)
 {
@@ -810,6 +811,141 @@ static void rows_and_ints(void **state)
 	lks_rows_clear(NULL);
 }
 
+/* ---- the acquire loop's decisions, on the in-memory backend ------------ */
+
+static lks_acquire_options slow_polls(lks_acquire_stats *st)
+{
+	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	/* polls 10 s apart: any try before that was the loop's own decision
+	 * (the holder's expiry, the deadline), not the backoff's */
+	o.base_delay_us = o.max_delay_us = 10000000;
+	o.waiting_room = 0;
+	o.stats = st;
+	return o;
+}
+
+static void acquire_decisions(void **state)
+{
+	fake_db db = {0};
+	lks_conn *a = fake_open(&db), *b = fake_open(&db);
+	lks_lease *la = NULL, *lb = NULL;
+	lks_acquire_stats st;
+	lks_acquire_options o = slow_polls(&st);
+	int64_t expiry;
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	/* free: one statement, fence 1 */
+	assert_int_equal(lks_lease_acquire(&la, a, "job", 30, 0, &o), LKS_OK);
+	assert_int_equal(lks_lease_fence(la), 1);
+	assert_int_equal(st.attempts, 1);
+	expiry = db.rows[0].expires_us;
+	/* held, no wait: busy at once, with the holder's time left */
+	assert_int_equal(lks_lease_acquire(&lb, b, "job", 1000, 0, &o), LKS_BUSY);
+	assert_null(lb);
+	assert_int_equal(st.attempts, 1);
+	assert_non_null(strstr(lks_conn_errmsg(b), "is held ("));
+	/* held for 30 ms, a wait of 5 s: the second try comes at the holder's
+	 * expiry (the loop sleeps that long, not 10 s), and takes it over */
+	assert_int_equal(lks_lease_acquire(&lb, b, "job", 1000, 5000, &o), LKS_OK);
+	assert_int_equal(st.attempts, 2);
+	assert_int_equal(db.ntries, 4);
+	assert_true(db.tries_at[3] >= expiry);
+	assert_int_equal(lks_lease_fence(lb), 2);
+	/* the stale holder cannot release what was taken over */
+	assert_int_equal(lks_lease_release(a, la), LKS_LOST);
+	assert_int_equal(lks_lease_release(b, lb), LKS_OK);
+	lks_lease_free(la);
+	lks_lease_free(lb);
+	lb = NULL;
+	/* held for an hour, a wait of 50 ms: a try now and one at the
+	 * deadline, then LKS_TIMEOUT; the wait is used up */
+	assert_int_equal(lks_lease_acquire(&la, a, "long", 3600000, 0, &o), LKS_OK);
+	db.ntries = 0;
+	assert_int_equal(lks_lease_acquire(&lb, b, "long", 1000, 50, &o), LKS_TIMEOUT);
+	assert_null(lb);
+	assert_int_equal(st.attempts, 2);
+	assert_true(st.waited_us >= 50000);
+	assert_true(db.tries_at[1] - db.tries_at[0] >= 49000);
+	assert_int_equal(lks_lease_release(a, la), LKS_OK);
+	lks_lease_free(la);
+	lks_conn_close(a);
+	lks_conn_close(b);
+}
+
+static void acquire_delays(void **state)
+{
+	uint64_t rng = 12345;
+	(void)state;
+	for (int attempt = 0; attempt < 40; attempt++) {
+		/* backoff: full jitter under a doubling ceiling, capped */
+		int64_t d = lks_poll_delay_us(attempt, false, 2000, 200000, -1, 10000000, &rng);
+		int64_t ceiling = attempt < 7 ? 2000LL << attempt : 200000;
+		assert_true(d >= 0 && d <= (ceiling < 200000 ? ceiling : 200000));
+		/* head of the line: about the base, never under half of it */
+		d = lks_poll_delay_us(attempt, true, 2000, 200000, -1, 10000000, &rng);
+		assert_true(d >= 1000 && d <= 2000);
+		/* never past the holder's expiry (+0.5 ms) or the deadline */
+		d = lks_poll_delay_us(attempt, false, 10000000, 10000000, 30000, 10000000, &rng);
+		assert_true(d <= 30500);
+		d = lks_poll_delay_us(attempt, true, 10000000, 10000000, -1, 7000, &rng);
+		assert_true(d <= 7000);
+		d = lks_poll_delay_us(attempt, false, 10000000, 10000000, 0, 7000, &rng);
+		assert_true(d <= 500);
+	}
+	/* in line: to the holder's expiry (+1 ms), bounded by the patience
+	 * (1 s) and the deadline; a released lease waits for its hand-off; an
+	 * expired one with its baton kept, until the baton counts as stale */
+	assert_int_equal(lks_line_wait_us(30000, false, 10000000), 31000);
+	assert_int_equal(lks_line_wait_us(30000000, false, 10000000), 1000000);
+	assert_int_equal(lks_line_wait_us(30000, false, 5000), 5000);
+	assert_int_equal(lks_line_wait_us(0, true, 10000000), 1000000);
+	assert_int_equal(lks_line_wait_us(-1, false, 10000000), LKS_BATON_STALE_MS * 1000 + 999);
+	assert_int_equal(lks_line_wait_us(-100000000, false, 10000000), 1000);
+}
+
+static void acquire_fault_decisions(void **state)
+{
+	fake_db db = {0};
+	lks_conn *c = fake_open(&db);
+	lks_lease *l = NULL;
+	lks_acquire_stats st;
+	lks_acquire_options o = slow_polls(&st);
+	static const fake_reply transient3[] = {FAKE_TRANSIENT, FAKE_TRANSIENT, FAKE_TRANSIENT};
+	static const fake_reply late[] = {FAKE_LATE_REPLY};
+	static const fake_reply lost[] = {FAKE_CONN_LOST};
+	static const fake_reply full[] = {FAKE_FENCE_MAX};
+	(void)state;
+	/* transient errors are "busy": polled again (quickly here), then granted */
+	o.base_delay_us = o.max_delay_us = 1000;
+	fake_script(&db, transient3, 3);
+	assert_int_equal(lks_lease_acquire(&l, c, "t", 1000, 5000, &o), LKS_OK);
+	assert_int_equal(st.attempts, 4);
+	assert_int_equal(db.grants, 1);
+	assert_int_equal(lks_lease_release(c, l), LKS_OK);
+	lks_lease_free(l);
+	l = NULL;
+	/* a grant whose reply came after its TTL is given back, never returned */
+	fake_script(&db, late, 1);
+	db.releases = 0;
+	assert_int_equal(lks_lease_acquire(&l, c, "late", 50, 0, &o), LKS_BUSY);
+	assert_null(l);
+	assert_int_equal(db.releases, 1);
+	/* the fence is at its maximum: said so, nothing held */
+	fake_script(&db, full, 1);
+	assert_int_equal(lks_lease_acquire(&l, c, "full", 1000, 5000, &o), LKS_EOVERFLOW);
+	assert_null(l);
+	assert_non_null(strstr(lks_conn_errmsg(c), "fence is at the maximum"));
+	assert_int_equal(st.attempts, 1);
+	/* the connection drops: returned at once, not polled through */
+	fake_script(&db, lost, 1);
+	assert_int_equal(lks_lease_acquire(&l, c, "gone", 1000, 5000, &o), LKS_ECONN);
+	assert_null(l);
+	assert_int_equal(db.ntries, 1);
+	assert_int_equal(lks_conn_errcode(c), LKS_ECONN);
+	lks_conn_close(c);
+}
+
 static void conn_without_server(void **state)
 {
 	lks_conn *c = NULL;
@@ -832,6 +968,8 @@ int main(void)
 		cmocka_unit_test(sql_builder),   cmocka_unit_test(statement_text),
 		cmocka_unit_test(rows_and_ints),
 		cmocka_unit_test(conn_without_server),
+		cmocka_unit_test(acquire_decisions), cmocka_unit_test(acquire_delays),
+		cmocka_unit_test(acquire_fault_decisions),
 	};
 	return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
 }
