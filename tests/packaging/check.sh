@@ -2,7 +2,8 @@
 # Packaging checks: install lockstock into a private prefix, then build and
 # run a tiny consumer three ways (pkg-config, CMake find_package, meson
 # subproject), check that the shared library exports exactly the LKS_API
-# functions of the public headers, and that docs/API.md is current. Prints cmocka-style totals for
+# functions of the public headers, that docs/API.md is current and that the
+# README's first program compiles. Prints cmocka-style totals for
 # scripts/test.sh. Usage: tests/packaging/check.sh SOURCE_DIR
 set -uo pipefail
 src=$(cd "$1" && pwd)
@@ -60,6 +61,16 @@ exported_symbols() {
 	[ "$(wc -l <"$work/declared")" -gt 30 ] && cmp -s "$work/exported" "$work/declared"
 }
 
+# the README's first program compiles and links as it stands, warnings as
+# errors, against the installed library
+readme_program() {
+	export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+	awk '/^```c$/ {on = 1; next} on && /^```$/ {exit} on' "$src/README.md" >"$work/readme.c" &&
+		[ "$(wc -l <"$work/readme.c")" -gt 20 ] &&
+		cc -std=c11 -Wall -Wextra -Werror -o "$work/readme" "$work/readme.c" \
+			$(pkg-config --cflags --libs lockstock)
+}
+
 # docs/API.md is what the headers say now
 api_reference_current() {
 	python3 "$src/scripts/apiref.py" "$work/API.md" "$src"/include/lockstock.h \
@@ -67,14 +78,15 @@ api_reference_current() {
 		diff -u "$src/docs/API.md" "$work/API.md"
 }
 
-echo "[==========] Running 6 test(s)."
+echo "[==========] Running 7 test(s)."
 check install install_lib
 check pkg_config by_pkg_config
 check cmake_find_package by_cmake
 check meson_subproject by_meson_subproject
 check exported_symbols exported_symbols
 check api_reference_current api_reference_current
-echo "[==========] 6 test(s) run."
+check readme_program readme_program
+echo "[==========] 7 test(s) run."
 [ "$pass" -gt 0 ] && echo "[  PASSED  ] $pass test(s)."
 if [ "$fail" -gt 0 ]; then
 	echo "[  FAILED  ] $fail test(s), listed below:"
