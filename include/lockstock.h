@@ -448,7 +448,8 @@ LKS_API void lks_acquire_options_init(lks_acquire_options *opts);
  * (or asked for wake_on_release) keeps the name's baton (a session lock) on
  * `c` until lks_lease_release on `c`, or lks_lease_free, gives it back;
  * release on another handle still frees the lease, but the line moves on
- * only at lks_lease_free, when `c` closes, or LKS_BATON_STALE_MS later.
+ * only at lks_lease_free, when `c` closes, or 50 ms after the lease is
+ * free (a baton kept that long counts as left behind).
  * The waiting room never decides a grant: a lost baton (connection gone,
  * server restart) costs at most a poll interval or the holder's TTL.
  *
