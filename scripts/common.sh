@@ -58,10 +58,10 @@ LKS_MY_STARTED=""
 stop_servers() {
 	set +e
 	[ -n "${LKS_KEEP_SERVERS:-}" ] && return 0 # for development: leave them running
-	if [ -n "$LKS_PG_STARTED" ]; then
-		"$LKS_TMP/pgctl" stop >/dev/null 2>&1
-		log "PostgreSQL stopped"
-	fi
+	for ctl in $LKS_PG_STARTED; do
+		"$ctl" stop >/dev/null 2>&1
+		log "PostgreSQL stopped ($(basename "$ctl"))"
+	done
 	if [ -n "${LKS_BOUNCER_PIDFILE:-}" ] && [ -f "$LKS_BOUNCER_PIDFILE" ]; then
 		kill "$(cat "$LKS_BOUNCER_PIDFILE")" 2>/dev/null
 		log "PgBouncer stopped"
@@ -95,21 +95,25 @@ durability_label() {
 	if [ "${LKS_DURABLE:-0}" = 1 ]; then echo "default durability (fsync on)"; else echo "fsync off (tests only)"; fi
 }
 
+# start_postgres [NAME]: initialise and start one PostgreSQL in $LKS_TMP/NAME
+# (default pg) with a user lks and a database lockstock; sets LKS_PG_URL and
+# LKS_PG_CTL (the script that stops, pauses and restarts it).
 start_postgres() {
-	local bin port dir pw=lkspw
+	local name=${1:-pg} bin port dir pw=lkspw ctl
 	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 	[ -x "$bin/initdb" ] || die "PostgreSQL server binaries not found (package postgresql)"
 	make_tmp
-	dir="$LKS_TMP/pg"
+	dir="$LKS_TMP/$name"
+	ctl="$LKS_TMP/${name}ctl"
 	mkdir -p "$dir"
 	port=$(free_port)
-	echo "$pw" > "$LKS_TMP/pgpw"
-	chown -R postgres: "$dir" "$LKS_TMP/pgpw"
-	runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U lks --pwfile="$LKS_TMP/pgpw" \
-		--auth-local=trust --auth-host=scram-sha-256 >"$LKS_TMP/pg-initdb.log" 2>&1 ||
-		{ cat "$LKS_TMP/pg-initdb.log" >&2; die "initdb failed"; }
+	echo "$pw" > "$LKS_TMP/$name-pw"
+	chown -R postgres: "$dir" "$LKS_TMP/$name-pw"
+	runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U lks --pwfile="$LKS_TMP/$name-pw" \
+		--auth-local=trust --auth-host=scram-sha-256 >"$LKS_TMP/$name-initdb.log" 2>&1 ||
+		{ cat "$LKS_TMP/$name-initdb.log" >&2; die "initdb failed"; }
 	# a script the tests use to stop, start or restart the server
-	cat > "$LKS_TMP/pgctl" <<CTL
+	cat > "$ctl" <<CTL
 #!/bin/sh
 # usage: pgctl start|stop|restart|pause|resume   (stop is immediate: a crash,
 # not a shutdown; pause SIGSTOPs the server and its backends, resume goes on)
@@ -126,13 +130,13 @@ pause|resume) pm=\$(head -1 "$dir/data/postmaster.pid")
    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $(pg_durability) -c max_connections=300 -c shared_buffers=256MB" "\$1" ;;
 esac
 CTL
-	chmod 755 "$LKS_TMP/pgctl"
-	"$LKS_TMP/pgctl" start >/dev/null || { cat "$dir/log" >&2; die "PostgreSQL did not start"; }
-	LKS_PG_STARTED=1
+	chmod 755 "$ctl"
+	"$ctl" start >/dev/null || { cat "$dir/log" >&2; die "PostgreSQL did not start"; }
+	LKS_PG_STARTED="$LKS_PG_STARTED $ctl"
 	runuser -u postgres -- psql -h "$dir" -p "$port" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
 		die "cannot create database lockstock"
 	export LKS_PG_URL="postgresql://lks:$pw@127.0.0.1:$port/lockstock"
-	export LKS_PG_CTL="$LKS_TMP/pgctl"
+	export LKS_PG_CTL="$ctl"
 	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir), $(durability_label)"
 }
 

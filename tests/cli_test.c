@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "support.h"
 #include "utf8.h"
+#include "tap.h"
 
 static const char *cli;
 /* LKS_CLI_WRAP: words to run the command under (the valgrind pass) */
@@ -836,6 +837,7 @@ static void json_names_round_trip(void **state)
 
 int main(int argc, char **argv)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		T(one_of_two_runs),
 		T(wait_runs_in_turn),

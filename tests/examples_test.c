@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include "support.h"
+#include "tap.h"
 
 static const char *dir;
 
@@ -106,6 +107,7 @@ static void prometheus_metrics(void **state)
 
 int main(int argc, char **argv)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {T(balance_stays_exact), T(nightly_job_runs_once), T(adopt_works),
 	                                   T(prometheus_metrics)};
 	char name[64];

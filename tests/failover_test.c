@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include "lockstock.h"
+#include "tap.h"
 
 #define CLIENTS 8
 #define MAX_GRANTS 200000
@@ -254,6 +255,7 @@ static void failover_under_load(void **state)
 
 int main(int argc, char **argv)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {cmocka_unit_test(failover_under_load)};
 	char name[64];
 	const char *mode = argc == 2 ? argv[1] : "";

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include "lockstock.h"
+#include "tap.h"
 
 #define NODES 3
 #define PER_NODE 4
@@ -579,6 +580,7 @@ static int setup(void **state)
 
 int main(void)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(contended_load),
 		cmocka_unit_test(stale_holder_on_lagging_node),

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "it.h"
+#include "tap.h"
 
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(int argc, char **argv)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		T(cas_applied_conflict_not_found),
 		T(cas_read_null_and_text_key),
@@ -88,7 +90,7 @@ int main(int argc, char **argv)
 	char name[64];
 	if (argc != 2 || support_init(argv[1]))
 		return 1;
-	snprintf(name, sizeof name, "integration-%s%s", argv[1], T_POOLED ? "-pooled" : "");
+	snprintf(name, sizeof name, "integration-%s", argv[1]);
 	if (getenv("LKS_TEST_FILTER")) /* for development: one test by name */
 		cmocka_set_test_filter(getenv("LKS_TEST_FILTER"));
 	return cmocka_run_group_tests_name(name, tests, NULL, NULL);

@@ -75,6 +75,7 @@ static const row *find(const row *rows, int n, const char *strategy)
 }
 
 #include <unistd.h>
+#include "tap.h"
 static void tmpname(char *out, size_t n, const char *what)
 {
 	snprintf(out, n, "/tmp/lks-inv-%d-%s", (int)getpid(), what);
@@ -281,6 +282,7 @@ static void bad_options_exit_2_and_touch_nothing(void **state)
 
 int main(int argc, char **argv)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		T(naive_oversells),
 		T(safe_strategies_sell_exactly_the_stock),

@@ -5,7 +5,7 @@
 # stderr or any file it writes. The hosts are unreachable or malformed, so
 # every run is an error path: the one that echoes URLs back.
 # usage: redaction_test.sh BUILD_DIR SCHEME   (SCHEME: postgresql | mysql)
-# Prints cmocka-style totals for scripts/test.sh.
+# Prints TAP (one case per run, the plan at the end) for meson test.
 set -u
 build=$1 scheme=$2
 PW='Zq7S3cretPW'              # the secret to look for
@@ -14,7 +14,7 @@ PWODD='Zq7S3c@r:e/tPW'        # '@', ':' and '/' inside it
 PWODDENC='Zq7S3c%40r%3Ae%2FtPW'
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pass=0 fail=0 failed=()
+pass=0 fail=0
 
 if [ "$scheme" = postgresql ]; then s=postgresql; else s=mysql; fi
 # port 1 on loopback refuses at once; no server is needed
@@ -44,13 +44,13 @@ check() {
 	local label=$1 hit
 	hit=$(grep -rlaF -e "$PW" -e "Zq7S3c@r" -e "Zq7S3cr%65" -e "Zq7S3c%40" "$work/out" 2>/dev/null)
 	if [ -n "$hit" ]; then
-		fail=$((fail + 1)) failed+=("$label")
-		echo "[  ERROR   ] --- password in $(basename "$hit"):"
-		grep -haF -e "$PW" -e "Zq7S3c@r" -e "Zq7S3cr%65" -e "Zq7S3c%40" "$work/out"/* | head -3 | sed 's/^/    /'
-		echo "[  FAILED  ] $label"
+		fail=$((fail + 1))
+		echo "not ok $((pass + fail)) - $label"
+		echo "# password in $(basename "$hit"):"
+		grep -haF -e "$PW" -e "Zq7S3c@r" -e "Zq7S3cr%65" -e "Zq7S3c%40" "$work/out"/* | head -3 | sed 's/^/#    /'
 	else
 		pass=$((pass + 1))
-		echo "[       OK ] $label"
+		echo "ok $((pass + fail)) - $label"
 	fi
 }
 
@@ -63,7 +63,6 @@ run() {
 	while [ "$1" != -- ]; do envs+=("$1"); shift; done
 	shift
 	rm -rf "$work/out" && mkdir "$work/out"
-	echo "[ RUN      ] $label"
 	(cd "$work/out" && env "${envs[@]}" timeout 60 "$@" >"$work/out/stdout" 2>"$work/out/stderr" </dev/null)
 	check "$label"
 }
@@ -97,20 +96,19 @@ done
 # JSON and CSV): its own password must not appear either
 real=${LKS_PG_URL:-}
 [ "$scheme" = mysql ] && real=${LKS_MYSQL_URL:-}
-[ -n "$real" ] || { echo "[  ERROR   ] --- no server URL for $scheme (LKS_PG_URL / LKS_MYSQL_URL)"; exit 1; }
+[ -n "$real" ] || { echo "Bail out! no server URL for $scheme (LKS_PG_URL / LKS_MYSQL_URL)"; exit 1; }
 PW=$(printf '%s' "$real" | sed -n 's#^[a-z]*://[^:/@]*:\([^@]*\)@.*#\1#p')
-[ -n "$PW" ] || { echo "[  ERROR   ] --- the server URL has no password to look for"; exit 1; }
+[ -n "$PW" ] || { echo "Bail out! the server URL has no password to look for"; exit 1; }
 run "inventory on the server" -- "$inventory" --url "$real" --strategy naive,optimistic \
 	--workers 2 --stock 20 --json out.json --csv out.csv
-[ -s "$work/out/out.json" ] || { fail=$((fail + 1)) failed+=("inventory wrote no JSON"); }
+if [ -s "$work/out/out.json" ]; then
+	pass=$((pass + 1)) && echo "ok $((pass + fail)) - inventory wrote its JSON"
+else
+	fail=$((fail + 1)) && echo "not ok $((pass + fail)) - inventory wrote its JSON"
+fi
 run "lockstock run on the server" LOCKSTOCK_URL="$real" -- "$lockstock" run redaction-job -- true
 run "lockstock list --json on the server" -- "$lockstock" list --json --url "$real"
 run "lockstock inspect on the server" LOCKSTOCK_URL="$real" -- "$lockstock" inspect redaction-job
 
-echo "[==========] $((pass + fail)) test(s) run."
-echo "[  PASSED  ] $pass test(s)."
-if [ "$fail" -gt 0 ]; then
-	echo "[  FAILED  ] $fail test(s), listed below:"
-	for f in "${failed[@]}"; do echo "[  FAILED  ] $f"; done
-	exit 1
-fi
+echo "1..$((pass + fail))"
+[ "$fail" -eq 0 ]

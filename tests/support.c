@@ -17,12 +17,18 @@ int support_init(const char *backend)
 		T_BACKEND = LKS_BACKEND_POSTGRESQL;
 		url_var = "LKS_PG_URL";
 		ctl_var = "LKS_PG_CTL";
+	} else if (!strcmp(backend, "pgbouncer")) {
+		/* PostgreSQL through PgBouncer in transaction pooling; the
+		 * control script is the server's behind it */
+		T_BACKEND = LKS_BACKEND_POSTGRESQL;
+		url_var = "LKS_PGBOUNCER_URL";
+		ctl_var = "LKS_PGBOUNCER_PG_CTL";
 	} else if (!strcmp(backend, "mysql")) {
 		T_BACKEND = LKS_BACKEND_MYSQL;
 		url_var = "LKS_MYSQL_URL";
 		ctl_var = "LKS_MYSQL_CTL";
 	} else {
-		fprintf(stderr, "usage: integration postgresql|mysql\n");
+		fprintf(stderr, "backend: postgresql, pgbouncer or mysql, not %s\n", backend);
 		return -1;
 	}
 	T_BASE_URL = getenv(url_var);

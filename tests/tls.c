@@ -16,6 +16,7 @@
 #include <mysql.h>
 #include "lockstock.h"
 #include "lockstock-mysql.h"
+#include "tap.h"
 
 static const char *plain_url, *tls_url, *tls_dir;
 
@@ -247,6 +248,7 @@ static void read_timeout_applies(void **state)
 
 int main(void)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(required_refuses_plaintext_server),
 		cmocka_unit_test(each_mode_on_tls_server),

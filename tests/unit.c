@@ -20,6 +20,7 @@
 #include "retry.h"
 #include "utf8.h"
 #include "fake_backend.h"
+#include "tap.h"
 
 static void identifiers(void **state)
 {
@@ -960,6 +961,7 @@ static void conn_without_server(void **state)
 
 int main(void)
 {
+	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(cancel_reaches_every_wait), cmocka_unit_test(mysql_never_sends_cleartext_password), cmocka_unit_test(suspend_counts_toward_deadlines),
 		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),

@@ -3,24 +3,23 @@
 # run a tiny consumer three ways (pkg-config, CMake find_package, meson
 # subproject), check that the shared library exports exactly the LKS_API
 # functions of the public headers, that docs/API.md is current and that the
-# README's first program compiles. Prints cmocka-style totals for
-# scripts/test.sh. Usage: tests/packaging/check.sh SOURCE_DIR
+# README's first program compiles. Prints TAP for meson test.
+# Usage: tests/packaging/check.sh SOURCE_DIR
 set -uo pipefail
 src=$(cd "$1" && pwd)
 work=$(mktemp -d /tmp/lks-packaging.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-pass=0 fail=0 failed=()
+pass=0 fail=0
 check() { # check NAME COMMAND...
 	local name=$1
 	shift
-	echo "[ RUN      ] $name"
 	if "$@" >"$work/$name.log" 2>&1; then
-		echo "[       OK ] $name"
 		pass=$((pass + 1))
+		echo "ok $((pass + fail)) - $name"
 	else
-		tail -30 "$work/$name.log"
-		echo "[  FAILED  ] $name"
-		fail=$((fail + 1)) failed+=("$name")
+		fail=$((fail + 1))
+		echo "not ok $((pass + fail)) - $name"
+		tail -30 "$work/$name.log" | sed 's/^/# /'
 	fi
 }
 
@@ -78,7 +77,7 @@ api_reference_current() {
 		diff -u "$src/docs/API.md" "$work/API.md"
 }
 
-echo "[==========] Running 7 test(s)."
+echo "1..7"
 check install install_lib
 check pkg_config by_pkg_config
 check cmake_find_package by_cmake
@@ -86,10 +85,4 @@ check meson_subproject by_meson_subproject
 check exported_symbols exported_symbols
 check api_reference_current api_reference_current
 check readme_program readme_program
-echo "[==========] 7 test(s) run."
-[ "$pass" -gt 0 ] && echo "[  PASSED  ] $pass test(s)."
-if [ "$fail" -gt 0 ]; then
-	echo "[  FAILED  ] $fail test(s), listed below:"
-	for f in "${failed[@]}"; do echo "[  FAILED  ] $f"; done
-	exit 1
-fi
+[ "$fail" -eq 0 ]
