@@ -7,9 +7,9 @@ int lks_pg_quote(const char *ident, char *out, size_t outsz)
 }
 
 int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
-		      const char *ver, lks_value keyv, int64_t expected,
-		      const char *const *cols, const lks_value *values,
-		      size_t n, int64_t *version)
+                      const char *ver, lks_value keyv, int64_t expected,
+                      const char *const *cols, const lks_value *values,
+                      size_t n, int64_t *version)
 {
 	lks_sql q = {.len = 0};
 	lks_value p[16];
@@ -41,8 +41,8 @@ int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
 }
 
 int lks_pg_cas_read(lks_conn *c, const char *table, const char *key,
-		    const char *ver, lks_value keyv, const char *const *cols,
-		    size_t n, lks_rows *out)
+                    const char *ver, lks_value keyv, const char *const *cols,
+                    size_t n, lks_rows *out)
 {
 	lks_sql q = {.len = 0};
 	lks_sql_select_by_key(&q, table, key, ver, cols, n, "$1");
@@ -64,8 +64,8 @@ static bool probe_overflows(lks_conn *c, const char *sql, lks_value key)
  * probes tell (the key alone, then version + 1); none can run inside the
  * caller's transaction, which the error aborted. */
 lks_overflow lks_pg_overflow_part(lks_conn *c, const char *server, const char *table_q,
-			          const char *key_q, const char *version_q,
-			          const char *version_column, lks_value key)
+                                  const char *key_q, const char *version_q,
+                                  const char *version_column, lks_value key)
 {
 	char sql[3 * (2 * LKS_IDENT_MAX + 8) + 64];
 	(void)server;

@@ -86,9 +86,9 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
 #define LOCK_WAIT_FLOOR_US 50000
 
 int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
-		     const char *holder, const char *owner_tag, int64_t ttl_us,
-		     lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
-		     lks_grant *g)
+                     const char *holder, const char *owner_tag, int64_t ttl_us,
+                     lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
+                     lks_grant *g)
 {
 	lks_sql q = {.len = 0};
 	char timeout[32];
@@ -169,8 +169,8 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 }
 
 int lks_pg_lease_renew(lks_conn *c, const char *t, const char *name,
-		       const char *holder, int64_t fence, int64_t ttl_us,
-		       int64_t *remaining_us)
+                       const char *holder, int64_t fence, int64_t ttl_us,
+                       int64_t *remaining_us)
 {
 	lks_sql q = {.len = 0};
 	lks_value p[4] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence), LKS_INT(ttl_us)};
@@ -225,8 +225,8 @@ static int pg_pipeline_result(lks_conn *c, int64_t deadline, int64_t *affected)
  * the release statement would wake it before the commit.
  */
 int lks_pg_lease_release(lks_conn *c, const char *t, const char *name,
-		         const char *holder, int64_t fence, bool give_baton,
-		         uint64_t baton)
+                         const char *holder, int64_t fence, bool give_baton,
+                         uint64_t baton)
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
@@ -317,7 +317,7 @@ int lks_pg_baton_give(lks_conn *c, uint64_t baton)
 }
 
 int lks_pg_lease_guard(lks_conn *c, const char *t, const char *name,
-			 const char *holder, int64_t fence)
+                         const char *holder, int64_t fence)
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
@@ -334,7 +334,7 @@ int lks_pg_lease_guard(lks_conn *c, const char *t, const char *name,
 	" (expires_at > clock_timestamp())::int, %s FROM %s"
 
 int lks_pg_lease_select(lks_conn *c, const char *t, const char *name, bool with_owner,
-		        lks_rows *out)
+                        lks_rows *out)
 {
 	lks_sql q = {.len = 0};
 	lks_value p = LKS_TEXT(name);
@@ -349,7 +349,7 @@ int lks_pg_lease_select(lks_conn *c, const char *t, const char *name, bool with_
 /* The row before, locked; then freed with its fence advanced. One
  * statement: the CTE's FOR UPDATE waits for a fenced write in flight. */
 int lks_pg_lease_force_release(lks_conn *c, const char *t, const char *name,
-			       bool with_owner, lks_rows *out)
+                               bool with_owner, lks_rows *out)
 {
 	lks_sql q = {.len = 0}, old = {.len = 0};
 	lks_value p = LKS_TEXT(name);

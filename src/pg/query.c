@@ -95,7 +95,7 @@ int lks_pg_bind(lks_conn *c, const lks_value *params, size_t n, pg_params *pp)
 }
 
 int lks_pg_query(lks_conn *c, const char *sql, const lks_value *params,
-	         size_t n, lks_rows *out)
+                 size_t n, lks_rows *out)
 {
 	pg_params pp;
 	pg_stmt *e = NULL;
