@@ -199,7 +199,7 @@ struct lks_backend_ops {
 	int (*after_cancel)(lks_conn *c, const char *table_q, const char *name, const char *holder);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
 	int (*set_prepare)(lks_conn *c, bool on);
-	/* processed once (src/once.c; SQL in pg/once.c, mysql_once.c): records.
+	/* processed once (src/once.c; SQL in pg/once.c, mysql/once.c): records.
 	 * select rows: code, result (hex), fence, completed_at_us, fingerprint
 	 * (hex, NULL when none), failed (0/1) */
 	int (*once_install)(lks_conn *c, const char *table_q);
