@@ -214,9 +214,7 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 fail:
 	lks_conn_close(l->renew_conn);
 	l->renew_conn = NULL;
-	if (l->renew_url) /* it may hold a password */
-		explicit_bzero(l->renew_url, strlen(l->renew_url));
-	free(l->renew_url);
+	lks_free_secret(l->renew_url); /* it may hold a password */
 	l->renew_url = NULL;
 	return rc;
 }
@@ -233,9 +231,7 @@ void lks_lease_autorenew_stop(lks_lease *l)
 	pthread_cond_destroy(&l->cv);
 	lks_conn_close(l->renew_conn);
 	l->renew_conn = NULL;
-	if (l->renew_url) /* it may hold a password */
-		explicit_bzero(l->renew_url, strlen(l->renew_url));
-	free(l->renew_url);
+	lks_free_secret(l->renew_url); /* it may hold a password */
 	l->renew_url = NULL;
 	l->renewing = false;
 }

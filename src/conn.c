@@ -55,10 +55,7 @@ void lks_conn_close(lks_conn *c)
 		c->ops->close(c);
 	lks_rows_clear(&c->last);
 	free(c->texts);
-	if (c->url) { /* it may hold a password */
-		explicit_bzero(c->url, strlen(c->url));
-		free(c->url);
-	}
+	lks_free_secret(c->url); /* it may hold a password */
 	free(c);
 }
 
@@ -87,8 +84,7 @@ int lks_conn_reset(lks_conn *c)
 		c->url = url;
 		return rc;
 	}
-	explicit_bzero(url, strlen(url));
-	free(url);
+	lks_free_secret(url);
 	return rc;
 }
 

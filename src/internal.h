@@ -19,6 +19,8 @@ typedef struct lks_rows {
 	uint64_t insert_id; /* MySQL LAST_INSERT_ID(expr) */
 } lks_rows;
 
+/* Wipes a string that may hold a password, then frees it; NULL is fine. */
+void lks_free_secret(char *s);
 void lks_rows_clear(lks_rows *r);
 const char *lks_rows_get(const lks_rows *r, int row, int col);
 /* first row whose column col equals value, or -1 */

@@ -42,6 +42,7 @@ static char *decode(const char *s, size_t n, int *bad)
 			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				*bad = 1;
+				explicit_bzero(out, n + 1); /* maybe part of a password */
 				free(out);
 				return NULL;
 			}
@@ -76,9 +77,7 @@ void lks_url_free(lks_url *u)
 	if (!u)
 		return;
 	free(u->user);
-	if (u->password)
-		explicit_bzero(u->password, strlen(u->password));
-	free(u->password);
+	lks_free_secret(u->password);
 	free(u->host);
 	free(u->socket);
 	free(u->database);
@@ -467,7 +466,7 @@ void lks_redact(char *msg, const char *url_in)
 	url = strdup(url_in); /* msg may be the URL itself */
 	flags = calloc(2 * n, sizeof *flags);
 	if (!url || !flags) {
-		free(url);
+		lks_free_secret(url);
 		free(flags);
 		/* cannot redact: show nothing rather than the secret */
 		snprintf(msg, n + 1, "%s", n >= 3 ? "***" : "");
@@ -506,7 +505,7 @@ void lks_redact(char *msg, const char *url_in)
 	}
 	msg[o] = '\0';
 	free(flags);
-	free(url);
+	lks_free_secret(url); /* it held the password */
 }
 
 int lks_url_redact(const char *url, char *out, size_t outsz)

@@ -105,6 +105,13 @@ int lks_parse_i64(const char *s, int64_t *out)
 	return LKS_OK;
 }
 
+void lks_free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 void lks_rows_clear(lks_rows *r)
 {
 	if (!r)

@@ -236,9 +236,7 @@ static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *
 	int rc = lks_url_take_param(url, "prepare", &mid, &v);
 	if (rc == LKS_OK)
 		rc = lks_url_take_param(mid, "op_timeout", libpq_url, &t);
-	if (mid)
-		explicit_bzero(mid, strlen(mid));
-	free(mid);
+	lks_free_secret(mid);
 	if (rc) {
 		free(v);
 		free(t);
@@ -266,7 +264,7 @@ int lks_pg_open(lks_conn *c, const char *url)
 	bool ok = true, unprepared = false;
 	PQconninfoOption *opts;
 	if (pg_take_params(c, url, &libpq_url, &unprepared)) {
-		free(libpq_url);
+		lks_free_secret(libpq_url);
 		return c->err;
 	}
 	if (c->op_timeout_us > 0 && !strstr(libpq_url, "connect_timeout=")) {
@@ -279,8 +277,7 @@ int lks_pg_open(lks_conn *c, const char *url)
 		}
 		snprintf(with, n, "%s%cconnect_timeout=%lld", libpq_url, strchr(libpq_url, '?') ? '&' : '?',
 		         (long long)((c->op_timeout_us + 999999) / 1000000));
-		explicit_bzero(libpq_url, strlen(libpq_url));
-		free(libpq_url);
+		lks_free_secret(libpq_url);
 		libpq_url = with;
 	}
 	opts = PQconninfoParse(libpq_url, &err);
@@ -318,9 +315,7 @@ int lks_pg_open(lks_conn *c, const char *url)
 	if (!c->url)
 		lks_set_error(c, LKS_ENOMEM, "out of memory");
 out:
-	if (libpq_url) /* it may hold a password */
-		explicit_bzero(libpq_url, strlen(libpq_url));
-	free(libpq_url);
+	lks_free_secret(libpq_url); /* it may hold a password */
 	return c->err;
 }
 
