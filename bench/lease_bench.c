@@ -199,7 +199,7 @@ static void *cycle_thread(void *arg)
 	pthread_barrier_wait(a->ready);
 	pthread_barrier_wait(a->go);
 	if (a->v == V_LOCKSTOCK) {
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		o.waiting_room = getenv("LB_NOROOM") ? 0 : 1;
 		while (now_s() < a->deadline_s) {
 			lks_lease *l;
@@ -295,8 +295,8 @@ static void *hot_thread(void *arg)
 	pthread_barrier_wait(a->ready);
 	pthread_barrier_wait(a->go);
 	while (now_s() < a->deadline_s) {
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-		lks_acquire_stats st;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_stats st;
 		lks_lease *l = NULL;
 		o.stats = &st;
 		int rc = lks_lease_acquire(&l, c, "hot", 10000, 2000, &o);
@@ -436,7 +436,7 @@ static void *handoff_thread(void *arg)
 	char name[32];
 	snprintf(name, sizeof name, "handoff:%d", a->lease_no);
 	while (now_s() < a->deadline_s) {
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		lks_lease *l = NULL;
 		double asked = now_s();
 		int rc;
@@ -749,7 +749,7 @@ static void *cancel_waiter_thread(void *arg)
 {
 	cancel_waiter *w = arg;
 	lks_conn *c = open_conn();
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	o.cancel = w->token;
 	o.waiting_room = w->mode == 0;
 	o.max_delay_us = 10000000; /* polling: long sleeps between polls */
@@ -840,7 +840,7 @@ static void run_cancel(const char *label, int mode, lks_conn *raw_holder)
 static void cancel_latency(void)
 {
 	lks_conn *holder = open_conn(), *raw = open_conn();
-	lks_acquire_options keep = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options keep = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *l = NULL;
 	keep.wake_on_release = 1; /* waiters block in the server's line */
 	if (lks_lease_acquire(&l, holder, "bench:cancel", 3600000, 0, &keep))

@@ -30,9 +30,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 				abort();
 		}
 	}
-	if (lks_label_valid(s, LKS_OWNER_MAX)) {
+	if (lks_label_valid(s, LKS_LEASE_OWNER_MAX)) {
 		size_t n = strlen(s);
-		if (n == 0 || n > LKS_OWNER_MAX)
+		if (n == 0 || n > LKS_LEASE_OWNER_MAX)
 			abort();
 		for (size_t i = 0; i < n; i++) {
 			unsigned char ch = (unsigned char)s[i];

@@ -17,6 +17,16 @@
  * valid until the next call on it. Objects returned through `**out`
  * parameters are owned by the caller and freed with their _free/_close call;
  * every _free/_close accepts NULL.
+ *
+ * Arguments: a call that makes an object returns it through its first
+ * argument (lks_conn_open(&c, url), lks_lease_acquire(&lease, c, ...));
+ * values a call reports come out through its last arguments (&deleted,
+ * &info, stats in options).
+ *
+ * Versioned structs: options and lks_lease_info start with a version field.
+ * Fill options with their _INIT macro or _options_init(opts, VERSION), so a
+ * caller built against an older header keeps its older layout; fields are
+ * only ever appended.
  */
 #ifndef LOCKSTOCK_H
 #define LOCKSTOCK_H
@@ -81,7 +91,7 @@ LKS_API int lks_library_init(void);
 /* ---- cancellation ----------------------------------------------------- */
 
 /*
- * A cancel token, given to lks_acquire (lks_acquire_options.cancel) and
+ * A cancel token, given to lks_acquire (lks_lease_acquire_options.cancel) and
  * lks_retry (lks_retry_options.cancel). lks_cancel_trip, from any thread,
  * ends a waiting acquire or a retry loop within milliseconds with
  * LKS_CANCELED, holding nothing: a sleep between polls or attempts wakes at
@@ -112,7 +122,7 @@ typedef struct lks_conn lks_conn;
 /* ---- events and logs --------------------------------------------------- */
 
 /* What happened, for metrics and tracing (lks_conn_set_event_hook, and
- * lks_autorenew_options.on_event for the renew thread). */
+ * lks_lease_autorenew_options.on_event for the renew thread). */
 typedef enum lks_event_kind {
 	LKS_EVENT_ACQUIRED = 1,  /* duration: wait; polls: grant statements */
 	LKS_EVENT_BUSY,          /* acquire without wait found it held */
@@ -153,7 +163,7 @@ typedef void (*lks_event_fn)(const lks_event *event, void *arg);
  */
 LKS_API int lks_conn_set_event_hook(lks_conn *c, lks_event_fn fn, void *arg);
 /* Diagnostics a caller would otherwise not see (level: 0 error, 1 warning,
- * 2 info); the auto-renew thread's have lks_autorenew_options.on_log. */
+ * 2 info); the auto-renew thread's have lks_lease_autorenew_options.on_log. */
 typedef void (*lks_log_fn)(int level, const char *message, void *arg);
 LKS_API int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg);
 
@@ -345,8 +355,10 @@ typedef struct lks_retry_options {
 	lks_cancel *cancel;     /* tripped: LKS_CANCELED (NULL: none) */
 } lks_retry_options;
 #define LKS_RETRY_OPTIONS_INIT {LKS_RETRY_OPTIONS_VERSION, 10, 10000, 1000, 100000, 0, NULL}
-/* The defaults, for callers that cannot use the macro (other languages). */
-LKS_API void lks_retry_options_init(lks_retry_options *opts);
+/* The defaults of that version (pass LKS_RETRY_OPTIONS_VERSION), for callers
+ * that cannot use the macro (other languages); LKS_EINVAL for NULL or a
+ * version this library does not know. The other _options_init alike. */
+LKS_API int lks_retry_options_init(lks_retry_options *opts, unsigned int version);
 
 typedef struct lks_retry_stats {
 	int attempts;        /* callback invocations */
@@ -374,7 +386,7 @@ LKS_API int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn
 #define LKS_LEASE_NAME_MAX 255          /* bytes */
 #define LKS_LEASE_TTL_MAX_MS (7LL * 24 * 3600 * 1000)
 #define LKS_LEASE_TABLE_DEFAULT "lks_lease"
-#define LKS_OWNER_MAX 255               /* bytes of an owner label */
+#define LKS_LEASE_OWNER_MAX 255               /* bytes of an owner label */
 
 /* Create the lease table if missing (idempotent; sql/ holds the same DDL).
  * Uses the handle's lease table name. A table made by an older version gains
@@ -394,22 +406,22 @@ LKS_API int lks_lease_ddl(lks_backend backend, const char *table, char *out, siz
 
 typedef struct lks_lease lks_lease;
 
-#define LKS_ACQUIRE_OPTIONS_VERSION 4
-typedef struct lks_acquire_stats {
+#define LKS_LEASE_ACQUIRE_OPTIONS_VERSION 4
+typedef struct lks_lease_acquire_stats {
 	int attempts;     /* grant statements sent */
 	int64_t waited_us;/* time spent waiting for the lease */
 	/* version 2 */
 	int queued;       /* waits in the server-side waiting room */
-} lks_acquire_stats;
-typedef struct lks_acquire_options {
-	unsigned int version;    /* LKS_ACQUIRE_OPTIONS_VERSION; 1 to 3 are accepted */
+} lks_lease_acquire_stats;
+typedef struct lks_lease_acquire_options {
+	unsigned int version;    /* LKS_LEASE_ACQUIRE_OPTIONS_VERSION; 1 to 3 are accepted */
 	int64_t margin_ms;       /* local deadline safety margin; -1 = ttl/10 */
 	int64_t base_delay_us;   /* poll interval of the head waiter, and first
 	                            backoff without a waiting room; default 2000,
 	                            0..60000000 */
 	int64_t max_delay_us;    /* backoff cap without a waiting room; default
 	                            200000, base_delay_us..60000000 */
-	lks_acquire_stats *stats;/* optional out: filled on every return (only
+	lks_lease_acquire_stats *stats;/* optional out: filled on every return (only
 	                            the version 1 fields for version 1 options) */
 	/* With the waiting room: 1 keeps the name's baton even when nobody was
 	 * waiting at the grant, so waiters that come later are woken by the
@@ -425,14 +437,15 @@ typedef struct lks_acquire_options {
 	 * room needs PostgreSQL or MariaDB >= 10.5; elsewhere waiters poll. */
 	int waiting_room;
 	/* version 3. A label for the grant (who holds it: "host:pid", a job
-	 * name), 1..LKS_OWNER_MAX bytes of UTF-8 without control characters,
+	 * name), 1..LKS_LEASE_OWNER_MAX bytes of UTF-8 without control characters,
 	 * stored with the grant and shown by inspect and list; NULL: none. */
 	const char *owner;
 	/* version 4. Tripped: the wait ends with LKS_CANCELED (NULL: none). */
 	lks_cancel *cancel;
-} lks_acquire_options;
-#define LKS_ACQUIRE_OPTIONS_INIT {LKS_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL, NULL}
-LKS_API void lks_acquire_options_init(lks_acquire_options *opts);
+} lks_lease_acquire_options;
+#define LKS_LEASE_ACQUIRE_OPTIONS_INIT {LKS_LEASE_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL, NULL}
+LKS_API int lks_lease_acquire_options_init(lks_lease_acquire_options *opts,
+                                           unsigned int version);
 
 /*
  * Acquire lease `name` for ttl_ms (1..LKS_LEASE_TTL_MAX_MS). wait_ms = 0
@@ -443,7 +456,7 @@ LKS_API void lks_acquire_options_init(lks_acquire_options *opts);
  * An expired lease is taken over. On LKS_OK *out is a new lease owned by the
  * caller (lks_lease_free).
  *
- * Waiting: see lks_acquire_options.waiting_room. Waiters are served roughly
+ * Waiting: see lks_lease_acquire_options.waiting_room. Waiters are served roughly
  * in arrival order; a newcomer does not overtake a line. A holder that waited
  * (or asked for wake_on_release) keeps the name's baton (a session lock) on
  * `c` until lks_lease_release on `c`, or lks_lease_free, gives it back;
@@ -462,7 +475,7 @@ LKS_API void lks_acquire_options_init(lks_acquire_options *opts);
  */
 LKS_API int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
                       int64_t ttl_ms, int64_t wait_ms,
-                      const lks_acquire_options *opts);
+                      const lks_lease_acquire_options *opts);
 
 /* Extend to ttl_ms from now (server clock) if still held by this holder and
  * fencing token. LKS_LOST when it expired or was taken over. */
@@ -519,15 +532,21 @@ LKS_API int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,
 /* Current state of a name. held = 0 when free (never granted, released or
  * expired); fence is the last token granted (0 when never granted). owner is
  * the current grant's label ("" when free, none given, or granted by a
- * version without owners). */
+ * version without owners). Set version before passing one in (the INIT
+ * macro): the library fills the fields that version has, and refuses
+ * (LKS_EINVAL) a version it does not know; lks_lease_list's callback gets
+ * the library's own version. */
+#define LKS_LEASE_INFO_VERSION 1
 typedef struct lks_lease_info {
+	unsigned int version;
 	char name[LKS_LEASE_NAME_MAX + 1];
 	char holder[33];
 	int64_t fence;
 	int64_t remaining_ms;
 	int held;
-	char owner[LKS_OWNER_MAX + 1];
+	char owner[LKS_LEASE_OWNER_MAX + 1];
 } lks_lease_info;
+#define LKS_LEASE_INFO_INIT {LKS_LEASE_INFO_VERSION, "", "", 0, 0, 0, ""}
 LKS_API int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info);
 /* Calls fn for each currently held lease in name order; a non-zero return
  * from fn stops the walk and is returned. */
@@ -564,8 +583,8 @@ LKS_API int lks_lease_purge(lks_conn *c, int64_t older_than_ms, int batch, int64
 
 /* Auto-renew in a background thread on its own connection. */
 typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
-#define LKS_AUTORENEW_OPTIONS_VERSION 2 /* 1 is accepted */
-typedef struct lks_autorenew_options {
+#define LKS_LEASE_AUTORENEW_OPTIONS_VERSION 2 /* 1 is accepted */
+typedef struct lks_lease_autorenew_options {
 	unsigned int version;
 	int64_t interval_ms;  /* default ttl/3 */
 	lks_lost_fn on_lost;  /* called once, from the renew thread; it must
@@ -577,9 +596,10 @@ typedef struct lks_autorenew_options {
 	 * both get arg */
 	lks_event_fn on_event;
 	lks_log_fn on_log;
-} lks_autorenew_options;
-#define LKS_AUTORENEW_OPTIONS_INIT {LKS_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL}
-LKS_API void lks_autorenew_options_init(lks_autorenew_options *opts);
+} lks_lease_autorenew_options;
+#define LKS_LEASE_AUTORENEW_OPTIONS_INIT {LKS_LEASE_AUTORENEW_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL}
+LKS_API int lks_lease_autorenew_options_init(lks_lease_autorenew_options *opts,
+                                             unsigned int version);
 /*
  * Start renewing `lease` (TTL as acquired) every interval. The thread opens
  * its own connection from url (NULL: the URL `c` was opened with; a handle
@@ -588,7 +608,7 @@ LKS_API void lks_autorenew_options_init(lks_autorenew_options *opts);
  * the lease is marked lost (lks_lease_is_lost) and on_lost is called.
  */
 LKS_API int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char *url,
-                              const lks_autorenew_options *opts);
+                              const lks_lease_autorenew_options *opts);
 LKS_API void lks_lease_autorenew_stop(lks_lease *lease);
 
 /* ---- processed once: completion records -------------------------------- */
@@ -673,7 +693,7 @@ typedef struct lks_once_options {
 } lks_once_options;
 #define LKS_ONCE_OPTIONS_INIT {LKS_ONCE_OPTIONS_VERSION, NULL, NULL, 0, 30000, 0, 0, \
                                LKS_ONCE_RESULT_DEFAULT, NULL}
-LKS_API void lks_once_options_init(lks_once_options *opts);
+LKS_API int lks_once_options_init(lks_once_options *opts, unsigned int version);
 
 typedef struct lks_once_result {
 	int replayed;            /* 1: stored before; the callback did not run */
@@ -745,6 +765,20 @@ LKS_API int lks_once_list(lks_conn *c, const char *table, const char *scope, int
  * transaction; *deleted (may be NULL) counts them. */
 LKS_API int lks_once_purge(lks_conn *c, const char *table, int64_t older_than_ms, int batch,
                            int64_t *deleted);
+
+/* ---- names before 0.2 ------------------------------------------------ */
+/* Kept so that code written for 0.1 builds after the rename to the module
+ * prefix (the _options_init calls now take a version). */
+typedef lks_lease_acquire_options lks_acquire_options;
+typedef lks_lease_acquire_stats lks_acquire_stats;
+typedef lks_lease_autorenew_options lks_autorenew_options;
+#define LKS_ACQUIRE_OPTIONS_VERSION LKS_LEASE_ACQUIRE_OPTIONS_VERSION
+#define LKS_ACQUIRE_OPTIONS_INIT LKS_LEASE_ACQUIRE_OPTIONS_INIT
+#define LKS_AUTORENEW_OPTIONS_VERSION LKS_LEASE_AUTORENEW_OPTIONS_VERSION
+#define LKS_AUTORENEW_OPTIONS_INIT LKS_LEASE_AUTORENEW_OPTIONS_INIT
+#define LKS_OWNER_MAX LKS_LEASE_OWNER_MAX
+#define lks_acquire_options_init lks_lease_acquire_options_init
+#define lks_autorenew_options_init lks_lease_autorenew_options_init
 
 #ifdef __cplusplus
 }

@@ -159,23 +159,24 @@ static char *renew_url(const lks_backend_ops *ops, const char *url, int64_t ttl_
 	return u;
 }
 
+/* what each version of lks_lease_autorenew_options has (version 2: the hooks) */
+static const size_t autorenew_sizes[] = {offsetof(lks_lease_autorenew_options, on_event),
+                                         sizeof(lks_lease_autorenew_options)};
+
 int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
-                              const lks_autorenew_options *opts)
+                              const lks_lease_autorenew_options *opts)
 {
-	static const lks_autorenew_options defaults = LKS_AUTORENEW_OPTIONS_INIT;
-	lks_autorenew_options o = defaults;
+	static const lks_lease_autorenew_options defaults = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options o = defaults;
 	pthread_condattr_t ca;
 	int rc = lks_conn_check(c);
 	if (rc)
 		return rc;
 	if (!l)
 		return lks_set_error(c, LKS_EINVAL, "lease is NULL");
-	if (opts && opts->version == 1) /* before the hooks */
-		memcpy(&o, opts, offsetof(lks_autorenew_options, on_event));
-	else if (opts && opts->version == LKS_AUTORENEW_OPTIONS_VERSION)
-		o = *opts;
-	else if (opts)
-		return lks_set_error(c, LKS_EINVAL, "autorenew options: unknown version %u", opts->version);
+	if ((rc = lks_options_copy(c, "autorenew", &o, opts, autorenew_sizes,
+	                           LKS_LEASE_AUTORENEW_OPTIONS_VERSION)))
+		return rc;
 	if (l->renewing)
 		return lks_set_error(c, LKS_EINVAL, "auto-renew is already running for this lease");
 	if (!url)
@@ -236,9 +237,9 @@ void lks_lease_autorenew_stop(lks_lease *l)
 	l->renewing = false;
 }
 
-void lks_autorenew_options_init(lks_autorenew_options *opts)
+int lks_lease_autorenew_options_init(lks_lease_autorenew_options *opts, unsigned int version)
 {
-	static const lks_autorenew_options defaults = LKS_AUTORENEW_OPTIONS_INIT;
-	if (opts)
-		*opts = defaults;
+	static const lks_lease_autorenew_options defaults = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
+	return lks_options_init(opts, &defaults, version, autorenew_sizes,
+	                        LKS_LEASE_AUTORENEW_OPTIONS_VERSION);
 }

@@ -19,6 +19,17 @@ typedef struct lks_rows {
 	uint64_t insert_id; /* MySQL LAST_INSERT_ID(expr) */
 } lks_rows;
 
+/* Versioned options (their first member is unsigned int version; sizes[v - 1]
+ * is how many leading bytes version v has, the last being sizeof the
+ * struct). lks_options_copy lays the caller's options of any known version
+ * over dst, which holds the defaults; NULL src leaves them. lks_options_init
+ * writes the defaults of one version, as a caller built against that
+ * version's header expects. Both refuse an unknown version (LKS_EINVAL). */
+int lks_options_copy(lks_conn *c, const char *what, void *dst, const void *src,
+                     const size_t *sizes, unsigned int versions);
+int lks_options_init(void *opts, const void *defaults, unsigned int version,
+                     const size_t *sizes, unsigned int versions);
+
 /* Wipes a string that may hold a password, then frees it; NULL is fine. */
 void lks_free_secret(char *s);
 void lks_rows_clear(lks_rows *r);
@@ -332,7 +343,7 @@ int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
 #define LKS_OP_TIMEOUT_DEFAULT_S 30
 
 /* owner column: "<holder>:<label>" */
-#define LKS_OWNER_TAG_MAX (LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX)
+#define LKS_OWNER_TAG_MAX (LKS_HOLDER_LEN + 1 + LKS_LEASE_OWNER_MAX)
 
 /* events: a no-op unless the handle has a hook */
 void lks_emit(lks_conn *c, lks_event_kind kind, const char *name, int64_t fence,

@@ -176,22 +176,21 @@ static void baton_give_quietly(lks_conn *c, uint64_t baton)
 	c->err_no = err_no;
 }
 
-static int check_acquire_options(lks_conn *c, const lks_acquire_options *opts,
-                                 int64_t ttl_ms, lks_acquire_options *o)
+/* what each version of lks_lease_acquire_options has (2: the waiting room,
+ * 3: the owner, 4: the cancel token) */
+static const size_t acquire_sizes[] = {
+	offsetof(lks_lease_acquire_options, waiting_room), offsetof(lks_lease_acquire_options, owner),
+	offsetof(lks_lease_acquire_options, cancel), sizeof(lks_lease_acquire_options)};
+
+static int check_acquire_options(lks_conn *c, const lks_lease_acquire_options *opts,
+                                 int64_t ttl_ms, lks_lease_acquire_options *o)
 {
-	static const lks_acquire_options defaults = LKS_ACQUIRE_OPTIONS_INIT;
+	static const lks_lease_acquire_options defaults = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	int rc;
 	*o = defaults;
-	if (opts && opts->version == 1)
-		memcpy(o, opts, offsetof(lks_acquire_options, waiting_room));
-	else if (opts && opts->version == 2)
-		memcpy(o, opts, offsetof(lks_acquire_options, owner));
-	else if (opts && opts->version == 3)
-		memcpy(o, opts, offsetof(lks_acquire_options, cancel));
-	else if (opts && opts->version == LKS_ACQUIRE_OPTIONS_VERSION)
-		*o = *opts;
-	else if (opts)
-		return lks_set_error(c, LKS_EINVAL, "acquire options: unknown version %u", opts->version);
-	o->version = opts ? opts->version : LKS_ACQUIRE_OPTIONS_VERSION;
+	if ((rc = lks_options_copy(c, "acquire", o, opts, acquire_sizes, LKS_LEASE_ACQUIRE_OPTIONS_VERSION)))
+		return rc;
+	o->version = opts ? opts->version : LKS_LEASE_ACQUIRE_OPTIONS_VERSION;
 	if (o->margin_ms >= ttl_ms || o->margin_ms < -1 || o->base_delay_us < 0 ||
 	    o->max_delay_us < o->base_delay_us || o->max_delay_us > DELAY_MAX_US)
 		return lks_set_error(c, LKS_EINVAL,
@@ -200,17 +199,17 @@ static int check_acquire_options(lks_conn *c, const lks_acquire_options *opts,
 		                     (long long)DELAY_MAX_US);
 	if (o->waiting_room != 0 && o->waiting_room != 1)
 		return lks_set_error(c, LKS_EINVAL, "acquire options: waiting_room must be 0 or 1");
-	if (o->owner && !lks_label_valid(o->owner, LKS_OWNER_MAX))
+	if (o->owner && !lks_label_valid(o->owner, LKS_LEASE_OWNER_MAX))
 		return lks_set_error(c, LKS_EINVAL,
 		                     "acquire options: owner must be 1..%d bytes of UTF-8"
-		                     " without control characters", LKS_OWNER_MAX);
+		                     " without control characters", LKS_LEASE_OWNER_MAX);
 	return LKS_OK;
 }
 
-static void put_stats(const lks_acquire_options *o, const lks_acquire_stats *st)
+static void put_stats(const lks_lease_acquire_options *o, const lks_lease_acquire_stats *st)
 {
 	if (o->stats)
-		memcpy(o->stats, st, o->version == 1 ? offsetof(lks_acquire_stats, queued) : sizeof *st);
+		memcpy(o->stats, st, o->version == 1 ? offsetof(lks_lease_acquire_stats, queued) : sizeof *st);
 }
 
 static void baton_give_quietly(lks_conn *c, uint64_t baton);
@@ -234,7 +233,7 @@ static bool name_is_free(lks_conn *c, const char *t, const char *name)
 }
 
 static int canceled(lks_conn *c, const char *t, const char *name, const char *holder,
-                    lks_acquire_options *o, lks_acquire_stats *st, int64_t start, bool holding,
+                    lks_lease_acquire_options *o, lks_lease_acquire_stats *st, int64_t start, bool holding,
                     uint64_t key)
 {
 	int rc;
@@ -276,12 +275,12 @@ static int canceled(lks_conn *c, const char *t, const char *name, const char *ho
  */
 int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
                       int64_t ttl_ms, int64_t wait_ms,
-                      const lks_acquire_options *opts)
+                      const lks_lease_acquire_options *opts)
 {
-	lks_acquire_options o;
-	lks_acquire_stats st = {0};
+	lks_lease_acquire_options o;
+	lks_lease_acquire_stats st = {0};
 	char t[QMAX], holder[LKS_HOLDER_LEN + 1];
-	char owner_tag[LKS_HOLDER_LEN + 1 + LKS_OWNER_MAX + 1];
+	char owner_tag[LKS_HOLDER_LEN + 1 + LKS_LEASE_OWNER_MAX + 1];
 	int64_t start, deadline, ttl_us, sent = 0;
 	uint64_t rng, key;
 	lks_baton_mode mode;
@@ -293,9 +292,9 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 	if (out)
 		*out = NULL;
 	/* stats are filled on every return, as far as their version has fields */
-	if (opts && opts->stats && opts->version >= 1 && opts->version <= LKS_ACQUIRE_OPTIONS_VERSION)
-		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_acquire_stats, queued)
-		                                           : sizeof(lks_acquire_stats));
+	if (opts && opts->stats && opts->version >= 1 && opts->version <= LKS_LEASE_ACQUIRE_OPTIONS_VERSION)
+		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_lease_acquire_stats, queued)
+		                                           : sizeof(lks_lease_acquire_stats));
 	if ((rc = lks_conn_check(c)))
 		return rc;
 	if (!out)
@@ -704,6 +703,7 @@ static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *in
 	int64_t held = 0;
 	const char *tag;
 	memset(info, 0, sizeof *info);
+	info->version = LKS_LEASE_INFO_VERSION;
 	snprintf(info->name, sizeof info->name, "%s", lks_rows_get(r, row, 0) ? lks_rows_get(r, row, 0) : "");
 	snprintf(info->holder, sizeof info->holder, "%s", lks_rows_get(r, row, 1) ? lks_rows_get(r, row, 1) : "");
 	if (lks_parse_i64(lks_rows_get(r, row, 2), &info->fence) ||
@@ -722,25 +722,57 @@ static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *in
 	return LKS_OK;
 }
 
+/* what each version of lks_lease_info has */
+static const size_t info_sizes[] = {sizeof(lks_lease_info)};
+
+/* The caller's struct says its version: one this library knows. */
+static int check_info_version(lks_conn *c, const lks_lease_info *info)
+{
+	if (info->version < 1 || info->version > LKS_LEASE_INFO_VERSION)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease info: unknown version %u (1..%u; use LKS_LEASE_INFO_INIT)",
+		                     info->version, LKS_LEASE_INFO_VERSION);
+	return LKS_OK;
+}
+
+/* The row of a name never granted: free, fence 0. */
+static void free_info(lks_lease_info *info, const char *name)
+{
+	memset(info, 0, sizeof *info);
+	info->version = LKS_LEASE_INFO_VERSION;
+	snprintf(info->name, sizeof info->name, "%s", name);
+}
+
+/* Writes the fields of the caller's version only. */
+static void put_info(lks_lease_info *out, const lks_lease_info *info)
+{
+	unsigned int version = out->version;
+	memcpy(out, info, info_sizes[version - 1]);
+	out->version = version;
+}
+
 int lks_lease_inspect(lks_conn *c, const char *name, lks_lease_info *info)
 {
 	char t[QMAX];
 	bool owner;
+	lks_lease_info got;
 	lks_rows r;
 	int rc = lks_conn_check(c);
 	if (rc || (rc = check_name(c, name)) || (rc = table_q(c, t)))
 		return rc;
 	if (!info)
 		return lks_set_error(c, LKS_EINVAL, "info is NULL");
+	if ((rc = check_info_version(c, info)))
+		return rc;
 	if ((rc = owner_column(c, t, &owner)) || (rc = c->ops->lease_select(c, t, name, owner, &r)))
 		return rc;
-	if (r.nrows == 0) {
-		memset(info, 0, sizeof *info);
-		snprintf(info->name, sizeof info->name, "%s", name);
-	} else {
-		rc = fill_info(c, &r, 0, info);
-	}
+	if (r.nrows == 0)
+		free_info(&got, name);
+	else
+		rc = fill_info(c, &r, 0, &got);
 	lks_rows_clear(&r);
+	if (rc == LKS_OK)
+		put_info(info, &got);
 	return rc;
 }
 
@@ -773,21 +805,21 @@ int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *relea
 	int rc = lks_conn_check(c);
 	if (rc || (rc = check_name(c, name)) || (rc = table_q(c, t)))
 		return rc;
+	if (released && (rc = check_info_version(c, released)))
+		return rc;
 	if (c->ops->in_transaction(c))
 		return lks_set_error(c, LKS_EINVAL,
 		                     "force release needs a handle without an open transaction");
 	if ((rc = owner_column(c, t, &owner)) ||
 	    (rc = c->ops->lease_force_release(c, t, name, owner, &r)))
 		return rc;
-	if (r.nrows == 0) {
-		memset(&info, 0, sizeof info);
-		snprintf(info.name, sizeof info.name, "%s", name);
-	} else {
+	if (r.nrows == 0)
+		free_info(&info, name);
+	else
 		rc = fill_info(c, &r, 0, &info);
-	}
 	lks_rows_clear(&r);
 	if (released)
-		*released = info;
+		put_info(released, &info);
 	if (rc == LKS_OK && !info.held)
 		rc = lks_set_error(c, LKS_NOT_FOUND, "lease %s is not held (last fence %lld)", name,
 		                   (long long)info.fence);
@@ -866,9 +898,8 @@ int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name, const char *
 	return LKS_OK;
 }
 
-void lks_acquire_options_init(lks_acquire_options *opts)
+int lks_lease_acquire_options_init(lks_lease_acquire_options *opts, unsigned int version)
 {
-	static const lks_acquire_options defaults = LKS_ACQUIRE_OPTIONS_INIT;
-	if (opts)
-		*opts = defaults;
+	static const lks_lease_acquire_options defaults = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	return lks_options_init(opts, &defaults, version, acquire_sizes, LKS_LEASE_ACQUIRE_OPTIONS_VERSION);
 }

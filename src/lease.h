@@ -8,7 +8,7 @@
 struct lks_lease {
 	char name[LKS_LEASE_NAME_MAX + 1];
 	char holder[LKS_HOLDER_LEN + 1];
-	char owner[LKS_OWNER_MAX + 1];
+	char owner[LKS_LEASE_OWNER_MAX + 1];
 	char table_q[2 * LKS_IDENT_MAX + 8];
 	int64_t fence;
 	int64_t granted_at_us; /* lks_now_us() when the grant was asked for */
@@ -32,7 +32,7 @@ struct lks_lease {
 	char *renew_url;
 	int64_t renew_op_timeout_us; /* the URL's op timeout (0: none) */
 	int64_t renew_connect_us;    /* connect timeout of renew_url */
-	lks_autorenew_options ar;
+	lks_lease_autorenew_options ar;
 };
 
 /* renew on any connection; updates the local deadline and lost flag */

@@ -51,11 +51,12 @@ int lks_once_set_result(lks_once_ctx *ctx, int code, const void *data, size_t le
 	return LKS_OK;
 }
 
-void lks_once_options_init(lks_once_options *opts)
+static const lks_once_options once_defaults = LKS_ONCE_OPTIONS_INIT;
+static const size_t once_sizes[] = {sizeof(lks_once_options)};
+
+int lks_once_options_init(lks_once_options *opts, unsigned int version)
 {
-	static const lks_once_options defaults = LKS_ONCE_OPTIONS_INIT;
-	if (opts)
-		*opts = defaults;
+	return lks_options_init(opts, &once_defaults, version, once_sizes, LKS_ONCE_OPTIONS_VERSION);
 }
 
 void lks_once_result_clear(lks_once_result *r)
@@ -122,12 +123,10 @@ static int check_text(lks_conn *c, const char *what, const char *s)
 
 static int check_options(lks_conn *c, const lks_once_options *in, lks_once_options *o)
 {
-	lks_once_options_init(o);
-	if (in) {
-		if (in->version != LKS_ONCE_OPTIONS_VERSION)
-			return lks_set_error(c, LKS_EINVAL, "once options: unknown version %u", in->version);
-		*o = *in;
-	}
+	int rc;
+	*o = once_defaults;
+	if ((rc = lks_options_copy(c, "once", o, in, once_sizes, LKS_ONCE_OPTIONS_VERSION)))
+		return rc;
 	if (o->fingerprint_len > LKS_ONCE_FINGERPRINT_MAX || (o->fingerprint_len && !o->fingerprint))
 		return lks_set_error(c, LKS_EINVAL, "once options: fingerprint must be 0..%d bytes",
 		                     LKS_ONCE_FINGERPRINT_MAX);
@@ -322,7 +321,7 @@ int lks_once_run(lks_conn *c, const char *scope, const char *key, const lks_once
 {
 	char t[LKS_IDENT_MAX * 2 + 8], name[64];
 	lks_once_options o;
-	lks_acquire_options ao = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *claim = NULL;
 	run_ctx r;
 	int found, rc = lks_conn_check(c);

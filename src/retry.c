@@ -78,6 +78,9 @@ static void real_rollback(void *ctx, lks_conn *c)
 }
 
 
+/* what each version of lks_retry_options has (version 2: the cancel token) */
+static const size_t retry_sizes[] = {offsetof(lks_retry_options, cancel), sizeof(lks_retry_options)};
+
 int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
               void *arg, lks_retry_stats *stats)
 {
@@ -92,12 +95,8 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 	callers = c->ops->in_transaction(c);
 	if (!fn)
 		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
-	if (opts && opts->version == 1) /* before the cancel token */
-		memcpy(&o, opts, offsetof(lks_retry_options, cancel));
-	else if (opts && opts->version == LKS_RETRY_OPTIONS_VERSION)
-		o = *opts;
-	else if (opts)
-		return lks_set_error(c, LKS_EINVAL, "retry options: unknown version %u", opts->version);
+	if ((rc = lks_options_copy(c, "retry", &o, opts, retry_sizes, LKS_RETRY_OPTIONS_VERSION)))
+		return rc;
 	if (o.max_attempts < 1 || o.timeout_ms < 0 || o.base_delay_us < 0 ||
 	    o.max_delay_us < o.base_delay_us)
 		return lks_set_error(c, LKS_EINVAL,
@@ -115,9 +114,8 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 	return rc;
 }
 
-void lks_retry_options_init(lks_retry_options *opts)
+int lks_retry_options_init(lks_retry_options *opts, unsigned int version)
 {
 	static const lks_retry_options defaults = LKS_RETRY_OPTIONS_INIT;
-	if (opts)
-		*opts = defaults;
+	return lks_options_init(opts, &defaults, version, retry_sizes, LKS_RETRY_OPTIONS_VERSION);
 }

@@ -105,6 +105,30 @@ int lks_parse_i64(const char *s, int64_t *out)
 	return LKS_OK;
 }
 
+int lks_options_copy(lks_conn *c, const char *what, void *dst, const void *src,
+                     const size_t *sizes, unsigned int versions)
+{
+	unsigned int v;
+	if (!src)
+		return LKS_OK;
+	memcpy(&v, src, sizeof v);
+	if (v < 1 || v > versions)
+		return lks_set_error(c, LKS_EINVAL, "%s options: unknown version %u (1..%u)", what, v,
+		                     versions);
+	memcpy(dst, src, sizes[v - 1]);
+	return LKS_OK;
+}
+
+int lks_options_init(void *opts, const void *defaults, unsigned int version,
+                     const size_t *sizes, unsigned int versions)
+{
+	if (!opts || version < 1 || version > versions)
+		return LKS_EINVAL;
+	memcpy(opts, defaults, sizes[version - 1]);
+	memcpy(opts, &version, sizeof version);
+	return LKS_OK;
+}
+
 void lks_free_secret(char *s)
 {
 	if (s)

@@ -175,7 +175,7 @@ static void sigkilled_run_is_taken_over(void **state)
 {
 	fx *f = *state;
 	char up[256], script[512];
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	tmpfile_name(up, sizeof up, "killed");
 	snprintf(script, sizeof script, "touch %s; sleep 30", up);
 	const char *a_args[] = {"run", "crashy", "--ttl", "2s", "--owner", "replica-a", "--", "sh", "-c", script, NULL};
@@ -250,7 +250,7 @@ static void at_least_holds_after_the_command(void **state)
 {
 	fx *f = *state;
 	const char *args[] = {"run", "daily", "--at-least", "4s", "--", "true", NULL};
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int64_t t0 = now_ms();
 	assert_int_equal(run(f->url, args, NULL), 0);
 	assert_int_equal(lks_lease_inspect(f->c, "daily", &info), LKS_OK);
@@ -274,7 +274,7 @@ static void signals_reach_the_command(void **state)
 {
 	fx *f = *state;
 	char up[256], got[256], script[1200];
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	tmpfile_name(up, sizeof up, "sig-up");
 	tmpfile_name(got, sizeof got, "sig-got");
 	snprintf(script, sizeof script, "trap 'echo TERM > %s; exit 7' TERM; touch %s; sleep 30 & wait", got, up);
@@ -483,7 +483,7 @@ static void ignored_signals_stay_ignored(void **state)
 static void bad_usage(void **state)
 {
 	fx *f = *state;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	struct {
 		int status;
 		bool env;
@@ -537,7 +537,7 @@ static void help_install_and_output(void **state)
 	const char *install[] = {"install", NULL}, *print[] = {"install", "--print", NULL};
 	const char *list[] = {"list", NULL}, *json[] = {"list", "--json", NULL};
 	const char *inspect[] = {"inspect", "evil\x1b[2Jname", "--json", NULL};
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *l = NULL;
 	proc p;
 	assert_int_equal(run(NULL, help, &p), 0);
@@ -610,7 +610,7 @@ static void silent_database_stops_the_job_in_time(void **state)
 {
 	fx *f = *state;
 	ticker t;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	pid_t tick;
 	int64_t expiry_ms, died_ms;
 	int st;

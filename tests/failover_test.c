@@ -143,7 +143,7 @@ static void failover_under_load(void **state)
 {
 	lks_conn *admin = connect_retry();
 	lks_lease *kept = NULL;
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	int64_t max_before = 0, min_after = INT64_MAX, before = 0, after = 0, reappeared = 0;
 	int64_t ok = 0, unknown = 0, lost = 0, reconnects = 0, ok_missing = 0;
 	(void)state;

@@ -132,7 +132,7 @@ static void *load_thread(void *arg)
 	while (mono_ms() < w->deadline_ms && w->grants < (int)(sizeof w->fences / sizeof *w->fences)) {
 		lks_lease *l = NULL;
 		int node = w->node + 1;
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		o.waiting_room = w->polls ? 0 : 1; /* pollers race each other's grants */
 		int rc = lks_lease_acquire(&l, c, "g:hot", 3000, 3000, &o);
 		if (rc == LKS_TIMEOUT) {
@@ -380,7 +380,7 @@ static void stale_holder_on_lagging_node(void **state)
 	for (int i = 0; i < rounds; i++) {
 		stale_round r = {.round = i, .watch = watch};
 		taker t = {.r = &r, .b = b, .big = big};
-		lks_lease_info info;
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
 		pthread_t th;
 		int64_t written;
 		int rc;
@@ -446,7 +446,7 @@ static void reads_see_latest_on_lagging_node(void **state)
 	(void)state;
 	for (int i = 0; i < rounds; i++) {
 		lks_lease *l = NULL;
-		lks_lease_info info;
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
 		int64_t plain = 0;
 		if (lks_lease_acquire(&l, a, "g:read", 60000, 5000, NULL))
 			fail_msg("acquire on node 1: %s", lks_conn_errmsg(a));

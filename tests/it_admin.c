@@ -9,7 +9,7 @@
 
 static lks_lease *acquire_owned(lks_conn *c, const char *name, const char *owner, int64_t wait_ms)
 {
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *l = NULL;
 	int rc;
 	o.owner = owner;
@@ -23,7 +23,7 @@ static lks_lease *acquire_owned(lks_conn *c, const char *name, const char *owner
 static int collect_owner(const lks_lease_info *info, void *arg)
 {
 	if (!strcmp(info->name, "owned"))
-		snprintf(arg, LKS_OWNER_MAX + 1, "%s", info->owner);
+		snprintf(arg, LKS_LEASE_OWNER_MAX + 1, "%s", info->owner);
 	return 0;
 }
 
@@ -48,10 +48,10 @@ void lease_owner_label(void **state)
 {
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
-	lks_lease_info info;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *a, *b = NULL;
-	char listed[LKS_OWNER_MAX + 1] = "", big[LKS_OWNER_MAX + 2];
+	char listed[LKS_LEASE_OWNER_MAX + 1] = "", big[LKS_LEASE_OWNER_MAX + 2];
 	const char *bad[] = {"", "tab\there", "esc\x1b[2J", "bad\xc3(", "\xed\xa0\x80", "c1\xc2\x85", big};
 	pthread_t th;
 	waiter w = {f->url, NULL};
@@ -113,8 +113,8 @@ void lease_owner_migration(void **state)
 	fx *f = *state;
 	lks_conn *reader = t_open(f->url), *other = t_open(f->url);
 	lks_lease *l = NULL;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_lease_info info;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int64_t fence;
 	create_old_table(f->c);
 	assert_int_equal(lks_lease_set_table(f->c, "old_lease"), LKS_OK);
@@ -183,7 +183,7 @@ void lease_force_release(void **state)
 	fx *f = *state;
 	lks_conn *admin = t_open(f->url);
 	lks_lease *a, *b;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int64_t fence;
 	t_exec(f->c, "CREATE TABLE marker (n int NOT NULL)");
 	t_exec(f->c, "INSERT INTO marker VALUES (0)");

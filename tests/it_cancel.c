@@ -30,7 +30,7 @@ typedef struct waiter {
 static void *wait_60s(void *arg)
 {
 	waiter *w = arg;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *l = NULL;
 	o.cancel = w->token;
 	o.waiting_room = w->waiting_room;
@@ -47,7 +47,7 @@ static void cancel_one_wait(fx *f, lks_conn *holder_c, int waiting_room)
 	waiter w = {.url = f->url, .waiting_room = waiting_room};
 	pthread_t th;
 	int64_t tripped;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	assert_int_equal(lks_cancel_new(&token), LKS_OK);
 	w.token = token;
 	w.c = t_open(f->url);
@@ -78,7 +78,7 @@ static void cancel_one_wait(fx *f, lks_conn *holder_c, int waiting_room)
 void acquire_wait_is_canceled(void **state)
 {
 	fx *f = *state;
-	lks_acquire_options keep = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options keep = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_cancel *token = NULL;
 	lks_lease *a = NULL, *b = NULL, *next = NULL;
 	lks_conn *other = t_open(f->url);
@@ -179,7 +179,7 @@ typedef struct room_waiter {
 static void *wait_in_room(void *arg)
 {
 	room_waiter *w = arg;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *l = NULL;
 	o.cancel = w->token;
 	o.base_delay_us = 10000000; /* the head sleeps ~10 s between polls */
@@ -250,7 +250,7 @@ void shared_token_ends_every_wait(void **state)
 	pthread_t th[N];
 	lks_cancel *token = NULL;
 	lks_lease *a = NULL;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	char sql[256];
 	assert_int_equal(lks_lease_acquire(&a, f->c, "room", 60000, 0, NULL), LKS_OK);
 	assert_int_equal(lks_cancel_new(&token), LKS_OK);
@@ -439,12 +439,12 @@ void canceled_grant_never_completes_later(void **state)
 {
 	fx *f = *state;
 	slow_write s = {.c = f->c};
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *g = NULL;
 	lks_cancel *token = NULL;
 	lks_conn *obs = t_open(f->url), *c = t_open(f->url);
 	pthread_t ws, tt;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	char sql[256];
 	int64_t id;
 	trip_arg ta = {obs, sql, NULL};

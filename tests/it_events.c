@@ -67,8 +67,8 @@ void events_reach_the_hooks(void **state)
 	lks_value one = LKS_INT(1);
 	lks_lease *a = NULL, *b = NULL;
 	lks_retry_options ro = LKS_RETRY_OPTIONS_INIT;
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
-	lks_lease_info info;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	const lks_event *e;
 	int64_t v;
 	t_exec(f->c, "CREATE TABLE ev_items (id int PRIMARY KEY, qty int NOT NULL, version bigint NOT NULL)");
@@ -173,7 +173,7 @@ typedef struct other_handle {
 static void inspect_from_hook(const lks_event *ev, void *arg)
 {
 	other_handle *o = arg;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	if (ev->kind != LKS_EVENT_BUSY && ev->kind != LKS_EVENT_LOST)
 		return;
 	if (lks_lease_inspect(o->other, ev->name, &info) == LKS_OK && info.fence >= ev->fence) {
@@ -189,8 +189,8 @@ void hooks_may_call_other_handles(void **state)
 	other_handle oh = {.other = t_open(f->url)}, rh = {.other = t_open(f->url)};
 	lks_conn *c = t_open(f->url);
 	lks_lease *a = NULL, *b = NULL;
-	lks_autorenew_options ro = LKS_AUTORENEW_OPTIONS_INIT;
-	lks_lease_info info;
+	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	assert_int_equal(lks_conn_set_event_hook(c, inspect_from_hook, &oh), LKS_OK);
 	/* BUSY: acquire on c finds f->c's grant */
 	assert_int_equal(lks_lease_acquire(&a, f->c, "hooked", 60000, 0, NULL), LKS_OK);

@@ -91,10 +91,10 @@ void bad_input_changes_nothing(void **state)
 	assert_int_equal(lks_lease_acquire(NULL, f->c, "ok", 1000, 0, NULL), LKS_EINVAL);
 	assert_int_equal(lks_lease_acquire(&l, NULL, "ok", 1000, 0, NULL), LKS_EINVAL);
 	{
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		o.version = 99;
 		assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, 0, &o), LKS_EINVAL);
-		o = (lks_acquire_options)LKS_ACQUIRE_OPTIONS_INIT;
+		o = (lks_lease_acquire_options)LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		o.margin_ms = 1000;
 		assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, 0, &o), LKS_EINVAL);
 	}
@@ -113,11 +113,25 @@ void bad_input_changes_nothing(void **state)
 	assert_int_equal(lks_lease_fenced_write(f->c, NULL, NULL, NULL), LKS_EINVAL);
 	assert_int_equal(lks_lease_inspect(f->c, "", &(lks_lease_info){0}), LKS_EINVAL);
 	assert_int_equal(lks_lease_inspect(f->c, "ok", NULL), LKS_EINVAL);
+	/* a lease info of no known version is refused, and force release then
+	 * frees nothing */
+	{
+		lks_lease_info bad = LKS_LEASE_INFO_INIT, good = LKS_LEASE_INFO_INIT;
+		bad.version = 0;
+		assert_int_equal(lks_lease_inspect(f->c, "ok", &bad), LKS_EINVAL);
+		bad.version = LKS_LEASE_INFO_VERSION + 1;
+		assert_int_equal(lks_lease_inspect(f->c, "ok", &bad), LKS_EINVAL);
+		assert_int_equal(lks_lease_force_release(f->c, "ok", &bad), LKS_EINVAL);
+		assert_int_equal(lks_lease_inspect(f->c, "ok", &good), LKS_OK);
+		assert_int_equal(good.version, LKS_LEASE_INFO_VERSION);
+		assert_true(good.held);
+		assert_int_equal(good.fence, lks_lease_fence(ok));
+	}
 	assert_int_equal(lks_lease_list(f->c, NULL, NULL), LKS_EINVAL);
 	assert_int_equal(lks_lease_autorenew_start(NULL, f->c, NULL, NULL), LKS_EINVAL);
 	assert_int_equal(lks_lease_autorenew_start(ok, NULL, NULL, NULL), LKS_EINVAL);
 	{
-		lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+		lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 		ao.interval_ms = 5000; /* longer than the TTL */
 		assert_int_equal(lks_lease_autorenew_start(ok, f->c, NULL, &ao), LKS_EINVAL);
 		ao.interval_ms = 9223372036854776LL; /* * 1000 would overflow (issue 7.5) */
@@ -127,7 +141,7 @@ void bad_input_changes_nothing(void **state)
 		assert_int_equal(lks_lease_autorenew_start(ok, f->c, "mysql://nowhere:0/x", NULL), LKS_EINVAL);
 	}
 	/* still held, unchanged, after all that */
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	assert_int_equal(lks_lease_inspect(f->c, "ok", &info), LKS_OK);
 	assert_true(info.held);
 	assert_int_equal(info.fence, lks_lease_fence(ok));
@@ -430,7 +444,7 @@ static void call_while_stopped(fx *f, const char *url, stopped_op op)
 	const char *cols[] = {"qty"};
 	lks_value one = LKS_INT(1);
 	lks_lease *mine = NULL, *got = NULL;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	char own[32];
 	int64_t v, t0, took;
 	int rc = LKS_OK;
@@ -500,7 +514,7 @@ void autorenew_lost_on_time_when_server_stops(void **state)
 {
 	fx *f = *state;
 	lks_lease *l = NULL;
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	int64_t deadline_ms, t0;
 	if (!T_CTL)
 		fail_msg("needs LKS_PG_CTL / LKS_MYSQL_CTL (start|stop|pause|resume)");

@@ -22,7 +22,7 @@ void lease_calls_refuse_open_transaction(void **state)
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
 	lks_lease *l = NULL, *m = NULL;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	assert_int_equal(lks_lease_acquire(&l, f->c, "txn", 5000, 0, NULL), LKS_OK);
 	t_exec(f->c, "BEGIN");
 	assert_int_equal(lks_lease_acquire(&m, f->c, "txn2", 5000, 0, NULL), LKS_EINVAL);
@@ -107,7 +107,7 @@ void lease_fence_with_trigger_and_last_insert_id(void **state)
 {
 	fx *f = *state;
 	lks_lease *l = NULL;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	if (T_BACKEND != LKS_BACKEND_MYSQL)
 		skip(); /* MySQL-only behaviours */
 	t_exec(f->c, "CREATE TABLE audit (id int AUTO_INCREMENT PRIMARY KEY, fence bigint)");
@@ -271,7 +271,7 @@ void pg_readopt_same_connection(void **state)
 	 * (what a transaction pooler does) is an error that names the cure,
 	 * never another statement's result; prepare=off then works */
 	{
-		lks_lease_info info;
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
 		int rc;
 		assert_int_equal(lks_conn_adopt_pg(&h, lks_conn_pg(owner)), LKS_OK);
 		assert_int_equal(lks_conn_set_prepare(h, 1), LKS_OK);
@@ -292,7 +292,7 @@ void pg_readopt_same_connection(void **state)
 	/* another statement under one of the handle's names (what a shared
 	 * server connection could hold) is refused by its result's shape */
 	if (!T_POOLED) {
-		lks_lease_info info;
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
 		PGconn *pg = lks_conn_pg(owner);
 		PGresult *res;
 		char sql[256];

@@ -25,7 +25,7 @@ void lease_basic_cycle(void **state)
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
 	lks_lease *a, *b = NULL;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int64_t fences[4];
 
 	a = must_acquire(f->c, "job:nightly", 10000, 0);
@@ -125,8 +125,8 @@ static void *contend_thread(void *arg)
 {
 	contend *w = arg;
 	lks_conn *c = NULL;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_acquire_stats st;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_stats st;
 	o.base_delay_us = 200;
 	o.max_delay_us = 5000;
 	o.stats = &st;
@@ -178,7 +178,7 @@ void lease_contention_never_two_holders(void **state)
 	atomic_int inside = 0;
 	int64_t last_fence = 0;
 	int waits = 0;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	t_exec(f->c, "CREATE TABLE counter (n int NOT NULL)");
 	t_exec(f->c, "INSERT INTO counter VALUES (0)");
 	pthread_barrier_init(&bar, NULL, N);
@@ -207,8 +207,8 @@ void lease_expired_is_taken_over(void **state)
 {
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_acquire_stats st;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_stats st;
 	lks_lease *a = must_acquire(f->c, "tk", 300, 0), *b = NULL;
 	o.stats = &st;
 	/* waiting: granted once the server says it expired, not before */
@@ -232,8 +232,8 @@ void lease_timeout_when_held(void **state)
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
 	lks_lease *a = must_acquire(f->c, "held", 10000, 0), *b = NULL;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_acquire_stats st;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_stats st;
 	o.stats = &st;
 	/* the holder keeps no baton (nobody waited): the head of the line polls */
 	assert_int_equal(lks_lease_acquire(&b, other, "held", 1000, 300, &o), LKS_TIMEOUT);
@@ -351,8 +351,8 @@ void lease_sigkilled_holder_is_replaced(void **state)
 	int fds[2];
 	pid_t pid;
 	int64_t child_fence = 0;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_acquire_stats st;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_stats st;
 	lks_lease *l;
 	int status;
 	o.stats = &st;
@@ -405,7 +405,7 @@ void lease_tokens_survive_server_restart(void **state)
 	t_ctl("restart"); /* a crash restart: immediate stop / SIGKILL */
 	/* the old connection is gone, and says so (behind a pooler the next
 	 * transaction just gets a new server connection) */
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int rc = lks_lease_inspect(f->c, "durable", &info);
 	if (rc != LKS_ECONN && !(T_POOLED && rc == LKS_OK))
 		fail_msg("after restart: %s (%s)", lks_strerror(rc), lks_conn_errmsg(f->c));
@@ -438,11 +438,11 @@ void autorenew_keeps_lease_alive(void **state)
 {
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	/* a TTL long enough for valgrind, where opening the renew connection
 	 * (SCRAM) alone takes a few hundred ms */
 	lks_lease *l = must_acquire(f->c, "renewed", 1000, 0), *b = NULL;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	atomic_store(&lost_calls, 0);
 	ao.on_lost = on_lost;
 	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
@@ -464,7 +464,7 @@ void autorenew_reports_takeover(void **state)
 {
 	fx *f = *state;
 	lks_lease *l = must_acquire(f->c, "stolen", 600, 0);
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	atomic_store(&lost_calls, 0);
 	ao.on_lost = on_lost;
 	ao.interval_ms = 100;
@@ -489,7 +489,7 @@ void autorenew_reports_server_gone(void **state)
 {
 	fx *f = *state;
 	lks_lease *l = must_acquire(f->c, "fragile", 1500, 0);
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	if (!T_CTL)
 		fail_msg("needs LKS_PG_CTL / LKS_MYSQL_CTL to stop the server");
 	atomic_store(&lost_calls, 0);
@@ -530,7 +530,7 @@ void lease_table_from_sql_file(void **state)
 	t_exec(f->c, "DROP TABLE lks_lease");
 	t_exec(f->c, sql);
 	{ /* the file's table has the owner column: labels work before install */
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		lks_lease *owned = NULL;
 		o.owner = "from-file";
 		assert_int_equal(lks_lease_acquire(&owned, f->c, "owned", 1000, 0, &o), LKS_OK);
@@ -561,8 +561,8 @@ static void *wait_for_lease(void *arg)
 {
 	waiter *w = arg;
 	lks_conn *c = NULL;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_acquire_stats st;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_stats st;
 	/* polls alone would be slow: the first one after the wait's start comes
 	 * at its deadline (30 s; behind a pooler, 2 s apart) */
 	o.base_delay_us = o.max_delay_us = T_POOLED ? 2000000 : 60000000;
@@ -580,7 +580,7 @@ static void *wait_for_lease(void *arg)
 void lease_release_wakes_waiter(void **state)
 {
 	fx *f = *state;
-	lks_acquire_options keep = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options keep = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *a = NULL;
 	waiter w = {.url = f->url};
 	pthread_t th;
@@ -706,7 +706,7 @@ void lease_free_name_is_never_busy(void **state)
 	fx *f = *state;
 	assert_int_equal(cycles_busy(f, false, 300), 0);
 	for (int i = 0; i < 16; i++) {
-		lks_lease_info info;
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
 		char name[32];
 		snprintf(name, sizeof name, "own:%d", i);
 		assert_int_equal(lks_lease_inspect(f->c, name, &info), LKS_OK);
@@ -723,7 +723,7 @@ void lease_free_name_is_never_busy(void **state)
 void lease_without_waiting_room_names_no_advisory_lock(void **state)
 {
 	fx *f = *state;
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_conn *c, *other;
 	lks_lease *l = NULL, *held = NULL;
 	if (T_BACKEND != LKS_BACKEND_POSTGRESQL || T_POOLED) {

@@ -590,7 +590,7 @@ void once_steps_resume_after_takeover(void **state)
 	fx *f = *state;
 	lks_lease *l = NULL, *l2 = NULL;
 	lks_once_result d = {0};
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	char step[LKS_ONCE_STEP_MAX + 1], long_step[LKS_ONCE_STEP_MAX + 2];
 	assert_int_equal(lks_once_install(f->c, NULL), LKS_OK);
 	assert_int_equal(lks_lease_acquire(&l, f->c, "pay:order-9", 60000, 0, NULL), LKS_OK);

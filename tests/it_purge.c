@@ -20,7 +20,7 @@ static lks_lease *grab(lks_conn *c, const char *name)
 /* n grants and releases; the fence the row keeps afterwards */
 static int64_t cycle(lks_conn *c, const char *name, int n)
 {
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	for (int i = 0; i < n; i++) {
 		lks_lease *l = grab(c, name);
 		assert_int_equal(lks_lease_release(c, l), LKS_OK);

@@ -142,7 +142,7 @@ void queue_survives_killed_waiter_and_holder(void **state)
 	                 pooler neither is there (waiters poll) */
 		skip();
 	lks_conn *hc = t_open(f->url);
-	lks_acquire_options keep = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options keep = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease *a = NULL;
 	pthread_barrier_t ready;
 	pthread_t tb, tc;
@@ -335,7 +335,7 @@ void lease_round_trips_counted_on_server(void **state)
 		/* a release that handed the baton on (wake_on_release keeps it)
 		 * had a line behind it: this handle's next poll of that lease goes
 		 * straight to the line, one statement, no lean try first */
-		lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		lks_lease *c1 = NULL, *c2 = NULL;
 		int64_t n_after_line;
 		o.wake_on_release = 1;
@@ -369,7 +369,7 @@ void release_sends_no_notify(void **state)
 	fx *f = *state;
 	lks_conn *listener = t_open(f->url), *w = t_open(f->url);
 	lks_lease *a = NULL, *b = NULL;
-	lks_acquire_options keep = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options keep = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	int64_t seen = 0;
 	if (T_BACKEND != LKS_BACKEND_POSTGRESQL) {
 		lks_conn_close(listener);

@@ -167,7 +167,7 @@ static void leases_and_autorenew_over_tls(void **state)
 	char url[1200], name[64];
 	lks_conn *c;
 	lks_lease *l = NULL;
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	int64_t n = 0;
 	(void)state;
 	url_for(url, sizeof url, "localhost", NULL, "ssl-mode=VERIFY_IDENTITY&ssl-ca=%s", file("ca.pem"));
@@ -200,7 +200,7 @@ static void adopted_connection_autorenew_url(void **state)
 	unsigned int tcp = MYSQL_PROTOCOL_TCP;
 	lks_conn *c = NULL;
 	lks_lease *l = NULL;
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	const char *port = strchr(strchr(tls_url, '@'), ':') + 1;
 	(void)state;
 	assert_non_null(my);

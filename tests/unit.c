@@ -161,22 +161,22 @@ static void url_tls_params(void **state)
 /* owner labels: UTF-8 that is safe to store and to print */
 static void owner_labels(void **state)
 {
-	char big[LKS_OWNER_MAX + 2];
+	char big[LKS_LEASE_OWNER_MAX + 2];
 	(void)state;
-	assert_true(lks_label_valid("host-1:4242", LKS_OWNER_MAX));
-	assert_true(lks_label_valid("caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x92", LKS_OWNER_MAX));
+	assert_true(lks_label_valid("host-1:4242", LKS_LEASE_OWNER_MAX));
+	assert_true(lks_label_valid("caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x92", LKS_LEASE_OWNER_MAX));
 	const char *bad[] = {NULL, "", "a\tb", "a\nb", "\x1b[31m", "del\x7f", "c1\xc2\x9b",
 	                     "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
 	                     "\xf5\x80\x80\x80", "cut\xe2\x9c", "\x80lead", "\xff"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-		if (lks_label_valid(bad[i], LKS_OWNER_MAX))
+		if (lks_label_valid(bad[i], LKS_LEASE_OWNER_MAX))
 			fail_msg("accepted label #%zu", i);
 	memset(big, 'x', sizeof big - 1);
-	big[LKS_OWNER_MAX] = '\0';
-	assert_true(lks_label_valid(big, LKS_OWNER_MAX));
-	big[LKS_OWNER_MAX] = 'x';
-	big[LKS_OWNER_MAX + 1] = '\0';
-	assert_false(lks_label_valid(big, LKS_OWNER_MAX));
+	big[LKS_LEASE_OWNER_MAX] = '\0';
+	assert_true(lks_label_valid(big, LKS_LEASE_OWNER_MAX));
+	big[LKS_LEASE_OWNER_MAX] = 'x';
+	big[LKS_LEASE_OWNER_MAX + 1] = '\0';
+	assert_false(lks_label_valid(big, LKS_LEASE_OWNER_MAX));
 }
 
 /* the lockstock command's durations */
@@ -511,6 +511,44 @@ static void suspend_counts_toward_deadlines(void **state)
 	free(l);
 }
 
+/* _options_init(opts, version) writes that version's defaults and nothing
+ * past its fields (a caller built against an older header has a shorter
+ * struct); unknown versions and NULL are refused */
+static void options_init_versions(void **state)
+{
+	(void)state;
+	static const lks_lease_acquire_options want = LKS_LEASE_ACQUIRE_OPTIONS_INIT; /* static: zero padding */
+	lks_lease_acquire_options a;
+	memset(&a, 0xAB, sizeof a);
+	assert_int_equal(lks_lease_acquire_options_init(&a, 1), LKS_OK);
+	assert_int_equal(a.version, 1);
+	assert_int_equal(a.margin_ms, want.margin_ms);
+	assert_int_equal(a.base_delay_us, want.base_delay_us);
+	const unsigned char *tail = (const unsigned char *)&a + offsetof(lks_lease_acquire_options, waiting_room);
+	for (size_t i = 0; i < sizeof a - offsetof(lks_lease_acquire_options, waiting_room); i++)
+		assert_int_equal(tail[i], 0xAB);
+	assert_int_equal(lks_lease_acquire_options_init(&a, LKS_LEASE_ACQUIRE_OPTIONS_VERSION), LKS_OK);
+	assert_memory_equal(&a, &want, sizeof a);
+	assert_int_equal(lks_lease_acquire_options_init(&a, 0), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_options_init(&a, LKS_LEASE_ACQUIRE_OPTIONS_VERSION + 1), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_options_init(NULL, 1), LKS_EINVAL);
+
+	static const lks_retry_options rwant = LKS_RETRY_OPTIONS_INIT;
+	lks_retry_options r;
+	assert_int_equal(lks_retry_options_init(&r, LKS_RETRY_OPTIONS_VERSION), LKS_OK);
+	assert_memory_equal(&r, &rwant, sizeof r);
+	assert_int_equal(lks_retry_options_init(&r, 3), LKS_EINVAL);
+	static const lks_lease_autorenew_options arwant = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ar;
+	assert_int_equal(lks_lease_autorenew_options_init(&ar, LKS_LEASE_AUTORENEW_OPTIONS_VERSION), LKS_OK);
+	assert_memory_equal(&ar, &arwant, sizeof ar);
+	static const lks_once_options owant = LKS_ONCE_OPTIONS_INIT;
+	lks_once_options o;
+	assert_int_equal(lks_once_options_init(&o, LKS_ONCE_OPTIONS_VERSION), LKS_OK);
+	assert_memory_equal(&o, &owant, sizeof o);
+	assert_int_equal(lks_once_options_init(&o, 2), LKS_EINVAL);
+}
+
 static void backoff_schedule(void **state)
 {
 	uint64_t rng = 42;
@@ -814,9 +852,9 @@ static void rows_and_ints(void **state)
 
 /* ---- the acquire loop's decisions, on the in-memory backend ------------ */
 
-static lks_acquire_options slow_polls(lks_acquire_stats *st)
+static lks_lease_acquire_options slow_polls(lks_lease_acquire_stats *st)
 {
-	lks_acquire_options o = LKS_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	/* polls 10 s apart: any try before that was the loop's own decision
 	 * (the holder's expiry, the deadline), not the backoff's */
 	o.base_delay_us = o.max_delay_us = 10000000;
@@ -830,8 +868,8 @@ static void acquire_decisions(void **state)
 	fake_db db = {0};
 	lks_conn *a = fake_open(&db), *b = fake_open(&db);
 	lks_lease *la = NULL, *lb = NULL;
-	lks_acquire_stats st;
-	lks_acquire_options o = slow_polls(&st);
+	lks_lease_acquire_stats st;
+	lks_lease_acquire_options o = slow_polls(&st);
 	int64_t expiry;
 	(void)state;
 	assert_non_null(a);
@@ -910,8 +948,8 @@ static void acquire_fault_decisions(void **state)
 	fake_db db = {0};
 	lks_conn *c = fake_open(&db);
 	lks_lease *l = NULL;
-	lks_acquire_stats st;
-	lks_acquire_options o = slow_polls(&st);
+	lks_lease_acquire_stats st;
+	lks_lease_acquire_options o = slow_polls(&st);
 	static const fake_reply transient3[] = {FAKE_TRANSIENT, FAKE_TRANSIENT, FAKE_TRANSIENT};
 	static const fake_reply late[] = {FAKE_LATE_REPLY};
 	static const fake_reply lost[] = {FAKE_CONN_LOST};
@@ -964,7 +1002,7 @@ int main(void)
 	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(cancel_reaches_every_wait), cmocka_unit_test(mysql_never_sends_cleartext_password), cmocka_unit_test(suspend_counts_toward_deadlines),
-		cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
+		cmocka_unit_test(options_init_versions), cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
 		cmocka_unit_test(sql_builder),   cmocka_unit_test(statement_text),

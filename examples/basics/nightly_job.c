@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 {
 	lks_conn *c = NULL;
 	lks_lease *l = NULL;
-	lks_autorenew_options ao = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	int rc;
 	if (argc != 2) {
 		fprintf(stderr, "usage: nightly_job URL\n");

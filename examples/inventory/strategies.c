@@ -151,8 +151,8 @@ static int buy_leased(worker *k, int product, bool fenced)
 	char name[96];
 	snprintf(name, sizeof name, "inv:%s:%s:%d", k->run_id, strategy_names[k->s], product);
 	for (;;) {
-		lks_acquire_options ao = LKS_ACQUIRE_OPTIONS_INIT;
-		lks_acquire_stats st;
+		lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+		lks_lease_acquire_stats st;
 		lks_lease *l = NULL;
 		int64_t stock;
 		int rc;

@@ -6,12 +6,12 @@
 
 int main(void)
 {
-	lks_acquire_options o;
+	lks_lease_acquire_options o;
 	lks_conn *c = NULL;
-	lks_acquire_options_init(&o);
 	/* the headers and the library agree */
-	if (lks_version_number() != LKS_VERSION_NUMBER || strcmp(lks_version(), LKS_VERSION_STRING) ||
-	    o.version != LKS_ACQUIRE_OPTIONS_VERSION)
+	if (lks_lease_acquire_options_init(&o, LKS_LEASE_ACQUIRE_OPTIONS_VERSION) != LKS_OK ||
+	    lks_version_number() != LKS_VERSION_NUMBER || strcmp(lks_version(), LKS_VERSION_STRING) ||
+	    o.version != LKS_LEASE_ACQUIRE_OPTIONS_VERSION)
 		return 1;
 	/* a call that needs no server: a malformed URL is refused */
 	if (lks_conn_open(&c, "nosuch://x") != LKS_EINVAL)

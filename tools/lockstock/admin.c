@@ -189,7 +189,7 @@ int cli_inspect(int argc, char **argv)
 {
 	cli_common co = {0};
 	bool json = false, print = false, force = false;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int first, rc;
 	lks_conn *c;
 	if ((rc = parse(argc, argv, "j", &co, &json, &print, &force, &first)) >= 0 ||
@@ -229,7 +229,7 @@ int cli_release(int argc, char **argv)
 {
 	cli_common co = {0};
 	bool json = false, print = false, force = false;
-	lks_lease_info info;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	int first, rc;
 	lks_conn *c;
 	if ((rc = parse(argc, argv, "f", &co, &json, &print, &force, &first)) >= 0 ||

@@ -30,7 +30,7 @@ typedef struct run_opts {
 	const char *once, *once_per; /* --once KEY, --once-per PERIOD */
 	int done_exit;
 	char once_key[LKS_ONCE_KEY_MAX + 1]; /* "" without --once / --once-per */
-	char owner[LKS_OWNER_MAX + 1];
+	char owner[LKS_LEASE_OWNER_MAX + 1];
 } run_opts;
 
 /* Signals the main thread waits for; blocked in every thread. SIGUSR1 is
@@ -107,8 +107,8 @@ static int parse_run(int argc, char **argv, run_opts *o)
 			o->kill_after_set = 1;
 			break;
 		case OPT_OWNER:
-			if (strlen(optarg) > LKS_OWNER_MAX || !*optarg) {
-				cli_error("run: --owner must be 1..%d bytes", LKS_OWNER_MAX);
+			if (strlen(optarg) > LKS_LEASE_OWNER_MAX || !*optarg) {
+				cli_error("run: --owner must be 1..%d bytes", LKS_LEASE_OWNER_MAX);
 				return EXIT_USAGE;
 			}
 			snprintf(o->owner, sizeof o->owner, "%s", optarg);
@@ -368,8 +368,8 @@ int cli_run(int argc, char **argv)
 	run_opts o = {0};
 	lks_conn *c = NULL;
 	lks_lease *l = NULL;
-	lks_acquire_options ao = LKS_ACQUIRE_OPTIONS_INIT;
-	lks_autorenew_options ro = LKS_AUTORENEW_OPTIONS_INIT;
+	lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	char **env = NULL, *bufs[5] = {NULL, NULL, NULL, NULL, NULL}, *url_copy = NULL;
 	const char *url;
 	int rc, ws, status, own = 0, status_fd = -1;
