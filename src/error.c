@@ -27,6 +27,22 @@ const char *lks_strerror(int code)
 	}
 }
 
+void lks_error_save(const lks_conn *c, lks_error_saved *saved)
+{
+	saved->err = c->err;
+	saved->err_no = c->err_no;
+	memcpy(saved->sqlstate, c->sqlstate, sizeof saved->sqlstate);
+	memcpy(saved->errmsg, c->errmsg, sizeof saved->errmsg);
+}
+
+void lks_error_restore(lks_conn *c, const lks_error_saved *saved)
+{
+	c->err = saved->err;
+	c->err_no = saved->err_no;
+	memcpy(c->sqlstate, saved->sqlstate, sizeof c->sqlstate);
+	memcpy(c->errmsg, saved->errmsg, sizeof c->errmsg);
+}
+
 void lks_clear_error(lks_conn *c)
 {
 	c->err = LKS_OK;

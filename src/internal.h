@@ -261,6 +261,16 @@ int lks_set_error(lks_conn *c, int code, const char *fmt, ...)
 int lks_set_db_error(lks_conn *c, int code, const char *sqlstate,
                      unsigned int err_no, const char *msg);
 void lks_clear_error(lks_conn *c);
+/* The handle's error, kept across a cleanup call (ROLLBACK, a release, giving
+ * a baton back) whose own outcome must not replace what the caller sees. */
+typedef struct lks_error_saved {
+	int err;
+	unsigned int err_no;
+	char sqlstate[6];
+	char errmsg[LKS_ERRMSG_MAX];
+} lks_error_saved;
+void lks_error_save(const lks_conn *c, lks_error_saved *saved);
+void lks_error_restore(lks_conn *c, const lks_error_saved *saved);
 /* map a server SQLSTATE / errno to a status code */
 int lks_map_sqlstate(const char *sqlstate);
 int lks_map_mysql_errno(unsigned int err_no);

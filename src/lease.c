@@ -162,18 +162,12 @@ static void baton_register(lks_conn *c, lks_lease *l)
 /* Give the baton back without losing the error the caller will see. */
 static void baton_give_quietly(lks_conn *c, uint64_t baton)
 {
-	char msg[LKS_ERRMSG_MAX], state[6];
-	int err = c->err;
-	unsigned int err_no = c->err_no;
+	lks_error_saved saved;
 	if (!c->native)
 		return;
-	memcpy(msg, c->errmsg, sizeof msg);
-	memcpy(state, c->sqlstate, sizeof state);
+	lks_error_save(c, &saved);
 	c->ops->baton_give(c, baton);
-	memcpy(c->errmsg, msg, sizeof msg);
-	memcpy(c->sqlstate, state, sizeof state);
-	c->err = err;
-	c->err_no = err_no;
+	lks_error_restore(c, &saved);
 }
 
 /* what each version of lks_lease_acquire_options has (2: the waiting room,
@@ -673,16 +667,10 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn
 		bool transient = rc == LKS_ETRANSIENT && c->err == LKS_ETRANSIENT;
 		if (c->native && c->ops->in_transaction(c)) {
 			/* keep the first error: rollback must not overwrite it */
-			char msg[LKS_ERRMSG_MAX], state[6];
-			int err = c->err;
-			unsigned int err_no = c->err_no;
-			memcpy(msg, c->errmsg, sizeof msg);
-			memcpy(state, c->sqlstate, sizeof state);
+			lks_error_saved saved;
+			lks_error_save(c, &saved);
 			c->ops->exec(c, "ROLLBACK");
-			memcpy(c->errmsg, msg, sizeof msg);
-			memcpy(c->sqlstate, state, sizeof state);
-			c->err = err;
-			c->err_no = err_no;
+			lks_error_restore(c, &saved);
 		}
 		return transient ? transient_or_lost(c, lease) : rc;
 	}

@@ -380,13 +380,11 @@ int lks_once_run(lks_conn *c, const char *scope, const char *key, const lks_once
 	}
 	if (rc != LKS_EUNKNOWN && rc != LKS_ECONN) {
 		/* keep the run's error across the release */
-		int err = c->err;
-		char msg[LKS_ERRMSG_MAX];
-		memcpy(msg, c->errmsg, sizeof msg);
+		lks_error_saved saved;
+		lks_error_save(c, &saved);
 		lks_lease_release(c, claim);
 		if (rc) {
-			c->err = err;
-			memcpy(c->errmsg, msg, sizeof msg);
+			lks_error_restore(c, &saved);
 		} else {
 			lks_clear_error(c);
 		}

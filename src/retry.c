@@ -73,10 +73,13 @@ static bool real_sleep(void *ctx, int64_t us, lks_cancel *cancel)
 static void real_rollback(void *ctx, lks_conn *c)
 {
 	const bool *callers = ctx;
-	if (!*callers && c && c->native && c->ops->in_transaction(c))
+	lks_error_saved saved;
+	if (!*callers && c && c->native && c->ops->in_transaction(c)) {
+		lks_error_save(c, &saved); /* the attempt's error is what counts */
 		c->ops->exec(c, "ROLLBACK");
+		lks_error_restore(c, &saved);
+	}
 }
-
 
 /* what each version of lks_retry_options has (version 2: the cancel token) */
 static const size_t retry_sizes[] = {offsetof(lks_retry_options, cancel), sizeof(lks_retry_options)};

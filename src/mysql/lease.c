@@ -360,10 +360,10 @@ int lks_my_lease_force_release(lks_conn *c, const char *t, const char *name,
 			lks_rows_clear(out);
 	}
 	if (rc && c->native && lks_my_in_transaction(c)) {
-		char msg[LKS_ERRMSG_MAX];
-		memcpy(msg, c->errmsg, sizeof msg);
+		lks_error_saved saved;
+		lks_error_save(c, &saved);
 		lks_my_exec(c, "ROLLBACK");
-		memcpy(c->errmsg, msg, sizeof msg);
+		lks_error_restore(c, &saved);
 	}
 	return rc;
 }

@@ -121,10 +121,10 @@ int lks_pg_lease_install(lks_conn *c, const char *t)
 		            change);
 	if ((rc = lks_pg_exec(c, q.buf)) && ours && lks_pg_in_transaction(c)) {
 		/* our own transaction failed: end it, keep the error */
-		char msg[LKS_ERRMSG_MAX];
-		memcpy(msg, c->errmsg, sizeof msg);
+		lks_error_saved saved;
+		lks_error_save(c, &saved);
 		PQclear(lks_pg_exec_res(c, "ROLLBACK"));
-		memcpy(c->errmsg, msg, sizeof msg);
+		lks_error_restore(c, &saved);
 	}
 	return rc;
 }
