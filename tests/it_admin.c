@@ -200,7 +200,7 @@ void lease_force_release(void **state)
 	assert_int_equal(lks_lease_inspect(admin, "stuck", &info), LKS_OK);
 	assert_true(info.held);
 	/* freed: reports the grant it ended */
-	memset(&info, 0, sizeof info);
+	info = (lks_lease_info)LKS_LEASE_INFO_INIT;
 	assert_int_equal(lks_lease_force_release(admin, "stuck", &info), LKS_OK);
 	assert_string_equal(info.name, "stuck");
 	assert_string_equal(info.holder, lks_lease_holder(a));

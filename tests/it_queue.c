@@ -298,10 +298,13 @@ void lease_round_trips_counted_on_server(void **state)
 		pooled_leaves_no_statements(f);
 		return;
 	}
+	bool pg = T_BACKEND == LKS_BACKEND_POSTGRESQL;
+	/* the plan counts of pg_prepared_statements came with PostgreSQL 14 */
+	if (pg && t_int1(f->c, "SELECT current_setting('server_version_num')::int") < 140000)
+		skip();
 	lks_conn *other = t_open(f->url);
 	lks_lease *a = NULL, *b = NULL;
 	int64_t mark, n_new, n_free, n_busy, n_release;
-	bool pg = T_BACKEND == LKS_BACKEND_POSTGRESQL;
 	/* warm the statement cache: counts are of executions, not prepares */
 	assert_int_equal(lks_lease_acquire(&a, f->c, "rt-warm", 5000, 0, NULL), LKS_OK);
 	assert_int_equal(lks_lease_acquire(&b, f->c, "rt-warm", 5000, 0, NULL), LKS_BUSY);
