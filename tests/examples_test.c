@@ -26,6 +26,17 @@ static int run(const char *prog, const char *url, const char *args, const char *
 	return st;
 }
 
+/* Output files: per process, since the suites of each database run side by
+ * side. tmp("x") is valid until the fourth call after it. */
+static const char *tmp(const char *what)
+{
+	static char ring[4][128];
+	static int next;
+	char *p = ring[next++ % 4];
+	snprintf(p, sizeof ring[0], "/tmp/lks-ex-%d-%s", (int)getpid(), what);
+	return p;
+}
+
 static char *slurp(const char *path)
 {
 	static char buf[16384];
@@ -40,8 +51,8 @@ static char *slurp(const char *path)
 static void balance_stays_exact(void **state)
 {
 	fx *f = *state;
-	assert_int_equal(run("basics/balance", f->url, "", "/tmp/lks-ex-balance.out"), 0);
-	assert_non_null(strstr(slurp("/tmp/lks-ex-balance.out"), "transfers 400 of 400, total 2000000"));
+	assert_int_equal(run("basics/balance", f->url, "", tmp("balance.out")), 0);
+	assert_non_null(strstr(slurp(tmp("balance.out")), "transfers 400 of 400, total 2000000"));
 }
 
 static void nightly_job_runs_once(void **state)
@@ -50,20 +61,22 @@ static void nightly_job_runs_once(void **state)
 	char cmd[4096];
 	/* two replicas at once: one runs the job, the other sees it busy */
 	/* both must exit 0 (a sanitizer report would not) */
+	char job1[128], job2[128];
+	snprintf(job1, sizeof job1, "%s", tmp("job1.out"));
+	snprintf(job2, sizeof job2, "%s", tmp("job2.out"));
 	snprintf(cmd, sizeof cmd,
-	         "%s/basics/nightly_job '%s' >/tmp/lks-ex-job1.out 2>&1 & p=$!;"
-	         " %s/basics/nightly_job '%s' >/tmp/lks-ex-job2.out 2>&1; a=$?; wait $p; b=$?;"
+	         "%s/basics/nightly_job '%s' >%s 2>&1 & p=$!;"
+	         " %s/basics/nightly_job '%s' >%s 2>&1; a=$?; wait $p; b=$?;"
 	         " [ $a -eq 0 ] && [ $b -eq 0 ]",
-	         dir, f->url, dir, f->url);
+	         dir, f->url, job1, dir, f->url, job2);
 	int st = system(cmd);
-	if (st != 0 && system("cat /tmp/lks-ex-job1.out /tmp/lks-ex-job2.out >&2") != 0)
+	snprintf(cmd, sizeof cmd, "cat %s %s >&2", job1, job2);
+	if (st != 0 && system(cmd) != 0)
 		print_error("no output\n");
 	assert_int_equal(st, 0);
 	int ran = 0, skipped = 0;
 	for (int i = 1; i <= 2; i++) {
-		char path[64];
-		snprintf(path, sizeof path, "/tmp/lks-ex-job%d.out", i);
-		const char *out = slurp(path);
+		const char *out = slurp(i == 1 ? job1 : job2);
 		ran += strstr(out, "report written with fence 1: ok") != NULL;
 		skipped += strstr(out, "another replica runs the job") != NULL;
 	}
@@ -79,8 +92,8 @@ static void adopt_works(void **state)
 	snprintf(path, sizeof path, "%s/basics/adopt", dir);
 	if (access(path, X_OK) != 0)
 		skip(); /* a build with one backend has no adopt example */
-	assert_int_equal(run("basics/adopt", f->url, "", "/tmp/lks-ex-adopt.out"), 0);
-	assert_non_null(strstr(slurp("/tmp/lks-ex-adopt.out"), "on an adopted connection, fence 1"));
+	assert_int_equal(run("basics/adopt", f->url, "", tmp("adopt.out")), 0);
+	assert_non_null(strstr(slurp(tmp("adopt.out")), "on an adopted connection, fence 1"));
 }
 
 static void prometheus_metrics(void **state)
@@ -88,8 +101,10 @@ static void prometheus_metrics(void **state)
 	fx *f = *state;
 	unsigned long acquired = 0, applied = 0, inf = 0, count = 0, prev = 0, b;
 	char *line;
-	assert_int_equal(run("metrics/prometheus", f->url, "/tmp/lks-ex.prom 1", "/tmp/lks-ex-prom.out"), 0);
-	char *text = slurp("/tmp/lks-ex.prom");
+	char prom_args[160];
+	snprintf(prom_args, sizeof prom_args, "%s 1", tmp("metrics.prom"));
+	assert_int_equal(run("metrics/prometheus", f->url, prom_args, tmp("prom.out")), 0);
+	char *text = slurp(tmp("metrics.prom"));
 	assert_non_null(strstr(text, "# TYPE lockstock_acquire_wait_seconds histogram"));
 	for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		sscanf(line, "lockstock_acquire_total{outcome=\"acquired\"} %lu", &acquired);

@@ -19,14 +19,16 @@ typedef struct row {
 /* run the driver with args on f's database; returns its exit status */
 static int run(fx *f, const char *args, const char *csv)
 {
-	char cmd[4096];
+	char cmd[4096], own[64];
 	int st;
+	/* per process: the suites of each database run side by side */
+	snprintf(own, sizeof own, "/tmp/lks-inv-%d", (int)getpid());
 	snprintf(cmd, sizeof cmd, "%s --quiet --url '%s' %s %s%s >%s.out 2>&1", driver, f->url, args,
-	         csv ? "--csv " : "", csv ? csv : "", csv ? csv : "/tmp/lks-inv");
+	         csv ? "--csv " : "", csv ? csv : "", csv ? csv : own);
 	st = system(cmd);
 	st = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 	if (st != 0) { /* show what the driver said */
-		snprintf(cmd, sizeof cmd, "cat %s.out >&2", csv ? csv : "/tmp/lks-inv");
+		snprintf(cmd, sizeof cmd, "cat %s.out >&2", csv ? csv : own);
 		if (system(cmd) != 0)
 			print_error("no driver output\n");
 	}
@@ -251,20 +253,21 @@ static void bad_options_exit_2_and_touch_nothing(void **state)
 	                     "--url 'postgresql://lks:S3cretPW%zz@127.0.0.1/db'",
 	                     "--url 'postgresql://lks:S3cretPW@[::1/db'",
 	                     "--url redis://x", "--qty 5 --stock 4", "extra-argument"};
-	char cmd[2048];
+	char cmd[2048], out[64];
+	snprintf(out, sizeof out, "/tmp/lks-inv-%d-bad.out", (int)getpid());
 	t_exec(f->c, "CREATE TABLE inv_products (id int PRIMARY KEY, stock int NOT NULL, version bigint NOT NULL)");
 	t_exec(f->c, "INSERT INTO inv_products VALUES (1, 12345, 7)");
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		int st;
 		/* the bad option last, so it is the one that decides */
-		snprintf(cmd, sizeof cmd, "%s --quiet --url '%s' %s >/tmp/lks-inv-bad.out 2>&1", driver,
-		         strstr(bad[i], "--url") ? "postgresql://unused:1/x" : f->url, bad[i]);
+		snprintf(cmd, sizeof cmd, "%s --quiet --url '%s' %s >%s 2>&1", driver,
+		         strstr(bad[i], "--url") ? "postgresql://unused:1/x" : f->url, bad[i], out);
 		if (strstr(bad[i], "--url"))
-			snprintf(cmd, sizeof cmd, "%s --quiet %s >/tmp/lks-inv-bad.out 2>&1", driver, bad[i]);
+			snprintf(cmd, sizeof cmd, "%s --quiet %s >%s 2>&1", driver, bad[i], out);
 		st = system(cmd);
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 2)
 			fail_msg("'%s' exited %d, want 2", bad[i], WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-		FILE *fp = fopen("/tmp/lks-inv-bad.out", "r");
+		FILE *fp = fopen(out, "r");
 		char msg[512] = "";
 		assert_non_null(fp);
 		assert_non_null(fgets(msg, sizeof msg, fp));
@@ -275,7 +278,7 @@ static void bad_options_exit_2_and_touch_nothing(void **state)
 	}
 	assert_int_equal(t_int1(f->c, "SELECT stock FROM inv_products WHERE id = 1"), 12345);
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM inv_products"), 1);
-	remove("/tmp/lks-inv-bad.out");
+	remove(out);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
