@@ -267,35 +267,51 @@ static int canceled(lks_conn *c, const char *t, const char *name, const char *ho
  * session never blocks a grant, it only costs time. The lease row alone
  * decides grants and fences.
  */
-int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
-                      int64_t ttl_ms, int64_t wait_ms,
-                      const lks_lease_acquire_options *opts)
-{
+/* One acquire call: its arguments after the checks, and what its polls
+ * learned so far. */
+typedef struct acquire_ctx {
+	lks_conn *c;
+	const char *name;
+	int64_t wait_ms, ttl_us;
 	lks_lease_acquire_options o;
-	lks_lease_acquire_stats st = {0};
+	lks_lease_acquire_stats st;
 	char t[QMAX], holder[LKS_HOLDER_LEN + 1];
 	char owner_tag[LKS_HOLDER_LEN + 1 + LKS_LEASE_OWNER_MAX + 1];
-	int64_t start, deadline, ttl_us, sent = 0;
+	int64_t start, deadline, sent; /* sent: when the last poll went out */
 	uint64_t rng, key;
 	lks_baton_mode mode;
-	bool room, holding = false, woken = false;
+	bool room, holding, woken;
+	int free_retries;
 	lks_grant g;
-	lks_lease *l;
-	int rc;
+	int rc; /* the outcome, once a step says ACQ_DONE */
+} acquire_ctx;
 
-	if (out)
-		*out = NULL;
-	/* stats are filled on every return, as far as their version has fields */
-	if (opts && opts->stats && opts->version >= 1 && opts->version <= LKS_LEASE_ACQUIRE_OPTIONS_VERSION)
-		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_lease_acquire_stats, queued)
-		                                           : sizeof(lks_lease_acquire_stats));
-	if ((rc = lks_conn_check(c)))
+typedef enum acquire_step {
+	ACQ_AGAIN,   /* poll again now */
+	ACQ_WAIT,    /* wait (in line or backing off), then poll again */
+	ACQ_GRANTED, /* a grant with time left to use */
+	ACQ_DONE     /* a->rc is the answer; the baton and stats are settled */
+} acquire_step;
+
+static acquire_step acq_canceled(acquire_ctx *a, bool holding)
+{
+	a->rc = canceled(a->c, a->t, a->name, a->holder, &a->o, &a->st, a->start, holding, a->key);
+	return ACQ_DONE;
+}
+
+/* Checks the arguments and fills a; nothing is sent to the server. */
+static int acquire_begin(acquire_ctx *a, lks_conn *c, const char *name, int64_t ttl_ms,
+                         int64_t wait_ms, const lks_lease_acquire_options *opts)
+{
+	bool has_owner;
+	int rc;
+	memset(a, 0, sizeof *a);
+	a->c = c;
+	a->name = name;
+	a->wait_ms = wait_ms;
+	if ((rc = check_acquire_options(c, opts, ttl_ms, &a->o)))
 		return rc;
-	if (!out)
-		return lks_set_error(c, LKS_EINVAL, "out is NULL");
-	if ((rc = check_acquire_options(c, opts, ttl_ms, &o)))
-		return rc;
-	if ((rc = check_name(c, name)) || (rc = check_ttl(c, ttl_ms)) || (rc = table_q(c, t)))
+	if ((rc = check_name(c, name)) || (rc = check_ttl(c, ttl_ms)) || (rc = table_q(c, a->t)))
 		return rc;
 	if (wait_ms < 0 || wait_ms > LKS_LEASE_TTL_MAX_MS)
 		return lks_set_error(c, LKS_EINVAL, "wait must be 0..%lld ms, got %lld",
@@ -306,177 +322,236 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		                     " a rollback would undo the grant but not the fence handed out");
 	/* the first grant on a handle and table checks the table's shape once
 	 * (MySQL: a name that is not a unique key would grant every acquirer) */
-	bool has_owner;
-	if ((rc = owner_column(c, t, &has_owner)))
+	if ((rc = owner_column(c, a->t, &has_owner)))
 		return rc;
-	if (o.owner) {
-		if (!has_owner)
-			return lks_set_error(c, LKS_EINVAL,
-			                     "lease table %s has no owner column: run lks_lease_install"
-			                     " (or lockstock install) once to add it", c->lease_table);
-	}
-	ttl_us = ttl_ms * 1000;
-	lks_holder_id(holder);
+	if (a->o.owner && !has_owner)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease table %s has no owner column: run lks_lease_install"
+		                     " (or lockstock install) once to add it", c->lease_table);
+	a->ttl_us = ttl_ms * 1000;
+	lks_holder_id(a->holder);
 	/* the label is stored behind the grant's holder id, so a grant by a
 	 * version that does not write owners never shows a stale label */
-	if (o.owner)
-		snprintf(owner_tag, sizeof owner_tag, "%s:%s", holder, o.owner);
-	rng = 0; /* seeded when a wait first needs jitter: most grants never do */
-	room = o.waiting_room && c->ops->baton_supported(c);
+	if (a->o.owner)
+		snprintf(a->owner_tag, sizeof a->owner_tag, "%s:%s", a->holder, a->o.owner);
+	a->rng = 0; /* seeded when a wait first needs jitter: most grants never do */
+	a->room = a->o.waiting_room && c->ops->baton_supported(c);
 	/* an uncontended grant leaves the baton free (PEEK), so its release is
 	 * one statement; whoever has waited keeps it, to hand the lease on */
-	mode = !room ? LKS_BATON_NONE : o.wake_on_release ? LKS_BATON_TRY : LKS_BATON_PEEK;
-	key = lks_baton_key(t, name);
+	a->mode = !a->room ? LKS_BATON_NONE : a->o.wake_on_release ? LKS_BATON_TRY : LKS_BATON_PEEK;
+	a->key = lks_baton_key(a->t, name);
+	a->start = lks_now_us();
+	a->deadline = a->start + wait_ms * 1000;
+	return LKS_OK;
+}
 
-	start = lks_now_us();
-	deadline = start + wait_ms * 1000;
-	for (int attempt = 0, free_retries = 0;; attempt++) {
-		int64_t now, delay, left = deadline - lks_now_us();
-		int got = 0;
-		bool transient;
-		sent = lks_now_us();
-		g.statements = 1;
-		if (lks_cancel_enter(o.cancel, c))
-			return canceled(c, t, name, holder, &o, &st, start, holding, key);
-		/* a row-lock wait stays well inside the op timeout */
-		if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
-			left = c->op_timeout_us / 2;
-		/* behind a line (our last release handed this lease on), a first
-		 * lean try would only find it held: go straight to the line */
-		g.skip_lean = attempt == 0 && c->handed_on == key;
-		rc = c->ops->lease_try(c, t, name, holder, o.owner ? owner_tag : NULL, ttl_us,
-		                       holding ? (woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : mode,
-		                       key, left > 0 ? left : 0, &g);
-		woken = false;
-		lks_cancel_leave(o.cancel, c);
-		/* a grant that completed as the token tripped is the caller's */
-		if (lks_cancel_is_tripped(o.cancel) && !(rc == LKS_OK && g.granted))
-			return canceled(c, t, name, holder, &o, &st, start, holding || (rc == LKS_OK && g.baton), key);
-		now = lks_now_us();
-		st.attempts += g.statements;
-		transient = rc == LKS_ETRANSIENT;
-		if (rc == LKS_ETRANSIENT) {
-			/* row locked, serialization failure or deadlock: busy. The
-			 * poll may have taken the baton before it failed, and a
-			 * session lock outlives the failed statement: ask. */
-			lks_log(c, 2, "lease %s: poll taken as busy: %s", name, c->errmsg);
-			lks_clear_error(c);
-			g.granted = 0;
-			g.remaining_us = -1;
-			g.released = 0;
-			rc = room && !holding ? c->ops->baton_held(c, key, &g.baton) : LKS_OK;
-			if (holding)
-				g.baton = 1;
-		}
-		if (rc == LKS_EOVERFLOW) {
-			char server[LKS_ERRMSG_MAX];
-			memcpy(server, c->errmsg, sizeof server);
-			lks_set_error(c, rc, "lease %s: its fence is at the maximum, no grant can"
-			              " follow (use another name): %s", name, server);
-		}
-		if (rc) {
-			if (holding || g.baton)
-				baton_give_quietly(c, key);
-			st.waited_us = now - start;
-			put_stats(&o, &st);
-			return rc;
-		}
-		holding = room && g.baton;
-		if (g.granted) {
-			int64_t margin = o.margin_ms < 0 ? ttl_us / 10 : o.margin_ms * 1000;
-			if (sent + g.remaining_us - margin > lks_now_us())
-				break;
-			/* the reply came too late to be of use: give it back, go on */
-			if ((rc = c->ops->lease_release(c, t, name, holder, g.fence, false, key)) &&
-			    rc != LKS_LOST && rc != LKS_ETRANSIENT) { /* else it expires on its own */
-				if (holding)
-					baton_give_quietly(c, key);
-				return rc;
-			}
-			g.remaining_us = -1;
-		}
-		/* a lock wait around a name that is free is not "held": InnoDB
-		 * locks the gap next to a key another grant updates, and a grant
-		 * without time to wait fails on it at once. Look (no lock), and
-		 * try again, a few times, quickly. */
-		if (transient && (wait_ms == 0 || now >= deadline) && free_retries < 3 &&
-		    name_is_free(c, t, name)) {
-			lks_sleep_us(1000 << free_retries++);
-			continue;
-		}
-		if (wait_ms == 0 || now >= deadline) {
-			if (holding)
-				baton_give_quietly(c, key);
-			st.waited_us = now - start;
-			put_stats(&o, &st);
-			if (g.remaining_us > 0)
-				rc = lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-				                   "lease %s is held (%lld ms left)", name,
-				                   (long long)(g.remaining_us / 1000));
-			else if (g.released)
-				rc = lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-				                   "lease %s is being handed to a waiter in line", name);
-			else
-				rc = lks_set_error(c, wait_ms ? LKS_TIMEOUT : LKS_BUSY,
-				                   "lease %s is busy (its row is locked by a grant or fenced write in progress)", name);
-			/* the hook is the call's last use of c (see the hook rules) */
-			lks_emit(c, wait_ms ? LKS_EVENT_TIMED_OUT : LKS_EVENT_BUSY, name, g.fence, st.waited_us,
-			         st.attempts, 0, rc);
-			return rc;
-		}
-		if (room && !holding) {
-			/* someone else has the baton: line up behind it. Held: until
-			 * the holder's expiry. Released: the baton went to the next in
-			 * line, stay in the line. Expired with its baton kept: until a
-			 * grant may go without it. */
-			delay = lks_line_wait_us(g.remaining_us, g.released, deadline - now);
-			st.queued++;
-			if (lks_cancel_enter(o.cancel, c))
-				return canceled(c, t, name, holder, &o, &st, start, false, key);
-			rc = c->ops->baton_wait(c, key, delay, &got);
-			lks_cancel_leave(o.cancel, c);
-			if (lks_cancel_is_tripped(o.cancel))
-				return canceled(c, t, name, holder, &o, &st, start, rc == LKS_OK && got, key);
-			if (rc) {
-				st.waited_us = lks_now_us() - start;
-				put_stats(&o, &st);
-				return rc;
-			}
-			holding = woken = got;
-			continue;
-		}
-		if (!rng && lks_random_bytes(&rng, sizeof rng))
-			rng = (uint64_t)lks_now_us();
-		delay = lks_poll_delay_us(attempt, holding, o.base_delay_us, o.max_delay_us,
-		                          g.remaining_us, deadline - now, &rng);
-		if (lks_cancel_sleep(o.cancel, delay))
-			return canceled(c, t, name, holder, &o, &st, start, holding, key);
+/* Ends a call that got no lease: the baton back, the stats, rc. */
+static acquire_step acq_fail(acquire_ctx *a, int rc, int64_t now)
+{
+	if (a->holding || a->g.baton)
+		baton_give_quietly(a->c, a->key);
+	a->st.waited_us = now - a->start;
+	put_stats(&a->o, &a->st);
+	a->rc = rc;
+	return ACQ_DONE;
+}
+
+/* Busy (no wait) or timed out: why, in the message, and the event. */
+static acquire_step acq_not_granted(acquire_ctx *a, int64_t now)
+{
+	lks_conn *c = a->c;
+	int code = a->wait_ms ? LKS_TIMEOUT : LKS_BUSY;
+	if (a->holding)
+		baton_give_quietly(c, a->key);
+	a->st.waited_us = now - a->start;
+	put_stats(&a->o, &a->st);
+	if (a->g.remaining_us > 0)
+		a->rc = lks_set_error(c, code, "lease %s is held (%lld ms left)", a->name,
+		                      (long long)(a->g.remaining_us / 1000));
+	else if (a->g.released)
+		a->rc = lks_set_error(c, code, "lease %s is being handed to a waiter in line", a->name);
+	else
+		a->rc = lks_set_error(c, code,
+		                      "lease %s is busy (its row is locked by a grant or fenced write in progress)",
+		                      a->name);
+	/* the hook is the call's last use of c (see the hook rules) */
+	lks_emit(c, a->wait_ms ? LKS_EVENT_TIMED_OUT : LKS_EVENT_BUSY, a->name, a->g.fence,
+	         a->st.waited_us, a->st.attempts, 0, a->rc);
+	return ACQ_DONE;
+}
+
+/* One grant statement, and what it means for the call. */
+static acquire_step acquire_poll(acquire_ctx *a, int attempt)
+{
+	lks_conn *c = a->c;
+	lks_grant *g = &a->g;
+	int64_t now, left = a->deadline - lks_now_us();
+	bool transient;
+	int rc;
+	a->sent = lks_now_us();
+	g->statements = 1;
+	if (lks_cancel_enter(a->o.cancel, c))
+		return acq_canceled(a, a->holding);
+	/* a row-lock wait stays well inside the op timeout */
+	if (c->op_timeout_us > 0 && left > c->op_timeout_us / 2)
+		left = c->op_timeout_us / 2;
+	/* behind a line (our last release handed this lease on), a first
+	 * lean try would only find it held: go straight to the line */
+	g->skip_lean = attempt == 0 && c->handed_on == a->key;
+	rc = c->ops->lease_try(c, a->t, a->name, a->holder, a->o.owner ? a->owner_tag : NULL, a->ttl_us,
+	                       a->holding ? (a->woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : a->mode,
+	                       a->key, left > 0 ? left : 0, g);
+	a->woken = false;
+	lks_cancel_leave(a->o.cancel, c);
+	/* a grant that completed as the token tripped is the caller's */
+	if (lks_cancel_is_tripped(a->o.cancel) && !(rc == LKS_OK && g->granted))
+		return acq_canceled(a, a->holding || (rc == LKS_OK && g->baton));
+	now = lks_now_us();
+	a->st.attempts += g->statements;
+	transient = rc == LKS_ETRANSIENT;
+	if (rc == LKS_ETRANSIENT) {
+		/* row locked, serialization failure or deadlock: busy. The
+		 * poll may have taken the baton before it failed, and a
+		 * session lock outlives the failed statement: ask. */
+		lks_log(c, 2, "lease %s: poll taken as busy: %s", a->name, c->errmsg);
+		lks_clear_error(c);
+		g->granted = 0;
+		g->remaining_us = -1;
+		g->released = 0;
+		rc = a->room && !a->holding ? c->ops->baton_held(c, a->key, &g->baton) : LKS_OK;
+		if (a->holding)
+			g->baton = 1;
 	}
-	st.waited_us = lks_now_us() - start;
-	put_stats(&o, &st);
+	if (rc == LKS_EOVERFLOW) {
+		char server[LKS_ERRMSG_MAX];
+		memcpy(server, c->errmsg, sizeof server);
+		lks_set_error(c, rc, "lease %s: its fence is at the maximum, no grant can"
+		              " follow (use another name): %s", a->name, server);
+	}
+	if (rc)
+		return acq_fail(a, rc, now);
+	a->holding = a->room && g->baton;
+	if (g->granted) {
+		int64_t margin = a->o.margin_ms < 0 ? a->ttl_us / 10 : a->o.margin_ms * 1000;
+		if (a->sent + g->remaining_us - margin > lks_now_us())
+			return ACQ_GRANTED;
+		/* the reply came too late to be of use: give it back, go on */
+		if ((rc = c->ops->lease_release(c, a->t, a->name, a->holder, g->fence, false, a->key)) &&
+		    rc != LKS_LOST && rc != LKS_ETRANSIENT) { /* else it expires on its own */
+			if (a->holding)
+				baton_give_quietly(c, a->key);
+			a->rc = rc;
+			return ACQ_DONE;
+		}
+		g->remaining_us = -1;
+	}
+	/* a lock wait around a name that is free is not "held": InnoDB
+	 * locks the gap next to a key another grant updates, and a grant
+	 * without time to wait fails on it at once. Look (no lock), and
+	 * try again, a few times, quickly. */
+	if (transient && (a->wait_ms == 0 || now >= a->deadline) && a->free_retries < 3 &&
+	    name_is_free(c, a->t, a->name)) {
+		lks_sleep_us(1000 << a->free_retries++);
+		return ACQ_AGAIN;
+	}
+	if (a->wait_ms == 0 || now >= a->deadline)
+		return acq_not_granted(a, now);
+	return ACQ_WAIT;
+}
 
+/* Between polls: in line behind the baton's holder, or a backoff. */
+static acquire_step acquire_wait(acquire_ctx *a, int attempt)
+{
+	lks_conn *c = a->c;
+	int64_t delay, now = lks_now_us();
+	int got = 0, rc;
+	if (a->room && !a->holding) {
+		/* someone else has the baton: line up behind it. Held: until
+		 * the holder's expiry. Released: the baton went to the next in
+		 * line, stay in the line. Expired with its baton kept: until a
+		 * grant may go without it. */
+		delay = lks_line_wait_us(a->g.remaining_us, a->g.released, a->deadline - now);
+		a->st.queued++;
+		if (lks_cancel_enter(a->o.cancel, c))
+			return acq_canceled(a, false);
+		rc = c->ops->baton_wait(c, a->key, delay, &got);
+		lks_cancel_leave(a->o.cancel, c);
+		if (lks_cancel_is_tripped(a->o.cancel))
+			return acq_canceled(a, rc == LKS_OK && got);
+		if (rc) {
+			a->st.waited_us = lks_now_us() - a->start;
+			put_stats(&a->o, &a->st);
+			a->rc = rc;
+			return ACQ_DONE;
+		}
+		a->holding = a->woken = got;
+		return ACQ_AGAIN;
+	}
+	if (!a->rng && lks_random_bytes(&a->rng, sizeof a->rng))
+		a->rng = (uint64_t)lks_now_us();
+	delay = lks_poll_delay_us(attempt, a->holding, a->o.base_delay_us, a->o.max_delay_us,
+	                          a->g.remaining_us, a->deadline - now, &a->rng);
+	if (lks_cancel_sleep(a->o.cancel, delay))
+		return acq_canceled(a, a->holding);
+	return ACQ_AGAIN;
+}
+
+/* The grant as a lease object for the caller. */
+static int acquire_granted(acquire_ctx *a, lks_lease **out)
+{
+	lks_conn *c = a->c;
+	lks_lease *l;
+	a->st.waited_us = lks_now_us() - a->start;
+	put_stats(&a->o, &a->st);
 	l = calloc(1, sizeof *l);
 	if (!l) {
 		/* granted but cannot be represented: give it back */
-		c->ops->lease_release(c, t, name, holder, g.fence, holding, key);
+		c->ops->lease_release(c, a->t, a->name, a->holder, a->g.fence, a->holding, a->key);
 		return lks_set_error(c, LKS_ENOMEM, "out of memory");
 	}
-	snprintf(l->name, sizeof l->name, "%s", name);
-	memcpy(l->holder, holder, sizeof holder);
-	snprintf(l->owner, sizeof l->owner, "%s", o.owner ? o.owner : "");
-	memcpy(l->table_q, t, sizeof l->table_q);
-	l->fence = g.fence;
-	l->ttl_us = ttl_us;
-	l->margin_us = o.margin_ms < 0 ? -1 : o.margin_ms * 1000;
-	l->baton = key;
-	if (holding)
+	snprintf(l->name, sizeof l->name, "%s", a->name);
+	memcpy(l->holder, a->holder, sizeof a->holder);
+	snprintf(l->owner, sizeof l->owner, "%s", a->o.owner ? a->o.owner : "");
+	memcpy(l->table_q, a->t, sizeof l->table_q);
+	l->fence = a->g.fence;
+	l->ttl_us = a->ttl_us;
+	l->margin_us = a->o.margin_ms < 0 ? -1 : a->o.margin_ms * 1000;
+	l->baton = a->key;
+	if (a->holding)
 		baton_register(c, l);
-	set_deadline(l, sent, g.remaining_us);
-	l->granted_at_us = sent;
+	set_deadline(l, a->sent, a->g.remaining_us);
+	l->granted_at_us = a->sent;
 	pthread_mutex_init(&l->mu, NULL);
 	*out = l;
-	lks_emit(c, LKS_EVENT_ACQUIRED, name, g.fence, st.waited_us, st.attempts, 0, LKS_OK);
+	lks_emit(c, LKS_EVENT_ACQUIRED, a->name, a->g.fence, a->st.waited_us, a->st.attempts, 0, LKS_OK);
 	return LKS_OK;
+}
+
+int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
+                      int64_t ttl_ms, int64_t wait_ms,
+                      const lks_lease_acquire_options *opts)
+{
+	acquire_ctx a;
+	acquire_step step = ACQ_AGAIN;
+	int rc;
+	if (out)
+		*out = NULL;
+	/* stats are filled on every return, as far as their version has fields */
+	if (opts && opts->stats && opts->version >= 1 && opts->version <= LKS_LEASE_ACQUIRE_OPTIONS_VERSION)
+		memset(opts->stats, 0, opts->version == 1 ? offsetof(lks_lease_acquire_stats, queued)
+		                                           : sizeof(lks_lease_acquire_stats));
+	if ((rc = lks_conn_check(c)))
+		return rc;
+	if (!out)
+		return lks_set_error(c, LKS_EINVAL, "out is NULL");
+	if ((rc = acquire_begin(&a, c, name, ttl_ms, wait_ms, opts)))
+		return rc;
+	for (int attempt = 0; step == ACQ_AGAIN; attempt++) {
+		step = acquire_poll(&a, attempt);
+		if (step == ACQ_WAIT)
+			step = acquire_wait(&a, attempt);
+	}
+	return step == ACQ_GRANTED ? acquire_granted(&a, out) : a.rc;
 }
 
 static int check_lease(lks_conn *c, const lks_lease *lease)
