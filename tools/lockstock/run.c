@@ -403,10 +403,8 @@ int cli_run(int argc, char **argv)
 		goto out;
 	}
 	url = o.co.url ? o.co.url : getenv("LOCKSTOCK_URL");
-	if ((o.once || o.once_per) && (status = once_done(c, &o)) >= 0) {
-		lks_conn_close(c);
+	if ((o.once || o.once_per) && (status = once_done(c, &o)) >= 0)
 		goto out; /* done before, or an error */
-	}
 	ao.owner = o.owner;
 	/* The supervisor's timing, all inside the lease: the lease's local
 	 * deadline is ttl/10 before the server's expiry; the command is stopped
@@ -424,16 +422,11 @@ int cli_run(int argc, char **argv)
 	}
 	started = now_ms();
 	rc = lks_lease_acquire(&l, c, o.name, o.ttl_ms, o.wait_ms, &ao);
-	if (rc == LKS_BUSY || rc == LKS_TIMEOUT) {
-		cli_error("run: %s", lks_conn_errmsg(c));
-		lks_conn_close(c);
-		status = o.busy_exit;
-		goto out;
-	}
 	if (rc) {
 		cli_error("run: %s", lks_conn_errmsg(c));
-		lks_conn_close(c);
-		status = rc == LKS_EINVAL ? EXIT_USAGE : cli_exit_for(rc);
+		status = rc == LKS_BUSY || rc == LKS_TIMEOUT ? o.busy_exit
+		         : rc == LKS_EINVAL                ? EXIT_USAGE
+		                                           : cli_exit_for(rc);
 		goto out;
 	}
 	/* a previous holder may have completed it while we waited */
@@ -486,17 +479,13 @@ int cli_run(int argc, char **argv)
 				cli_error("run: lease %s could not be renewed and expires soon; stopping the"
 				          " command", o.name);
 			stop_child(pid, o.kill_after_ms);
-			lks_lease_free(l);
-			lks_conn_close(c);
 			status = EXIT_LOST, own = 0;
-			goto out;
+			goto out; /* no release: the lease is someone else's or expiring */
 		}
 	}
 	if (lks_lease_is_lost(l)) {
 		cli_error("run: lease %s was lost before the command ended", o.name);
 		status = EXIT_LOST, own = 0;
-		lks_lease_free(l);
-		lks_conn_close(c);
 		goto out;
 	}
 	if (o.once_key[0] && status == 0) {
@@ -523,9 +512,7 @@ int cli_run(int argc, char **argv)
 		} else if (rc) {
 			cli_error("run: could not keep the lease for --at-least: %s", lks_conn_errmsg(c));
 		}
-		lks_lease_free(l);
-		lks_conn_close(c);
-		goto out;
+		goto out; /* it expires on its own, at least that long after the start */
 	}
 release:
 	rc = lks_lease_release(c, l);
@@ -536,9 +523,10 @@ release:
 		/* it expires at its TTL anyway */
 		cli_error("run: release: %s", lks_conn_errmsg(c));
 	}
+out:
+	/* the one place the lease (stopping its auto-renew) and the handle go */
 	lks_lease_free(l);
 	lks_conn_close(c);
-out:
 	if (status_fd >= 0) {
 		/* who decided the exit status: the command's own 75 or 79 and
 		 * lockstock's look alike otherwise */
