@@ -3,7 +3,8 @@
 # run a tiny consumer three ways (pkg-config, CMake find_package, meson
 # subproject), check that the shared library exports exactly the LKS_API
 # functions of the public headers, that docs/API.md is current and that the
-# README's first program compiles. Prints TAP for meson test.
+# README's first program compiles and the guide's fragments do. Prints TAP
+# for meson test.
 # Usage: tests/packaging/check.sh SOURCE_DIR
 set -uo pipefail
 src=$(cd "$1" && pwd)
@@ -70,6 +71,17 @@ readme_program() {
 			$(pkg-config --cflags --libs lockstock)
 }
 
+# every C fragment of docs/GUIDE.md compiles against the installed headers
+# (scripts/guidecode.py makes each a function; a wrong name or signature
+# fails; fragments that only sketch a callback may leave out its return)
+guide_fragments() {
+	export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+	python3 "$src/scripts/guidecode.py" "$src/docs/GUIDE.md" "$work/guide.c" &&
+		cc -std=c11 -Wall -Werror -Wno-unused-variable -Wno-unused-but-set-variable \
+			-Wno-unused-function -Wno-return-type -Wno-uninitialized -Wno-maybe-uninitialized \
+			-c -o "$work/guide.o" "$work/guide.c" $(pkg-config --cflags lockstock)
+}
+
 # docs/API.md is what the headers say now
 api_reference_current() {
 	python3 "$src/scripts/apiref.py" "$work/API.md" "$src"/include/lockstock.h \
@@ -77,7 +89,7 @@ api_reference_current() {
 		diff -u "$src/docs/API.md" "$work/API.md"
 }
 
-echo "1..7"
+echo "1..8"
 check install install_lib
 check pkg_config by_pkg_config
 check cmake_find_package by_cmake
@@ -85,4 +97,5 @@ check meson_subproject by_meson_subproject
 check exported_symbols exported_symbols
 check api_reference_current api_reference_current
 check readme_program readme_program
+check guide_fragments guide_fragments
 [ "$fail" -eq 0 ]
