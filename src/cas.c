@@ -178,8 +178,14 @@ int lks_cas_read(lks_conn *c, const lks_row_ref *row, const char *const *columns
 	if ((rc = quote_columns(c, NULL, columns, ncolumns, &cols)))
 		return rc;
 	lks_rows_clear(&c->last);
-	rc = c->ops->cas_read(c, q.table, q.key, q.version, row->key,
-	                      (const char *const *)cols, ncolumns, &c->last);
+	{
+		lks_sql sql = {.len = 0};
+		char p[24];
+		lks_sql_select_by_key(&sql, q.table, q.key, q.version, (const char *const *)cols, ncolumns,
+		                      lks_param(c, 1, p));
+		rc = sql.overflow ? lks_set_error(c, LKS_EINVAL, "statement too long")
+		                  : c->ops->query(c, sql.buf, &row->key, 1, &c->last);
+	}
 	free(cols);
 	if (rc)
 		return rc;

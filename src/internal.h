@@ -127,6 +127,8 @@ enum {
 	LKS_CAP_OP_TIMEOUT = 1u << 0,
 	/* column names compare case-insensitively */
 	LKS_CAP_NOCASE_COLUMNS = 1u << 1,
+	/* parameters are numbered ($1, $2); without it they are all ? */
+	LKS_CAP_NUMBERED_PARAMS = 1u << 2,
 };
 
 /* After an out-of-range error: which part of a CAS overflowed. */
@@ -168,9 +170,6 @@ struct lks_backend_ops {
 	                  const char *version_q, lks_value key, int64_t expected,
 	                  const char *const *cols_q, const lks_value *values,
 	                  size_t n, int64_t *version);
-	int (*cas_read)(lks_conn *c, const char *table_q, const char *key_q,
-	                const char *version_q, lks_value key,
-	                const char *const *cols_q, size_t n, lks_rows *out);
 	int (*lease_install)(lks_conn *c, const char *table_q);
 	/* One grant poll. Never waits on a row lock longer than lock_wait_us;
 	 * a locked row, a serialization failure or a deadlock returns
@@ -423,6 +422,10 @@ int lks_exec_params(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n,
 
 
 /* Statement helpers shared by the backends (placeholder: "$1" or "?"). */
+/* The i-th parameter's placeholder (from 1) in the handle's dialect, in buf. */
+const char *lks_param(const lks_conn *c, size_t i, char buf[24]);
+/* "col = <param i+1>, " for each column: a CAS's SET list */
+void lks_sql_set_list(lks_sql *q, const lks_conn *c, const char *const *cols, size_t n);
 /* SELECT version[, cols...] FROM table WHERE key = <placeholder> */
 void lks_sql_select_by_key(lks_sql *q, const char *table, const char *key, const char *version,
                            const char *const *cols, size_t n, const char *placeholder);

@@ -282,6 +282,21 @@ void lks_sql_add(lks_sql *q, const char *fmt, ...)
 		q->len += (size_t)n;
 }
 
+const char *lks_param(const lks_conn *c, size_t i, char buf[24])
+{
+	if (!(c->ops->caps & LKS_CAP_NUMBERED_PARAMS))
+		return "?";
+	snprintf(buf, 24, "$%zu", i);
+	return buf;
+}
+
+void lks_sql_set_list(lks_sql *q, const lks_conn *c, const char *const *cols, size_t n)
+{
+	char p[24];
+	for (size_t i = 0; i < n; i++)
+		lks_sql_add(q, "%s = %s, ", cols[i], lks_param(c, i + 1, p));
+}
+
 void lks_sql_select_by_key(lks_sql *q, const char *table, const char *key, const char *version,
                            const char *const *cols, size_t n, const char *placeholder)
 {

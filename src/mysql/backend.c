@@ -31,7 +31,6 @@ const lks_backend_ops lks_mysql_ops = {
 	.commit = lks_my_commit,
 	.quote_ident = lks_my_quote,
 	.cas_update = lks_my_cas_update,
-	.cas_read = lks_my_cas_read,
 	.lease_install = lks_my_lease_install,
 	.once_install = lks_my_once_install,
 	.once_select = lks_my_once_select,

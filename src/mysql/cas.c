@@ -31,10 +31,8 @@ int lks_my_cas_update(lks_conn *c, const char *table, const char *key,
 	/* MySQL assigns left to right; no expression reads a column set
 	 * earlier in this statement (version + 1 reads the old version). */
 	lks_sql_add(&q, "UPDATE %s SET ", table);
-	for (size_t i = 0; i < n; i++) {
-		lks_sql_add(&q, "%s = ?, ", cols[i]);
-		p[i] = values[i];
-	}
+	lks_sql_set_list(&q, c, cols, n);
+	memcpy(p, values, n * sizeof *values);
 	lks_sql_add(&q, "%s = %s + 1 WHERE %s = ? AND %s = ?", ver, ver, key, ver);
 	p[n] = keyv;
 	p[n + 1] = LKS_INT(expected);
@@ -51,16 +49,6 @@ int lks_my_cas_update(lks_conn *c, const char *table, const char *key,
 	return lks_classify_miss(c, table, key, ver, keyv, "?", version);
 }
 
-int lks_my_cas_read(lks_conn *c, const char *table, const char *key,
-                    const char *ver, lks_value keyv, const char *const *cols,
-                    size_t n, lks_rows *out)
-{
-	lks_sql q = {.len = 0};
-	lks_sql_select_by_key(&q, table, key, ver, cols, n, "?");
-	if (q.overflow)
-		return lks_set_error(c, LKS_EINVAL, "statement too long");
-	return lks_my_query(c, q.buf, &keyv, 1, out);
-}
 
 /* MySQL names the column in its message ("Out of range value for column
  * 'version'", or "BIGINT value is out of range in `t`.`version` + 1") */

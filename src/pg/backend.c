@@ -4,7 +4,7 @@
 const lks_backend_ops lks_pg_ops = {
 	.id = LKS_BACKEND_POSTGRESQL,
 	.name = "postgresql",
-	.caps = LKS_CAP_OP_TIMEOUT,
+	.caps = LKS_CAP_OP_TIMEOUT | LKS_CAP_NUMBERED_PARAMS,
 	.quote = '"',
 	.connect_timeout_key = "connect_timeout",
 	.connect_timeout_min_s = 2, /* libpq: a value under 2 s counts as 2 */
@@ -18,7 +18,6 @@ const lks_backend_ops lks_pg_ops = {
 	.commit = lks_pg_commit,
 	.quote_ident = lks_pg_quote,
 	.cas_update = lks_pg_cas_update,
-	.cas_read = lks_pg_cas_read,
 	.lease_install = lks_pg_lease_install,
 	.once_install = lks_pg_once_install,
 	.once_select = lks_pg_once_select,

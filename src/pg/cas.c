@@ -18,10 +18,8 @@ int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
 	if (n > 13)
 		return lks_set_error(c, LKS_EINVAL, "at most 13 columns per CAS");
 	lks_sql_add(&q, "UPDATE %s SET ", table);
-	for (size_t i = 0; i < n; i++) {
-		lks_sql_add(&q, "%s = $%zu, ", cols[i], i + 1);
-		p[i] = values[i];
-	}
+	lks_sql_set_list(&q, c, cols, n);
+	memcpy(p, values, n * sizeof *values);
 	lks_sql_add(&q, "%s = %s + 1 WHERE %s = $%zu AND %s = $%zu RETURNING %s", ver,
 	            ver, key, n + 1, ver, n + 2, ver);
 	p[n] = keyv;
@@ -40,16 +38,6 @@ int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
 	return lks_classify_miss(c, table, key, ver, keyv, "$1", version);
 }
 
-int lks_pg_cas_read(lks_conn *c, const char *table, const char *key,
-                    const char *ver, lks_value keyv, const char *const *cols,
-                    size_t n, lks_rows *out)
-{
-	lks_sql q = {.len = 0};
-	lks_sql_select_by_key(&q, table, key, ver, cols, n, "$1");
-	if (q.overflow)
-		return lks_set_error(c, LKS_EINVAL, "statement too long");
-	return lks_pg_query(c, q.buf, &keyv, 1, out);
-}
 
 /* Does this probe fail with a numeric overflow? */
 static bool probe_overflows(lks_conn *c, const char *sql, lks_value key)

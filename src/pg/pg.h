@@ -79,9 +79,6 @@ int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
                       const char *ver, lks_value keyv, int64_t expected,
                       const char *const *cols, const lks_value *values,
                       size_t n, int64_t *version);
-int lks_pg_cas_read(lks_conn *c, const char *table, const char *key,
-                    const char *ver, lks_value keyv, const char *const *cols,
-                    size_t n, lks_rows *out);
 void lks_pg_lease_ddl(const char *t, lks_sql *q);
 int lks_pg_lease_install(lks_conn *c, const char *t);
 int lks_pg_baton_held(lks_conn *c, uint64_t baton, int *held);
