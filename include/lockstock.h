@@ -68,7 +68,8 @@ typedef enum lks_status {
 	LKS_EDB = -12,       /* the server reported an error */
 	LKS_ENOMEM = -13,    /* out of memory */
 	LKS_EOVERFLOW = -14, /* version column would pass its maximum */
-	LKS_EUNKNOWN = -15,  /* connection lost during COMMIT: outcome unknown */
+	LKS_EUNKNOWN = -15,  /* connection lost during COMMIT, or SQLSTATE 40003
+	                        (statement completion unknown): outcome unknown */
 	LKS_EUNSUPPORTED = -16, /* backend not built in, or feature missing */
 	LKS_ETRANSIENT = -17, /* serialization failure / deadlock / lock wait
 	                        timeout: retrying in a new transaction may work */
@@ -231,6 +232,18 @@ LKS_API int lks_conn_set_prepare(lks_conn *c, int on);
  * Lease waits stay below it: a poll's row-lock wait is capped at half of it.
  */
 LKS_API int lks_conn_set_op_timeout(lks_conn *c, int64_t ms);
+/*
+ * The largest difference between the clocks of the nodes that decide a
+ * lease's expiry (default 0: one server, one clock). Engines whose nodes
+ * each judge expiry by their own clock (CockroachDB allows 500 ms by
+ * default) need it: a lease granted on this handle (0..60000 ms, fixed at
+ * the grant) is relied on only until
+ *   send time + TTL left per the server - margin - clock offset,
+ * where the margin is TTL/10 unless the acquire options fix it, so a node
+ * whose clock runs ahead by up to the offset has not yet seen it expire.
+ * The TTL must exceed margin + offset (LKS_EINVAL otherwise).
+ */
+LKS_API int lks_conn_set_clock_offset(lks_conn *c, int64_t ms);
 /* Copy url to out with its password (user:password@, or a password=
  * parameter) replaced by "***", for logs and messages; works on malformed
  * URLs too. LKS_EINVAL when an argument is NULL or out is too small.

@@ -177,6 +177,17 @@ int lks_conn_set_op_timeout(lks_conn *c, int64_t ms)
 	return LKS_OK;
 }
 
+int lks_conn_set_clock_offset(lks_conn *c, int64_t ms)
+{
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (ms < 0 || ms > 60000)
+		return lks_set_error(c, LKS_EINVAL, "clock offset must be 0..60000 ms");
+	c->clock_offset_us = ms * 1000;
+	return LKS_OK;
+}
+
 int lks_conn_set_event_hook(lks_conn *c, lks_event_fn fn, void *arg)
 {
 	if (!c)

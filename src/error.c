@@ -88,6 +88,10 @@ int lks_map_sqlstate(const char *s)
 		return LKS_ETRANSIENT;
 	if (!strcmp(s, "22003"))
 		return LKS_EOVERFLOW;
+	/* statement_completion_unknown: the server cannot say whether it took
+	 * effect (distributed engines: CockroachDB, YugabyteDB) */
+	if (!strcmp(s, "40003"))
+		return LKS_EUNKNOWN;
 	if (!strncmp(s, "08", 2) || !strcmp(s, "57P01") || !strcmp(s, "57P02") ||
 	    !strcmp(s, "57P03"))
 		return LKS_ECONN;

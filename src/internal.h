@@ -89,6 +89,7 @@ struct lks_conn {
 	char lease_table[LKS_IDENT_MAX * 2 + 2];
 	int owner_col;        /* lease table has the owner column: -1 not known yet */
 	int64_t op_timeout_us; /* longest wait for one answer; 0: none */
+	int64_t clock_offset_us; /* lks_conn_set_clock_offset: added to lease margins */
 	lks_event_fn event_fn; /* hooks (NULL: none) */
 	void *event_arg;
 	lks_log_fn log_fn;

@@ -77,9 +77,12 @@ static int check_ttl(lks_conn *c, int64_t ttl_ms)
 	return LKS_OK;
 }
 
+/* How long before the server's expiry the holder stops relying on the lease:
+ * the margin (a tenth of the TTL unless fixed) plus the clock-offset bound of
+ * engines whose nodes each decide expiry by their own clock. */
 static int64_t margin_of(const lks_lease *l, int64_t ttl_us)
 {
-	return l->margin_us < 0 ? ttl_us / 10 : l->margin_us;
+	return (l->margin_us < 0 ? ttl_us / 10 : l->margin_us) + l->clock_offset_us;
 }
 
 /* send time + remaining TTL as the server computed it - margin: never later
@@ -329,6 +332,10 @@ static int acquire_begin(acquire_ctx *a, lks_conn *c, const char *name, int64_t 
 		                     "lease table %s has no owner column: run lks_lease_install"
 		                     " (or lockstock install) once to add it", c->lease_table);
 	a->ttl_us = ttl_ms * 1000;
+	if ((a->o.margin_ms < 0 ? a->ttl_us / 10 : a->o.margin_ms * 1000) + c->clock_offset_us >= a->ttl_us)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "TTL %lld ms is not longer than the margin plus the clock offset"
+		                     " (%lld ms)", (long long)ttl_ms, (long long)(c->clock_offset_us / 1000));
 	lks_holder_id(a->holder);
 	/* the label is stored behind the grant's holder id, so a grant by a
 	 * version that does not write owners never shows a stale label */
@@ -432,7 +439,8 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 		return acq_fail(a, rc, now);
 	a->holding = a->room && g->baton;
 	if (g->granted) {
-		int64_t margin = a->o.margin_ms < 0 ? a->ttl_us / 10 : a->o.margin_ms * 1000;
+		int64_t margin = (a->o.margin_ms < 0 ? a->ttl_us / 10 : a->o.margin_ms * 1000) +
+		                 c->clock_offset_us;
 		if (a->sent + g->remaining_us - margin > lks_now_us())
 			return ACQ_GRANTED;
 		/* the reply came too late to be of use: give it back, go on */
@@ -516,6 +524,7 @@ static int acquire_granted(acquire_ctx *a, lks_lease **out)
 	l->fence = a->g.fence;
 	l->ttl_us = a->ttl_us;
 	l->margin_us = a->o.margin_ms < 0 ? -1 : a->o.margin_ms * 1000;
+	l->clock_offset_us = c->clock_offset_us;
 	l->baton = a->key;
 	if (a->holding)
 		baton_register(c, l);
@@ -954,6 +963,7 @@ int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name, const char *
 	l->fence = fence;
 	l->ttl_us = info.remaining_ms > 0 ? info.remaining_ms * 1000 : 1000;
 	l->margin_us = -1;
+	l->clock_offset_us = c->clock_offset_us;
 	l->granted_at_us = sent;
 	set_deadline(l, sent, info.remaining_ms * 1000);
 	pthread_mutex_init(&l->mu, NULL);

@@ -15,6 +15,7 @@ struct lks_lease {
 	_Atomic int64_t ttl_us; /* renewals may come from the auto-renew thread */
 	_Atomic int64_t granted_us; /* remaining TTL per the server, last grant/renewal */
 	int64_t margin_us;  /* fixed margin; < 0: a tenth of each TTL */
+	int64_t clock_offset_us; /* the handle's clock-offset bound at the grant */
 	_Atomic int64_t deadline_us; /* monotonic; conservative local expiry */
 	atomic_int lost;
 	/* waiting-room baton, held by baton_conn while the lease is held there

@@ -79,6 +79,7 @@ void once_stalled_holder_is_lost(void **state);
 void once_cut_commit_then_retry(void **state);
 void once_steps_resume_after_takeover(void **state);
 void lease_without_waiting_room_names_no_advisory_lock(void **state);
+void clock_offset_shortens_the_holders_deadline(void **state);
 void lease_purge_keeps_fences_increasing(void **state);
 void lease_purge_races_grants(void **state);
 void lease_purge_bad_input_changes_nothing(void **state);

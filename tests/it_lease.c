@@ -753,3 +753,47 @@ void lease_without_waiting_room_names_no_advisory_lock(void **state)
 	lks_conn_close(other);
 	lks_conn_close(c);
 }
+
+/* A clock-offset bound (lks_conn_set_clock_offset) moves the holder's own
+ * deadline earlier by that much, at the grant and at each renewal; the
+ * server's expiry does not move. Time left only shrinks, so the bounds
+ * below hold however slow the machine is: b, granted after a with a 3 s
+ * offset, has at least a's time left minus 3 s, and at most 6 s of 10. */
+void clock_offset_shortens_the_holders_deadline(void **state)
+{
+	fx *f = *state;
+	lks_lease *a = NULL, *b = NULL, *none = NULL;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	int64_t left_a, left_b;
+	assert_int_equal(lks_conn_set_clock_offset(f->c, -1), LKS_EINVAL);
+	assert_int_equal(lks_conn_set_clock_offset(f->c, 60001), LKS_EINVAL);
+	assert_int_equal(lks_conn_set_clock_offset(NULL, 10), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire(&a, f->c, "offset-a", 10000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_conn_set_clock_offset(f->c, 3000), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&b, f->c, "offset-b", 10000, 0, NULL), LKS_OK);
+	left_b = lks_lease_remaining_ms(b);
+	left_a = lks_lease_remaining_ms(a);
+	print_message("    time left: %lld ms without the offset, %lld ms with 3000 ms\n",
+	              (long long)left_a, (long long)left_b);
+	assert_true(left_a <= 9000); /* the margin alone: a tenth */
+	assert_true(left_b <= 6000);
+	assert_true(left_b >= left_a - 3000 - 1);
+	/* renewals keep it */
+	assert_int_equal(lks_lease_renew(f->c, b, 10000), LKS_OK);
+	assert_true(lks_lease_remaining_ms(b) <= 6000);
+	/* the server's expiry is the TTL, as before: margin (1 s) + offset
+	 * (3 s) after the holder's deadline, or later (rounding: 2 ms) */
+	assert_int_equal(lks_lease_inspect(f->c, "offset-b", &info), LKS_OK);
+	assert_true(info.held);
+	assert_true(info.remaining_ms - lks_lease_remaining_ms(b) >= 4000 - 2);
+	/* a TTL not longer than margin + offset is refused, and nothing is granted */
+	assert_int_equal(lks_lease_acquire(&none, f->c, "offset-c", 3300, 0, NULL), LKS_EINVAL);
+	assert_null(none);
+	assert_int_equal(lks_lease_inspect(f->c, "offset-c", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(lks_conn_set_clock_offset(f->c, 0), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, b), LKS_OK);
+	lks_lease_free(a);
+	lks_lease_free(b);
+}

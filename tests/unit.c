@@ -770,6 +770,7 @@ static void errors_and_mapping(void **state)
 	assert_int_equal(lks_map_sqlstate("40001"), LKS_ETRANSIENT);
 	assert_int_equal(lks_map_sqlstate("40P01"), LKS_ETRANSIENT);
 	assert_int_equal(lks_map_sqlstate("22003"), LKS_EOVERFLOW);
+	assert_int_equal(lks_map_sqlstate("40003"), LKS_EUNKNOWN);
 	assert_int_equal(lks_map_sqlstate("08006"), LKS_ECONN);
 	assert_int_equal(lks_map_sqlstate("57P01"), LKS_ECONN);
 	assert_int_equal(lks_map_sqlstate("42P01"), LKS_EDB);
