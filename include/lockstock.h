@@ -173,7 +173,10 @@ LKS_API int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg);
 /*
  * Open a connection from a URL:
  *   postgresql://user:pass@host:port/db?param=value   (libpq URI syntax,
- *                 plus prepare=on|off, see lks_conn_set_prepare)
+ *                 plus prepare=on|off, see lks_conn_set_prepare, op-timeout,
+ *                 and fence-guard=auto|lock|write: lock (FOR SHARE, the
+ *                 default) or write (an UPDATE of the lease row, for
+ *                 engines that ignore or weaken share locks))
  *   mysql://user:pass@host:port/db?param=value
  *   mariadb://...  (same as mysql://)
  * mysql:// parameters ('-' and '_' alike; anything else is LKS_EINVAL):

@@ -377,7 +377,8 @@ typedef enum lks_ssl_mode {
 	LKS_SSL_VERIFY_CA,
 	LKS_SSL_VERIFY_IDENTITY,
 } lks_ssl_mode;
-/* MySQL: how a fenced write holds the lease row (fence-guard=) */
+/* How a fenced write holds the lease row (fence-guard=; PostgreSQL knows
+ * lock and write, auto being lock) */
 typedef enum lks_fence_guard {
 	LKS_GUARD_AUTO = 0, /* write on a Galera node, lock elsewhere */
 	LKS_GUARD_LOCK,     /* share-mode lock */

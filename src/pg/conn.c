@@ -230,18 +230,29 @@ static void quiet_notice(void *arg, const char *message)
 
 /* prepare=on|off and op-timeout=SECONDS are lockstock's, not libpq's:
  * taken out of the URL. */
-static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *unprepared)
+static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *unprepared,
+                          bool *write_guard)
 {
-	char *v = NULL, *t = NULL, *mid = NULL;
+	char *v = NULL, *t = NULL, *g = NULL, *mid = NULL, *mid2 = NULL;
 	int rc = lks_url_take_param(url, "prepare", &mid, &v);
 	if (rc == LKS_OK)
-		rc = lks_url_take_param(mid, "op_timeout", libpq_url, &t);
+		rc = lks_url_take_param(mid, "fence_guard", &mid2, &g);
+	if (rc == LKS_OK)
+		rc = lks_url_take_param(mid2, "op_timeout", libpq_url, &t);
 	lks_free_secret(mid);
+	lks_free_secret(mid2);
 	if (rc) {
 		free(v);
 		free(t);
+		free(g);
 		return lks_set_error(c, rc, rc == LKS_EINVAL ? "malformed URL: bad percent escape" : "out of memory");
 	}
+	/* lock (FOR SHARE, the default) or write: an UPDATE of the lease row,
+	 * for engines where a share lock does not hold off a takeover */
+	if (g && strcmp(g, "auto") && strcmp(g, "lock") && strcmp(g, "write"))
+		rc = lks_set_error(c, LKS_EINVAL, "malformed URL: fence-guard must be auto, lock or write");
+	*write_guard = g && !strcmp(g, "write");
+	free(g);
 	*unprepared = v && !strcmp(v, "off");
 	if (v && strcmp(v, "off") && strcmp(v, "on"))
 		rc = lks_set_error(c, LKS_EINVAL, "malformed URL: prepare must be on or off");
@@ -261,9 +272,9 @@ static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *
 int lks_pg_open(lks_conn *c, const char *url)
 {
 	char *err = NULL, *libpq_url = NULL;
-	bool ok = true, unprepared = false;
+	bool ok = true, unprepared = false, write_guard = false;
 	PQconninfoOption *opts;
-	if (pg_take_params(c, url, &libpq_url, &unprepared)) {
+	if (pg_take_params(c, url, &libpq_url, &unprepared, &write_guard)) {
 		lks_free_secret(libpq_url);
 		return c->err;
 	}
@@ -298,6 +309,7 @@ int lks_pg_open(lks_conn *c, const char *url)
 	if (pg_init_state(c))
 		goto out;
 	ST(c)->unprepared = unprepared;
+	ST(c)->write_guard = write_guard;
 	c->native = PQconnectdb(libpq_url);
 	if (!c->native) {
 		lks_set_error(c, LKS_ENOMEM, "out of memory");

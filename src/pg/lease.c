@@ -321,10 +321,20 @@ int lks_pg_lease_guard(lks_conn *c, const char *t, const char *name,
 {
 	lks_sql q = {.len = 0};
 	lks_value p[3] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
-	lks_sql_add(&q,
-	            "SELECT 1 FROM %s WHERE name = $1 AND holder = $2 AND fence = $3"
-	            " AND expires_at > clock_timestamp() FOR SHARE",
-	            t);
+	/* fence-guard=write: an UPDATE that rewrites the row (a new row version
+	 * on PostgreSQL, a write intent on optimistic engines), so a takeover
+	 * committed meanwhile makes this transaction fail instead of passing
+	 * beside a share lock the engine ignores */
+	if (ST(c)->write_guard)
+		lks_sql_add(&q,
+		            "UPDATE %s SET expires_at = expires_at WHERE name = $1 AND holder = $2"
+		            " AND fence = $3 AND expires_at > clock_timestamp() RETURNING 1",
+		            t);
+	else
+		lks_sql_add(&q,
+		            "SELECT 1 FROM %s WHERE name = $1 AND holder = $2 AND fence = $3"
+		            " AND expires_at > clock_timestamp() FOR SHARE",
+		            t);
 	return lks_query_grant(c, &q, p, 3, NULL);
 }
 

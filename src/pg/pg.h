@@ -44,6 +44,7 @@ typedef struct pg_state {
 	                    (transaction poolers), and no session locks */
 	bool timed_out;   /* the last call shut the connection: no answer */
 	bool unanswered_cancel; /* ... to a cancel request within CANCEL_GRACE_US */
+	bool write_guard; /* fence-guard=write: the guard writes the lease row */
 } pg_state;
 
 #define ST(c) ((pg_state *)(c)->backend)
