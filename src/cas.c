@@ -25,7 +25,7 @@ static int quote(lks_conn *c, const char *ident, char *out, const char *what)
 {
 	if (!ident)
 		return lks_set_error(c, LKS_EINVAL, "%s is NULL", what);
-	if (c->ops->quote_ident(ident, out, QMAX))
+	if (lks_ident_quote(ident, c->ops->quote, out, QMAX))
 		return lks_set_error(c, LKS_EINVAL,
 		                     "%s is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most %d bytes, optional schema.)",
 		                     what, LKS_IDENT_MAX);

@@ -166,7 +166,6 @@ struct lks_backend_ops {
 	bool (*in_transaction)(lks_conn *c);
 	/* COMMIT; an error if the server rolled back instead */
 	int (*commit)(lks_conn *c);
-	int (*quote_ident)(const char *ident, char *out, size_t outsz);
 	int (*cas_update)(lks_conn *c, const char *table_q, const char *key_q,
 	                  const char *version_q, lks_value key, int64_t expected,
 	                  const char *const *cols_q, const lks_value *values,

@@ -22,7 +22,7 @@ int lks_lease_set_table(lks_conn *c, const char *table)
 
 static int table_q(lks_conn *c, char out[QMAX])
 {
-	if (c->ops->quote_ident(c->lease_table, out, QMAX))
+	if (lks_ident_quote(c->lease_table, c->ops->quote, out, QMAX))
 		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
 	return LKS_OK;
 }

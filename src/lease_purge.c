@@ -17,7 +17,7 @@ int lks_lease_purge(lks_conn *c, int64_t older_than_ms, int batch, int64_t *dele
 		*deleted = 0;
 	if (rc)
 		return rc;
-	if (c->ops->quote_ident(c->lease_table, t, sizeof t))
+	if (lks_ident_quote(c->lease_table, c->ops->quote, t, sizeof t))
 		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
 	if (older_than_ms < 0 || older_than_ms > 100LL * 365 * 86400 * 1000)
 		return lks_set_error(c, LKS_EINVAL, "lease purge: older_than_ms must be 0..100 years");

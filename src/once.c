@@ -71,7 +71,7 @@ static int table_of(lks_conn *c, const char *table, char out[LKS_IDENT_MAX * 2 +
 {
 	if (!table)
 		table = ONCE_TABLE_DEFAULT;
-	if (!lks_ident_valid(table) || c->ops->quote_ident(table, out, LKS_IDENT_MAX * 2 + 8))
+	if (!lks_ident_valid(table) || lks_ident_quote(table, c->ops->quote, out, LKS_IDENT_MAX * 2 + 8))
 		return lks_set_error(c, LKS_EINVAL, "once: table name is not a plain identifier");
 	return LKS_OK;
 }
@@ -83,7 +83,7 @@ static int steps_of(lks_conn *c, const char *table, char out[LKS_IDENT_MAX * 2 +
 	if (!table)
 		table = ONCE_TABLE_DEFAULT;
 	if ((size_t)snprintf(name, sizeof name, "%s_steps", table) >= sizeof name ||
-	    !lks_ident_valid(name) || c->ops->quote_ident(name, out, LKS_IDENT_MAX * 2 + 8))
+	    !lks_ident_valid(name) || lks_ident_quote(name, c->ops->quote, out, LKS_IDENT_MAX * 2 + 8))
 		return lks_set_error(c, LKS_EINVAL, "once: table name %s_steps is not a plain identifier",
 		                     table);
 	return LKS_OK;

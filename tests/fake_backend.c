@@ -53,11 +53,6 @@ static bool fake_in_transaction(lks_conn *c)
 	return false;
 }
 
-static int fake_quote(const char *ident, char *out, size_t outsz)
-{
-	return lks_ident_quote(ident, '"', out, outsz);
-}
-
 static int fake_has_owner(lks_conn *c, const char *table_q, bool *has)
 {
 	(void)c;
@@ -146,7 +141,6 @@ static const lks_backend_ops fake_ops = {
 	.exec = fake_exec,
 	.query = fake_query,
 	.in_transaction = fake_in_transaction,
-	.quote_ident = fake_quote,
 	.lease_has_owner = fake_has_owner,
 	.baton_supported = fake_no_batons,
 	.lease_try = fake_lease_try,

@@ -250,24 +250,28 @@ static int mark_fence(lks_conn *c, int64_t fence, void *arg)
 	                          &p, 1, &n);
 }
 
-/* fence-guard=write (what a Galera node uses) on one server: the guard
- * writes the lease row, a table without the writes column says to run
- * install (which adds it), a stale holder writes nothing, and a bad value
- * is refused. */
-/* PostgreSQL: fence-guard=write makes the guard an UPDATE of the lease row
- * (for engines that ignore share locks); a stale holder is still refused
- * and every acknowledged write is counted once */
-static void guard_modes_on_postgresql(fx *f)
+/* A bad fence-guard value is refused (the message names it); the handle
+ * returned has fence-guard=write. */
+static lks_conn *open_write_guarded(fx *f)
 {
 	char url[1200];
 	lks_conn *w = NULL;
-	lks_lease *l = NULL, *l2 = NULL;
 	snprintf(url, sizeof url, "%s%sfence-guard=sideways", f->url, strchr(f->url, '?') ? "&" : "?");
 	assert_int_equal(lks_conn_open(&w, url), LKS_EINVAL);
 	assert_non_null(strstr(lks_conn_errmsg(w), "fence-guard"));
 	lks_conn_close(w);
 	snprintf(url, sizeof url, "%s%sfence-guard=write", f->url, strchr(f->url, '?') ? "&" : "?");
-	w = t_open(url);
+	return t_open(url);
+}
+
+/* PostgreSQL: fence-guard=write makes the guard an UPDATE of the lease row
+ * (for engines that ignore share locks); a stale holder is still refused
+ * and every acknowledged write is counted once */
+static void guard_modes_on_postgresql(fx *f)
+{
+	lks_conn *w;
+	lks_lease *l = NULL, *l2 = NULL;
+	w = open_write_guarded(f);
 	t_exec(f->c, "CREATE TABLE guard_marks (fence bigint PRIMARY KEY)");
 	l = must_acquire_on(w, "g", 5000);
 	assert_int_equal(lks_lease_fenced_write(w, l, mark_fence, NULL), LKS_OK);
@@ -278,8 +282,7 @@ static void guard_modes_on_postgresql(fx *f)
 	lks_lease_free(l);
 	/* taken over after expiry: the stale holder's write is LKS_LOST */
 	l = must_acquire_on(w, "g", 200);
-	usleep(300 * 1000);
-	l2 = must_acquire_on(f->c, "g", 5000);
+	l2 = must_acquire_on(f->c, "g", 5000); /* waits for the expiry */
 	assert_int_equal(lks_lease_fenced_write(w, l, mark_fence, NULL), LKS_LOST);
 	assert_int_equal(lks_lease_fenced_write(f->c, l2, mark_fence, NULL), LKS_OK);
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM guard_marks"), 2);
@@ -289,22 +292,20 @@ static void guard_modes_on_postgresql(fx *f)
 	lks_conn_close(w);
 }
 
+/* fence-guard=write (what a Galera node uses) on one server: the guard
+ * writes the lease row, a table without the writes column says to run
+ * install (which adds it), a stale holder writes nothing, and a bad value
+ * is refused. */
 void fenced_write_guard_modes(void **state)
 {
 	fx *f = *state;
-	char url[1200];
-	lks_conn *w = NULL;
+	lks_conn *w;
 	lks_lease *l = NULL, *l2 = NULL;
 	if (T_BACKEND != LKS_BACKEND_MYSQL) {
 		guard_modes_on_postgresql(f);
 		return;
 	}
-	snprintf(url, sizeof url, "%s%sfence-guard=sideways", f->url, strchr(f->url, '?') ? "&" : "?");
-	assert_int_equal(lks_conn_open(&w, url), LKS_EINVAL);
-	assert_non_null(strstr(lks_conn_errmsg(w), "fence-guard"));
-	lks_conn_close(w);
-	snprintf(url, sizeof url, "%s%sfence-guard=write", f->url, strchr(f->url, '?') ? "&" : "?");
-	w = t_open(url);
+	w = open_write_guarded(f);
 	t_exec(f->c, "CREATE TABLE guard_marks (fence bigint PRIMARY KEY)");
 	create_old_table(f->c);
 	assert_int_equal(lks_lease_set_table(w, "old_lease"), LKS_OK);
@@ -320,8 +321,7 @@ void fenced_write_guard_modes(void **state)
 	lks_lease_free(l);
 	assert_int_equal(lks_lease_set_table(f->c, "old_lease"), LKS_OK);
 	l = must_acquire_on(w, "g", 200);
-	usleep(300 * 1000);
-	l2 = must_acquire_on(f->c, "g", 5000);
+	l2 = must_acquire_on(f->c, "g", 5000); /* waits for the expiry */
 	assert_int_equal(lks_lease_fenced_write(w, l, mark_fence, NULL), LKS_LOST);
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM guard_marks"), 1);
 	assert_int_equal(lks_lease_fenced_write(f->c, l2, mark_fence, NULL), LKS_OK);

@@ -29,7 +29,6 @@ const lks_backend_ops lks_mysql_ops = {
 	.query = lks_my_query,
 	.in_transaction = lks_my_in_transaction,
 	.commit = lks_my_commit,
-	.quote_ident = lks_my_quote,
 	.cas_update = lks_my_cas_update,
 	.lease_install = lks_my_lease_install,
 	.once_install = lks_my_once_install,

@@ -65,7 +65,6 @@ int lks_my_query(lks_conn *c, const char *sql, const lks_value *params,
                  size_t n, lks_rows *out);
 int lks_my_commit(lks_conn *c);
 bool lks_my_in_transaction(lks_conn *c);
-int lks_my_quote(const char *ident, char *out, size_t outsz);
 int lks_my_cas_update(lks_conn *c, const char *table, const char *key,
                       const char *ver, lks_value keyv, int64_t expected,
                       const char *const *cols, const lks_value *values,

@@ -16,7 +16,6 @@ const lks_backend_ops lks_pg_ops = {
 	.query = lks_pg_query,
 	.in_transaction = lks_pg_in_transaction,
 	.commit = lks_pg_commit,
-	.quote_ident = lks_pg_quote,
 	.cas_update = lks_pg_cas_update,
 	.lease_install = lks_pg_lease_install,
 	.once_install = lks_pg_once_install,

@@ -1,11 +1,6 @@
 /* PostgreSQL backend: the CAS statements and overflow classification. */
 #include "pg.h"
 
-int lks_pg_quote(const char *ident, char *out, size_t outsz)
-{
-	return lks_ident_quote(ident, '"', out, outsz);
-}
-
 int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
                       const char *ver, lks_value keyv, int64_t expected,
                       const char *const *cols, const lks_value *values,

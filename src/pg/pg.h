@@ -75,7 +75,6 @@ int lks_pg_query(lks_conn *c, const char *sql, const lks_value *params,
                  size_t n, lks_rows *out);
 int lks_pg_commit(lks_conn *c);
 bool lks_pg_in_transaction(lks_conn *c);
-int lks_pg_quote(const char *ident, char *out, size_t outsz);
 int lks_pg_cas_update(lks_conn *c, const char *table, const char *key,
                       const char *ver, lks_value keyv, int64_t expected,
                       const char *const *cols, const lks_value *values,
