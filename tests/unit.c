@@ -876,17 +876,19 @@ static void acquire_decisions(void **state)
 	assert_non_null(a);
 	assert_non_null(b);
 	/* free: one statement, fence 1 */
-	assert_int_equal(lks_lease_acquire(&la, a, "job", 30, 0, &o), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&la, a, "job", 60000, 0, &o), LKS_OK);
 	assert_int_equal(lks_lease_fence(la), 1);
 	assert_int_equal(st.attempts, 1);
-	expiry = db.rows[0].expires_us;
 	/* held, no wait: busy at once, with the holder's time left */
 	assert_int_equal(lks_lease_acquire(&lb, b, "job", 1000, 0, &o), LKS_BUSY);
 	assert_null(lb);
 	assert_int_equal(st.attempts, 1);
 	assert_non_null(strstr(lks_conn_errmsg(b), "is held ("));
-	/* held for 30 ms, a wait of 5 s: the second try comes at the holder's
-	 * expiry (the loop sleeps that long, not 10 s), and takes it over */
+	/* held for 200 ms more, a wait of 5 s: the second try comes at the
+	 * holder's expiry (the loop sleeps that long, not 10 s), and takes it
+	 * over; the expiry is set here, not at the grant, so a slow run
+	 * (valgrind) cannot let it pass before the first try */
+	expiry = db.rows[0].expires_us = lks_now_us() + 200000;
 	assert_int_equal(lks_lease_acquire(&lb, b, "job", 1000, 5000, &o), LKS_OK);
 	assert_int_equal(st.attempts, 2);
 	assert_int_equal(db.ntries, 4);
