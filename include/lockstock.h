@@ -545,6 +545,17 @@ typedef int (*lks_fenced_fn)(lks_conn *c, int64_t fence, void *arg);
 LKS_API int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease,
                            lks_fenced_fn fn, void *arg);
 
+/*
+ * Fenced write over several leases (lks_lease_acquire_all): one
+ * transaction holds every lease row, in name order, as lks_lease_fenced_write
+ * holds one, then runs fn with the leases as given, then commits. LKS_LOST
+ * when any of them is no longer the current grant (nothing written); the
+ * other outcomes as lks_lease_fenced_write's.
+ */
+typedef int (*lks_fenced_all_fn)(lks_conn *c, lks_lease *const *leases, size_t n, void *arg);
+LKS_API int lks_lease_fenced_write_all(lks_conn *c, lks_lease *const *leases, size_t n,
+                                       lks_fenced_all_fn fn, void *arg);
+
 /* Current state of a name. held = 0 when free (never granted, released or
  * expired); fence is the last token granted (0 when never granted). owner is
  * the current grant's label ("" when free, none given, or granted by a
@@ -626,6 +637,63 @@ LKS_API int lks_lease_autorenew_options_init(lks_lease_autorenew_options *opts,
 LKS_API int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char *url,
                               const lks_lease_autorenew_options *opts);
 LKS_API void lks_lease_autorenew_stop(lks_lease *lease);
+
+/* ---- several names at once -------------------------------------------- */
+
+#define LKS_LEASE_SET_MAX 64 /* names per lks_lease_acquire_all */
+/*
+ * Acquire every name of names[0..n-1] (distinct, as lks_lease_acquire
+ * takes them), all or nothing, within one wait of wait_ms for the whole
+ * set. On LKS_OK out[i] is the lease of names[i] (each freed with
+ * lks_lease_free, or all with lks_lease_release_all); on any other return
+ * nothing is held and every out[i] is NULL.
+ * Names are taken in byte order of their names, whatever the order given,
+ * so callers with overlapping sets never deadlock; only the name being
+ * waited for blocks, and leases already taken are renewed while it waits,
+ * so none expires before the set is complete. A wait that ends without the
+ * whole set (LKS_TIMEOUT, or LKS_BUSY with wait_ms = 0) releases what it
+ * took. opts as lks_lease_acquire's; its stats add up the set's statements
+ * and waits. Each name's fence is its lease's (lks_lease_fence).
+ */
+LKS_API int lks_lease_acquire_all(lks_lease **out, lks_conn *c, const char *const *names,
+                                  size_t n, int64_t ttl_ms, int64_t wait_ms,
+                                  const lks_lease_acquire_options *opts);
+/* Release each of leases[0..n-1] (NULL entries skipped); the first error
+ * other than LKS_OK is returned, after every lease was tried. Does not free. */
+LKS_API int lks_lease_release_all(lks_conn *c, lks_lease *const *leases, size_t n);
+
+/* ---- counting semaphores ----------------------------------------------- */
+
+#define LKS_SEMAPHORE_PERMITS_MAX 1000
+#define LKS_SEMAPHORE_NAME_MAX 248 /* bytes: the slot's row name must fit */
+/*
+ * Acquire one of `permits` (1..LKS_SEMAPHORE_PERMITS_MAX) permits of
+ * semaphore `name`. Permit k is the lease row "name␟k" (U+241F; lease
+ * grants refuse names with it), so the lease returned is an ordinary one:
+ * renew, release, auto-renew, fenced writes, once records, inspect,
+ * force release work on it, and its fence only grows for that permit.
+ * lks_lease_slot says which permit. A crashed holder's permit comes back at
+ * its TTL. Waiters line up in the semaphore's waiting room (one line for all
+ * permits: the head polls, the others wait on its baton), or poll with
+ * backoff without one; wait_ms and opts as lks_lease_acquire's. LKS_BUSY /
+ * LKS_TIMEOUT: all permits held.
+ * The limit is the caller's: callers passing the same permits never hold
+ * more than that many at once. Changing it: a caller with a smaller limit
+ * only takes permits below it, so holders of higher permits keep them (never
+ * evicted) until they release or expire, and the total drains to the new
+ * limit; a larger limit takes effect at once. Mixed limits hold at most as
+ * many as the largest in use.
+ */
+LKS_API int lks_semaphore_acquire(lks_lease **out, lks_conn *c, const char *name, int permits,
+                                  int64_t ttl_ms, int64_t wait_ms,
+                                  const lks_lease_acquire_options *opts);
+/* The permit a semaphore lease holds (0..permits-1), -1 for a plain lease. */
+LKS_API int lks_lease_slot(const lks_lease *lease);
+/* Calls fn for each held permit of name among the first `permits`, in
+ * permit order (info.name is the permit's row); fn's non-zero return stops
+ * the walk and is returned. */
+LKS_API int lks_semaphore_list(lks_conn *c, const char *name, int permits,
+                               int (*fn)(const lks_lease_info *, void *), void *arg);
 
 /* ---- processed once: completion records -------------------------------- */
 

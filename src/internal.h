@@ -202,6 +202,10 @@ struct lks_backend_ops {
 	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
 	                    bool with_owner, lks_rows *out);
+	/* as lease_select, the existing rows named prefix0 .. prefix(permits-1)
+	 * (a semaphore's slots), in any order */
+	int (*lease_select_slots)(lks_conn *c, const char *table_q, const char *prefix, int permits,
+	                          bool with_owner, lks_rows *out);
 	/* Cancellation: interrupt (NULL when the backend's own wait polls
 	 * lks_cancel_fd) runs on the tripping thread while a statement blocks;
 	 * it must not wait for the network. */
@@ -345,6 +349,19 @@ uint64_t lks_rng_next(uint64_t *state); /* xorshift64*, state != 0 */
 void lks_holder_id(char out[LKS_HOLDER_LEN + 1]);
 /* 64-bit FNV-1a of the quoted lease table and the name: the baton key */
 uint64_t lks_baton_key(const char *table_q, const char *name);
+
+/* the caller's acquire options of any known version, as the current one */
+int lks_acquire_options_copy(lks_conn *c, const lks_lease_acquire_options *in,
+                             lks_lease_acquire_options *out);
+
+/* semaphores (semaphore.c): permit k of NAME is the lease row NAME␟k */
+#define LKS_SLOT_SEPARATOR "\xe2\x90\x9f" /* U+241F, refused in lease names */
+int lks_semaphore_check(lks_conn *c, const char *name, int permits);
+void lks_semaphore_prefix(const char *name, char *out, size_t outsz);
+/* k of a row named ...␟k (0 <= k < LKS_SEMAPHORE_PERMITS_MAX), else -1 */
+int lks_slot_of(const char *row);
+int lks_semaphore_choose(lks_conn *c, const char *t, const char *prefix, int permits, bool scan,
+                         uint64_t *rng, int *slot, lks_grant *g);
 /* full jitter: uniform in [0, min(cap, base * 2^attempt)] */
 int64_t lks_backoff_us(int attempt, int64_t base_us, int64_t cap_us,
                        uint64_t *rng);

@@ -203,6 +203,14 @@ static int check_acquire_options(lks_conn *c, const lks_lease_acquire_options *o
 	return LKS_OK;
 }
 
+int lks_acquire_options_copy(lks_conn *c, const lks_lease_acquire_options *in,
+                             lks_lease_acquire_options *out)
+{
+	static const lks_lease_acquire_options defaults = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	*out = defaults;
+	return lks_options_copy(c, "acquire", out, in, acquire_sizes, LKS_LEASE_ACQUIRE_OPTIONS_VERSION);
+}
+
 static void put_stats(const lks_lease_acquire_options *o, const lks_lease_acquire_stats *st)
 {
 	if (o->stats)
@@ -286,6 +294,13 @@ typedef struct acquire_ctx {
 	bool room, holding, woken;
 	int free_retries;
 	lks_grant g;
+	/* a semaphore (permits > 0): name points to row, the slot this poll
+	 * tries; scan once a first random try missed; quick: polls at once
+	 * after a slot was lost to a racing grant */
+	int permits, slot, quick;
+	bool scan;
+	const char *base;
+	char prefix[LKS_SEMAPHORE_NAME_MAX + 4], row[LKS_LEASE_NAME_MAX + 16];
 	int rc; /* the outcome, once a step says ACQ_DONE */
 } acquire_ctx;
 
@@ -303,8 +318,8 @@ static acquire_step acq_canceled(acquire_ctx *a, bool holding)
 }
 
 /* Checks the arguments and fills a; nothing is sent to the server. */
-static int acquire_begin(acquire_ctx *a, lks_conn *c, const char *name, int64_t ttl_ms,
-                         int64_t wait_ms, const lks_lease_acquire_options *opts)
+static int acquire_begin(acquire_ctx *a, lks_conn *c, const char *name, int permits,
+                         int64_t ttl_ms, int64_t wait_ms, const lks_lease_acquire_options *opts)
 {
 	bool has_owner;
 	int rc;
@@ -314,7 +329,17 @@ static int acquire_begin(acquire_ctx *a, lks_conn *c, const char *name, int64_t 
 	a->wait_ms = wait_ms;
 	if ((rc = check_acquire_options(c, opts, ttl_ms, &a->o)))
 		return rc;
-	if ((rc = check_name(c, name)) || (rc = check_ttl(c, ttl_ms)) || (rc = table_q(c, a->t)))
+	if (permits) {
+		if ((rc = lks_semaphore_check(c, name, permits)))
+			return rc;
+	} else if ((rc = check_name(c, name))) {
+		return rc;
+	} else if (strstr(name, LKS_SLOT_SEPARATOR)) {
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease name contains U+241F, which names semaphore slots"
+		                     " (lks_semaphore_acquire)");
+	}
+	if ((rc = check_ttl(c, ttl_ms)) || (rc = table_q(c, a->t)))
 		return rc;
 	if (wait_ms < 0 || wait_ms > LKS_LEASE_TTL_MAX_MS)
 		return lks_set_error(c, LKS_EINVAL, "wait must be 0..%lld ms, got %lld",
@@ -347,6 +372,20 @@ static int acquire_begin(acquire_ctx *a, lks_conn *c, const char *name, int64_t 
 	 * one statement; whoever has waited keeps it, to hand the lease on */
 	a->mode = !a->room ? LKS_BATON_NONE : a->o.wake_on_release ? LKS_BATON_TRY : LKS_BATON_PEEK;
 	a->key = lks_baton_key(a->t, name);
+	if (permits) {
+		/* the line is the semaphore's (one baton for all its slots),
+		 * kept apart from the grants: a slot's grant never takes it,
+		 * and the head gives it back once granted */
+		a->permits = permits;
+		a->base = name;
+		lks_semaphore_prefix(name, a->prefix, sizeof a->prefix);
+		snprintf(a->row, sizeof a->row, "%s0", a->prefix);
+		a->name = a->row;
+		a->mode = LKS_BATON_NONE;
+		a->key = lks_baton_key(a->t, a->prefix);
+		if (lks_random_bytes(&a->rng, sizeof a->rng))
+			a->rng = (uint64_t)lks_now_us();
+	}
 	a->start = lks_now_us();
 	a->deadline = a->start + wait_ms * 1000;
 	return LKS_OK;
@@ -372,7 +411,14 @@ static acquire_step acq_not_granted(acquire_ctx *a, int64_t now)
 		baton_give_quietly(c, a->key);
 	a->st.waited_us = now - a->start;
 	put_stats(&a->o, &a->st);
-	if (a->g.remaining_us > 0)
+	if (a->permits && a->g.remaining_us > 0)
+		a->rc = lks_set_error(c, code, "semaphore %s: all %d permits are held (the first"
+		                      " expires in %lld ms)", a->base, a->permits,
+		                      (long long)(a->g.remaining_us / 1000));
+	else if (a->permits)
+		a->rc = lks_set_error(c, code, "semaphore %s: no free permit of %d (taken by racing"
+		                      " grants)", a->base, a->permits);
+	else if (a->g.remaining_us > 0)
 		a->rc = lks_set_error(c, code, "lease %s is held (%lld ms left)", a->name,
 		                      (long long)(a->g.remaining_us / 1000));
 	else if (a->g.released)
@@ -405,9 +451,35 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 	/* behind a line (our last release handed this lease on), a first
 	 * lean try would only find it held: go straight to the line */
 	g->skip_lean = attempt == 0 && c->handed_on == a->key;
-	rc = c->ops->lease_try(c, a->t, a->name, a->holder, a->o.owner ? a->owner_tag : NULL, a->ttl_us,
-	                       a->holding ? (a->woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : a->mode,
-	                       a->key, left > 0 ? left : 0, g);
+	if (a->permits) {
+		bool scanned = a->scan;
+		rc = lks_semaphore_choose(c, a->t, a->prefix, a->permits, a->scan, &a->rng, &a->slot, g);
+		a->scan = true;
+		if (rc == LKS_OK && a->slot < 0) {
+			/* every slot is held: wait, in line or backing off */
+			lks_cancel_leave(a->o.cancel, c);
+			if (lks_cancel_is_tripped(a->o.cancel))
+				return acq_canceled(a, a->holding);
+			a->st.attempts++;
+			now = lks_now_us();
+			a->quick = 0;
+			if (a->wait_ms == 0 || now >= a->deadline)
+				return acq_not_granted(a, now);
+			return ACQ_WAIT;
+		}
+		if (rc == LKS_OK) {
+			snprintf(a->row, sizeof a->row, "%s%d", a->prefix, a->slot);
+			rc = c->ops->lease_try(c, a->t, a->row, a->holder, a->o.owner ? a->owner_tag : NULL,
+			                       a->ttl_us, LKS_BATON_NONE, a->key, left > 0 ? left : 0, g);
+			g->statements += scanned;
+			g->baton = a->holding; /* the line's baton, if held, is kept apart */
+		}
+	} else {
+		rc = c->ops->lease_try(c, a->t, a->name, a->holder, a->o.owner ? a->owner_tag : NULL,
+		                       a->ttl_us,
+		                       a->holding ? (a->woken ? LKS_BATON_WOKEN : LKS_BATON_HELD) : a->mode,
+		                       a->key, left > 0 ? left : 0, g);
+	}
 	a->woken = false;
 	lks_cancel_leave(a->o.cancel, c);
 	/* a grant that completed as the token tripped is the caller's */
@@ -425,7 +497,8 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 		g->granted = 0;
 		g->remaining_us = -1;
 		g->released = 0;
-		rc = a->room && !a->holding ? c->ops->baton_held(c, a->key, &g->baton) : LKS_OK;
+		rc = a->room && !a->holding && !a->permits ? c->ops->baton_held(c, a->key, &g->baton)
+		                                            : LKS_OK;
 		if (a->holding)
 			g->baton = 1;
 	}
@@ -462,6 +535,10 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 		lks_sleep_us(1000 << a->free_retries++);
 		return ACQ_AGAIN;
 	}
+	/* a semaphore's slot went to a racing grant (or the first, random
+	 * try missed): another may be free, look again at once */
+	if (a->permits && a->quick++ < 3)
+		return ACQ_AGAIN;
 	if (a->wait_ms == 0 || now >= a->deadline)
 		return acq_not_granted(a, now);
 	return ACQ_WAIT;
@@ -473,6 +550,7 @@ static acquire_step acquire_wait(acquire_ctx *a, int attempt)
 	lks_conn *c = a->c;
 	int64_t delay, now = lks_now_us();
 	int got = 0, rc;
+	a->quick = 0;
 	if (a->room && !a->holding) {
 		/* someone else has the baton: line up behind it. Held: until
 		 * the holder's expiry. Released: the baton went to the next in
@@ -526,7 +604,10 @@ static int acquire_granted(acquire_ctx *a, lks_lease **out)
 	l->margin_us = a->o.margin_ms < 0 ? -1 : a->o.margin_ms * 1000;
 	l->clock_offset_us = c->clock_offset_us;
 	l->baton = a->key;
-	if (a->holding)
+	l->slot = a->permits ? a->slot : -1;
+	if (a->holding && a->permits)
+		baton_give_quietly(c, a->key); /* the next in line is the head now */
+	else if (a->holding)
 		baton_register(c, l);
 	set_deadline(l, a->sent, a->g.remaining_us);
 	l->granted_at_us = a->sent;
@@ -536,9 +617,9 @@ static int acquire_granted(acquire_ctx *a, lks_lease **out)
 	return LKS_OK;
 }
 
-int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
-                      int64_t ttl_ms, int64_t wait_ms,
-                      const lks_lease_acquire_options *opts)
+static int acquire_run(lks_lease **out, lks_conn *c, const char *name, int permits,
+                       int64_t ttl_ms, int64_t wait_ms,
+                       const lks_lease_acquire_options *opts)
 {
 	acquire_ctx a;
 	acquire_step step = ACQ_AGAIN;
@@ -553,7 +634,7 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 		return rc;
 	if (!out)
 		return lks_set_error(c, LKS_EINVAL, "out is NULL");
-	if ((rc = acquire_begin(&a, c, name, ttl_ms, wait_ms, opts)))
+	if ((rc = acquire_begin(&a, c, name, permits, ttl_ms, wait_ms, opts)))
 		return rc;
 	for (int attempt = 0; step == ACQ_AGAIN; attempt++) {
 		step = acquire_poll(&a, attempt);
@@ -561,6 +642,22 @@ int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
 			step = acquire_wait(&a, attempt);
 	}
 	return step == ACQ_GRANTED ? acquire_granted(&a, out) : a.rc;
+}
+
+int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,
+                      int64_t ttl_ms, int64_t wait_ms,
+                      const lks_lease_acquire_options *opts)
+{
+	return acquire_run(out, c, name, 0, ttl_ms, wait_ms, opts);
+}
+
+int lks_semaphore_acquire(lks_lease **out, lks_conn *c, const char *name, int permits,
+                          int64_t ttl_ms, int64_t wait_ms,
+                          const lks_lease_acquire_options *opts)
+{
+	if (permits == 0) /* 0 would mean "a plain lease" below */
+		permits = -1;
+	return acquire_run(out, c, name, permits, ttl_ms, wait_ms, opts);
 }
 
 static int check_lease(lks_conn *c, const lks_lease *lease)
@@ -678,6 +775,7 @@ void lks_lease_free(lks_lease *lease)
 }
 
 const char *lks_lease_name(const lks_lease *l) { return l ? l->name : NULL; }
+int lks_lease_slot(const lks_lease *l) { return l ? l->slot : -1; }
 const char *lks_lease_holder(const lks_lease *l) { return l ? l->holder : NULL; }
 const char *lks_lease_owner(const lks_lease *l) { return l ? l->owner : NULL; }
 int64_t lks_lease_fence(const lks_lease *l) { return l ? l->fence : 0; }
@@ -729,24 +827,93 @@ static int transient_or_lost(lks_conn *c, const lks_lease *lease)
 	return lks_set_error(c, LKS_ETRANSIENT, "%s", cause);
 }
 
+/* One transaction: every lease row held in the order given, fn, commit. */
+static int fenced_run(lks_conn *c, lks_lease *const *ordered, lks_lease *const *given, size_t n,
+                      lks_fenced_all_fn fn, void *arg);
+
+typedef struct one_write {
+	lks_fenced_fn fn;
+	void *arg;
+} one_write;
+
+static int one_write_fn(lks_conn *c, lks_lease *const *leases, size_t n, void *arg)
+{
+	one_write *w = arg;
+	(void)n;
+	return w->fn(c, leases[0]->fence, w->arg);
+}
+
 int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn, void *arg)
 {
+	lks_lease *one[1] = {(lks_lease *)lease}; /* only read */
+	one_write w = {fn, arg};
 	int rc = check_lease(c, lease);
 	if (rc)
 		return rc;
 	if (!fn)
 		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
+	return fenced_run(c, one, one, 1, one_write_fn, &w);
+}
+
+static int cmp_lease_names(const void *x, const void *y)
+{
+	const lks_lease *a = *(lks_lease *const *)x, *b = *(lks_lease *const *)y;
+	return strcmp(a->name, b->name);
+}
+
+/* A transient failure over a set: LKS_LOST if any lease was taken over. */
+static int any_lost(lks_conn *c, lks_lease *const *leases, size_t n)
+{
+	lks_error_saved saved;
+	int rc = LKS_ETRANSIENT;
+	lks_error_save(c, &saved);
+	for (size_t i = 0; i < n; i++) {
+		lks_error_restore(c, &saved);
+		if ((rc = transient_or_lost(c, leases[i])) == LKS_LOST)
+			break;
+	}
+	return rc;
+}
+
+int lks_lease_fenced_write_all(lks_conn *c, lks_lease *const *leases, size_t n,
+                               lks_fenced_all_fn fn, void *arg)
+{
+	lks_lease *sorted[LKS_LEASE_SET_MAX];
+	int rc = lks_conn_check(c);
+	if (rc)
+		return rc;
+	if (!leases || n == 0 || n > LKS_LEASE_SET_MAX)
+		return lks_set_error(c, LKS_EINVAL, "leases must be 1..%d non-NULL leases",
+		                     LKS_LEASE_SET_MAX);
+	if (!fn)
+		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
+	for (size_t i = 0; i < n; i++)
+		if (!(sorted[i] = leases[i]))
+			return lks_set_error(c, LKS_EINVAL, "leases[%zu] is NULL", i);
+	/* row locks in one order: two writers over overlapping sets queue
+	 * instead of deadlocking */
+	qsort(sorted, n, sizeof *sorted, cmp_lease_names);
+	return fenced_run(c, sorted, leases, n, fn, arg);
+}
+
+static int fenced_run(lks_conn *c, lks_lease *const *ordered, lks_lease *const *given, size_t n,
+                      lks_fenced_all_fn fn, void *arg)
+{
+	int rc;
 	if (c->ops->in_transaction(c))
 		return lks_set_error(c, LKS_EINVAL,
 		                     "fenced write needs a handle without an open transaction");
 	if ((rc = c->ops->exec(c, "BEGIN")))
 		return rc;
-	rc = c->ops->lease_guard(c, lease->table_q, lease->name, lease->holder, lease->fence);
-	if (rc == LKS_LOST)
-		lks_set_error(c, rc, "lease %s (fence %lld) is no longer the current grant",
-		              lease->name, (long long)lease->fence);
+	for (size_t i = 0; i < n && rc == LKS_OK; i++) {
+		const lks_lease *l = ordered[i];
+		rc = c->ops->lease_guard(c, l->table_q, l->name, l->holder, l->fence);
+		if (rc == LKS_LOST)
+			lks_set_error(c, rc, "lease %s (fence %lld) is no longer the current grant",
+			              l->name, (long long)l->fence);
+	}
 	if (rc == LKS_OK)
-		rc = fn(c, lease->fence, arg);
+		rc = fn(c, given, n, arg);
 	if (rc != LKS_OK) {
 		bool transient = rc == LKS_ETRANSIENT && c->err == LKS_ETRANSIENT;
 		if (c->native && c->ops->in_transaction(c)) {
@@ -756,11 +923,11 @@ int lks_lease_fenced_write(lks_conn *c, const lks_lease *lease, lks_fenced_fn fn
 			c->ops->exec(c, "ROLLBACK");
 			lks_error_restore(c, &saved);
 		}
-		return transient ? transient_or_lost(c, lease) : rc;
+		return transient ? any_lost(c, ordered, n) : rc;
 	}
 	rc = c->ops->commit(c);
 	if (rc == LKS_ETRANSIENT)
-		return transient_or_lost(c, lease);
+		return any_lost(c, ordered, n);
 	if (rc == LKS_ECONN) {
 		char cause[LKS_ERRMSG_MAX];
 		memcpy(cause, c->errmsg, sizeof cause);
@@ -868,6 +1035,43 @@ int lks_lease_list(lks_conn *c, int (*fn)(const lks_lease_info *, void *), void 
 	return rc;
 }
 
+int lks_semaphore_list(lks_conn *c, const char *name, int permits,
+                       int (*fn)(const lks_lease_info *, void *), void *arg)
+{
+	char t[QMAX], prefix[LKS_LEASE_NAME_MAX + 1];
+	lks_lease_info *info;
+	lks_rows r;
+	bool owner;
+	int rc = lks_conn_check(c);
+	if (rc || (rc = lks_semaphore_check(c, name, permits)) || (rc = table_q(c, t)))
+		return rc;
+	if (!fn)
+		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
+	lks_semaphore_prefix(name, prefix, sizeof prefix);
+	if ((rc = owner_column(c, t, &owner)) ||
+	    (rc = c->ops->lease_select_slots(c, t, prefix, permits, owner, &r)))
+		return rc;
+	if (!(info = calloc((size_t)permits, sizeof *info))) {
+		lks_rows_clear(&r);
+		return lks_set_error(c, LKS_ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < r.nrows && rc == LKS_OK; i++) {
+		lks_lease_info one;
+		int k;
+		if ((rc = fill_info(c, &r, i, &one)) == LKS_OK && one.held &&
+		    (k = lks_slot_of(one.name)) >= 0 && k < permits) {
+			info[k] = one;
+		}
+	}
+	lks_rows_clear(&r);
+	/* in slot order, whatever order the server returned */
+	for (int k = 0; k < permits && rc == LKS_OK; k++)
+		if (info[k].held)
+			rc = fn(&info[k], arg);
+	free(info);
+	return rc;
+}
+
 int lks_lease_force_release(lks_conn *c, const char *name, lks_lease_info *released)
 {
 	char t[QMAX];
@@ -957,6 +1161,7 @@ int lks_lease_adopt(lks_lease **out, lks_conn *c, const char *name, const char *
 	if (!(l = calloc(1, sizeof *l)))
 		return lks_set_error(c, LKS_ENOMEM, "out of memory");
 	snprintf(l->name, sizeof l->name, "%s", name);
+	l->slot = lks_slot_of(name);
 	memcpy(l->holder, holder, LKS_HOLDER_LEN + 1);
 	snprintf(l->owner, sizeof l->owner, "%s", info.owner);
 	memcpy(l->table_q, t, sizeof l->table_q);

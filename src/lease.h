@@ -11,6 +11,7 @@ struct lks_lease {
 	char owner[LKS_LEASE_OWNER_MAX + 1];
 	char table_q[2 * LKS_IDENT_MAX + 8];
 	int64_t fence;
+	int slot; /* a semaphore's permit (name is its row), else -1 */
 	int64_t granted_at_us; /* lks_now_us() when the grant was asked for */
 	_Atomic int64_t ttl_us; /* renewals may come from the auto-renew thread */
 	_Atomic int64_t granted_us; /* remaining TTL per the server, last grant/renewal */

@@ -133,6 +133,39 @@ static int fake_lease_release(lks_conn *c, const char *table_q, const char *name
 	return LKS_OK;
 }
 
+/* the slot rows that exist, as lease_select_slots returns them: name,
+ * holder, fence, remaining_us, held */
+static int fake_select_slots(lks_conn *c, const char *table_q, const char *prefix, int permits,
+                             bool with_owner, lks_rows *out)
+{
+	fake_db *db = DB(c);
+	int64_t now = lks_now_us();
+	size_t plen = strlen(prefix);
+	(void)table_q;
+	(void)with_owner;
+	memset(out, 0, sizeof *out);
+	db->scans++;
+	out->ncols = 5;
+	if (!(out->cells = calloc(FAKE_ROWS * 5, sizeof *out->cells)))
+		return lks_set_error(c, LKS_ENOMEM, "fake: out of memory");
+	for (int i = 0; i < db->nrows; i++) {
+		const fake_row *r = &db->rows[i];
+		char cell[5][LKS_LEASE_NAME_MAX + 1];
+		bool held = r->holder[0] && r->expires_us > now;
+		if (strncmp(r->name, prefix, plen) || atoi(r->name + plen) >= permits)
+			continue;
+		snprintf(cell[0], sizeof cell[0], "%s", r->name);
+		snprintf(cell[1], sizeof cell[1], "%s", held ? r->holder : "");
+		snprintf(cell[2], sizeof cell[2], "%lld", (long long)r->fence);
+		snprintf(cell[3], sizeof cell[3], "%lld", (long long)(held ? r->expires_us - now : 0));
+		snprintf(cell[4], sizeof cell[4], "%d", held);
+		for (int k = 0; k < 5; k++)
+			out->cells[out->nrows * 5 + k] = strdup(cell[k]);
+		out->nrows++;
+	}
+	return LKS_OK;
+}
+
 static const lks_backend_ops fake_ops = {
 	.id = LKS_BACKEND_NONE,
 	.name = "fake",
@@ -145,6 +178,7 @@ static const lks_backend_ops fake_ops = {
 	.baton_supported = fake_no_batons,
 	.lease_try = fake_lease_try,
 	.lease_release = fake_lease_release,
+	.lease_select_slots = fake_select_slots,
 };
 
 lks_conn *fake_open(fake_db *db)

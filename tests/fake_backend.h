@@ -29,7 +29,7 @@ typedef struct fake_db {
 	fake_reply script[FAKE_SCRIPT]; /* replies to the next grant tries */
 	int nscript, next;
 	int64_t tries_at[FAKE_TRIES]; /* when each grant try arrived */
-	int ntries, grants, releases;
+	int ntries, grants, releases, scans;
 } fake_db;
 
 lks_conn *fake_open(fake_db *db);

@@ -915,6 +915,54 @@ static void acquire_decisions(void **state)
 	lks_conn_close(b);
 }
 
+/* A semaphore's polls: a random slot first, a read of all slots when it
+ * misses, a free one at once, and when all are held a wait until the first
+ * expires, never past the deadline. */
+static void semaphore_decisions(void **state)
+{
+	fake_db db = {0};
+	lks_conn *a = fake_open(&db), *b = fake_open(&db);
+	lks_lease *l[3] = {NULL, NULL, NULL}, *x = NULL;
+	lks_lease_acquire_stats st;
+	lks_lease_acquire_options o = slow_polls(&st);
+	int64_t expiry = 0;
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	/* three permits: three grants, three distinct slots */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(lks_semaphore_acquire(&l[i], a, "s", 3, 60000, 0, &o), LKS_OK);
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(lks_lease_slot(l[i]), lks_lease_slot(l[j]));
+	}
+	/* full, no wait: one read after the first try missed, then busy */
+	db.scans = 0;
+	assert_int_equal(lks_semaphore_acquire(&x, b, "s", 3, 1000, 0, &o), LKS_BUSY);
+	assert_null(x);
+	assert_true(db.scans >= 1);
+	assert_non_null(strstr(lks_conn_errmsg(b), "all 3 permits are held"));
+	/* slot 1's holder has 200 ms left: a waiter sleeps until then (not the
+	 * 10 s backoff) and takes exactly that slot */
+	for (int i = 0; i < db.nrows; i++)
+		if (!strcmp(db.rows[i].name, "s\xe2\x90\x9f" "1"))
+			expiry = db.rows[i].expires_us = lks_now_us() + 200000;
+	assert_true(expiry > 0);
+	db.ntries = 0;
+	assert_int_equal(lks_semaphore_acquire(&x, b, "s", 3, 1000, 5000, &o), LKS_OK);
+	assert_int_equal(lks_lease_slot(x), 1);
+	assert_true(db.tries_at[db.ntries - 1] >= expiry);
+	assert_true(st.waited_us >= 150000);
+	lks_lease_free(x);
+	x = NULL;
+	/* a smaller limit only tries the permits below it */
+	db.scans = 0;
+	assert_int_equal(lks_semaphore_acquire(&x, b, "s", 1, 1000, 0, &o), LKS_BUSY);
+	for (int i = 0; i < 3; i++)
+		lks_lease_free(l[i]);
+	lks_conn_close(a);
+	lks_conn_close(b);
+}
+
 static void acquire_delays(void **state)
 {
 	uint64_t rng = 12345;
@@ -1012,7 +1060,7 @@ int main(void)
 		cmocka_unit_test(rows_and_ints),
 		cmocka_unit_test(conn_without_server),
 		cmocka_unit_test(acquire_decisions), cmocka_unit_test(acquire_delays),
-		cmocka_unit_test(acquire_fault_decisions),
+		cmocka_unit_test(acquire_fault_decisions), cmocka_unit_test(semaphore_decisions),
 	};
 	return cmocka_run_group_tests_name("unit", tests, NULL, NULL);
 }

@@ -333,6 +333,19 @@ int lks_my_lease_select(lks_conn *c, const char *t, const char *name, bool with_
 	return lks_my_query(c, q.buf, &p, name ? 1 : 0, out);
 }
 
+/* The rows of a semaphore's slots prefix0 .. prefix(permits-1) that exist
+ * (primary-key lookups; a recursive CTE, as MariaDB and MySQL 8 both have). */
+int lks_my_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,
+                              bool with_owner, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_INT(permits), LKS_TEXT(prefix)};
+	lks_sql_add(&q, "%sWITH RECURSIVE s (k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k + 1 < ?) "
+	                MY_SELECT_ROW " WHERE name IN (SELECT CONCAT(?, k) FROM s)",
+	            SYNC(c), with_owner ? "owner" : "NULL", t);
+	return lks_my_query(c, q.buf, p, 2, out);
+}
+
 /* In one transaction: the row, locked (after a fenced write in flight),
  * then freed with its fence advanced if it was held. */
 int lks_my_lease_force_release(lks_conn *c, const char *t, const char *name,

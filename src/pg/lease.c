@@ -356,6 +356,19 @@ int lks_pg_lease_select(lks_conn *c, const char *t, const char *name, bool with_
 	return lks_pg_query(c, q.buf, &p, name ? 1 : 0, out);
 }
 
+/* The rows of a semaphore's slots prefix0 .. prefix(permits-1) that exist;
+ * index lookups of the primary key, whatever the column's collation. */
+int lks_pg_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,
+                              bool with_owner, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[2] = {LKS_TEXT(prefix), LKS_INT(permits)};
+	lks_sql_add(&q, PG_SELECT_ROW, with_owner ? "owner" : "NULL::text", t);
+	lks_sql_add(&q, " WHERE name = ANY (SELECT $1::text || k::text"
+	                " FROM generate_series(0, $2::int - 1) k)");
+	return lks_pg_query(c, q.buf, p, 2, out);
+}
+
 /* The row before, locked; then freed with its fence advanced. One
  * statement: the CTE's FOR UPDATE waits for a fenced write in flight. */
 int lks_pg_lease_force_release(lks_conn *c, const char *t, const char *name,

@@ -1,0 +1,462 @@
+/* Integration: counting semaphores and sets of names taken all or nothing. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "it.h"
+
+#define SEP "\xe2\x90\x9f" /* U+241F: permit k of S is the row S␟k */
+
+static lks_lease *must_sem(lks_conn *c, const char *name, int permits, int64_t ttl, int64_t wait)
+{
+	lks_lease *l = NULL;
+	int rc = lks_semaphore_acquire(&l, c, name, permits, ttl, wait, NULL);
+	if (rc)
+		fail_msg("semaphore %s: %s (%s)", name, lks_strerror(rc), lks_conn_errmsg(c));
+	return l;
+}
+
+static int count_held(const lks_lease_info *info, void *arg)
+{
+	(void)info;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* counters(name, n) += 1 for name; the caller's transaction */
+static int bump(lks_conn *c, const char *name)
+{
+	lks_value p = LKS_TEXT(name);
+	int64_t rows = 0;
+	int rc = t_int(c, &rows, "UPDATE counters SET n = n + 1 WHERE name = ?", &p, 1);
+	return rc ? rc : rows == 1 ? LKS_OK : LKS_NOT_FOUND;
+}
+
+static int add_one(lks_conn *c, int64_t fence, void *arg)
+{
+	(void)fence;
+	return bump(c, arg);
+}
+
+void semaphore_permits_and_slots(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *a = must_sem(f->c, "pool", 2, 10000, 0), *b = must_sem(f->c, "pool", 2, 10000, 0);
+	lks_lease *x = NULL, *taken = NULL;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	char row[64];
+	int held = 0;
+	/* two permits, two distinct slots, each an ordinary lease row */
+	assert_true(lks_lease_slot(a) >= 0 && lks_lease_slot(a) < 2);
+	assert_int_equal(lks_lease_slot(a) + lks_lease_slot(b), 1);
+	snprintf(row, sizeof row, "pool" SEP "%d", lks_lease_slot(a));
+	assert_string_equal(lks_lease_name(a), row);
+	assert_int_equal(lks_lease_inspect(other, row, &info), LKS_OK);
+	assert_true(info.held);
+	assert_string_equal(info.holder, lks_lease_holder(a));
+	/* full: busy at once, with the reason; nothing granted */
+	assert_int_equal(lks_semaphore_acquire(&x, other, "pool", 2, 10000, 0, NULL), LKS_BUSY);
+	assert_null(x);
+	assert_non_null(strstr(lks_conn_errmsg(other), "all 2 permits are held"));
+	assert_int_equal(lks_semaphore_list(other, "pool", 2, count_held, &held), LKS_OK);
+	assert_int_equal(held, 2);
+	/* a permit frees: the next caller gets exactly that slot */
+	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	x = must_sem(other, "pool", 2, 10000, 0);
+	assert_int_equal(lks_lease_slot(x), lks_lease_slot(a));
+	assert_true(lks_lease_fence(x) > lks_lease_fence(a)); /* that slot's fence grew */
+	/* the semaphore's name is not a lease, and lease grants refuse slot rows */
+	assert_int_equal(lks_lease_inspect(other, "pool", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(lks_lease_acquire(&taken, other, row, 10000, 0, NULL), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(other), "U+241F"));
+	assert_null(taken);
+	/* fenced writes on a permit: the current holder writes, a stale one is refused */
+	t_exec(f->c, "CREATE TABLE counters (name varchar(64) PRIMARY KEY, n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO counters VALUES ('pool', 0)");
+	assert_int_equal(lks_lease_fenced_write(other, x, add_one, "pool"), LKS_OK);
+	assert_int_equal(lks_lease_fenced_write(f->c, a, add_one, "pool"), LKS_LOST);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM counters"), 1);
+	lks_lease_free(a);
+	assert_int_equal(lks_lease_release_all(f->c, (lks_lease *const[]){b, x}, 2), LKS_OK);
+	assert_int_equal(lks_lease_is_lost(b), 1);
+	lks_lease_free(b);
+	lks_lease_free(x);
+	lks_conn_close(other);
+}
+
+void semaphore_bad_input_changes_nothing(void **state)
+{
+	fx *f = *state;
+	lks_lease *l = NULL;
+	char longname[LKS_SEMAPHORE_NAME_MAX + 2];
+	int held = 0;
+	memset(longname, 'n', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	assert_int_equal(lks_semaphore_acquire(NULL, f->c, "s", 2, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, NULL, 2, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "", 2, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, longname, 2, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "a" SEP "1", 2, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "\xff", 2, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", 0, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", -3, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", LKS_SEMAPHORE_PERMITS_MAX + 1, 1000, 0, NULL),
+	                 LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", 2, 0, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", 2, 1000, -1, NULL), LKS_EINVAL);
+	assert_int_equal(lks_semaphore_list(f->c, "s", 2, NULL, NULL), LKS_EINVAL);
+	assert_null(l);
+	/* nothing was written */
+	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM lks_lease WHERE name <> ''"), 0);
+	/* the largest limit and name work */
+	longname[LKS_SEMAPHORE_NAME_MAX] = '\0';
+	l = must_sem(f->c, longname, LKS_SEMAPHORE_PERMITS_MAX, 1000, 0);
+	assert_true(lks_lease_slot(l) >= 0 && lks_lease_slot(l) < LKS_SEMAPHORE_PERMITS_MAX);
+	assert_int_equal(lks_semaphore_list(f->c, longname, LKS_SEMAPHORE_PERMITS_MAX, count_held, &held),
+	                 LKS_OK);
+	assert_int_equal(held, 1);
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	lks_lease_free(l);
+}
+
+/* A crashed holder's permit comes back at its TTL; a smaller limit never
+ * evicts a holder of a higher permit, and only grants below it. */
+void semaphore_expiry_and_changed_limit(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *h[4], *x = NULL;
+	int high[2], n = 0;
+	for (int i = 0; i < 4; i++)
+		h[i] = must_sem(f->c, "lim", 4, i == 0 ? 400 : 20000, 0);
+	/* all four held; slot of h[0] expires (its holder "crashed") */
+	x = must_sem(other, "lim", 4, 20000, 5000);
+	assert_int_equal(lks_lease_slot(x), lks_lease_slot(h[0]));
+	assert_int_equal(lks_lease_renew(f->c, h[0], 1000), LKS_LOST);
+	lks_lease_free(h[0]);
+	h[0] = x;
+	x = NULL;
+	/* limit 2: its permits 0 and 1 are held, so busy, whoever holds 2 and 3 */
+	assert_int_equal(lks_semaphore_acquire(&x, other, "lim", 2, 20000, 0, NULL), LKS_BUSY);
+	for (int i = 0; i < 4; i++)
+		if (lks_lease_slot(h[i]) >= 2)
+			high[n++] = i;
+	assert_int_equal(n, 2);
+	/* the holders above the new limit keep their permits: renew, write */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(lks_lease_renew(f->c, h[high[i]], 20000), LKS_OK);
+	/* a larger limit has room at once: permit 4 or 5 */
+	x = must_sem(other, "lim", 6, 20000, 0);
+	assert_true(lks_lease_slot(x) >= 4);
+	assert_int_equal(lks_lease_release(other, x), LKS_OK);
+	lks_lease_free(x);
+	x = NULL;
+	/* a high permit freed does not make room under limit 2 */
+	assert_int_equal(lks_lease_release(f->c, h[high[0]]), LKS_OK);
+	assert_int_equal(lks_semaphore_acquire(&x, other, "lim", 2, 20000, 0, NULL), LKS_BUSY);
+	/* a low one does */
+	for (int i = 0; i < 4; i++)
+		if (lks_lease_slot(h[i]) == 1) {
+			assert_int_equal(lks_lease_release(f->c, h[i]), LKS_OK);
+			break;
+		}
+	x = must_sem(other, "lim", 2, 20000, 0);
+	assert_int_equal(lks_lease_slot(x), 1);
+	assert_int_equal(lks_lease_release(other, x), LKS_OK);
+	lks_lease_free(x);
+	for (int i = 0; i < 4; i++) {
+		lks_lease_release(f->c, h[i]); /* some were released above: LKS_LOST then */
+		lks_lease_free(h[i]);
+	}
+	lks_conn_close(other);
+}
+
+/* ---- many workers on one semaphore --------------------------------------- */
+
+enum { SEM_PERMITS = 4, SEM_WORKERS = 16 };
+
+typedef struct sem_shared {
+	const char *url;
+	int iters;
+	pthread_barrier_t bar;
+	pthread_mutex_t mu;
+	atomic_int inside, max_inside;
+	int64_t last_fence[SEM_PERMITS];
+	int slot_inside[SEM_PERMITS];
+	atomic_int errors, overlaps, regressions, grants;
+} sem_shared;
+
+static int count_write(lks_conn *c, int64_t fence, void *arg)
+{
+	(void)fence;
+	(void)arg;
+	return bump(c, "sem");
+}
+
+static void *sem_worker(void *arg)
+{
+	sem_shared *s = arg;
+	lks_conn *c = NULL;
+	if (lks_conn_open(&c, s->url) != LKS_OK) {
+		atomic_fetch_add(&s->errors, 1);
+		pthread_barrier_wait(&s->bar);
+		lks_conn_close(c);
+		return NULL;
+	}
+	pthread_barrier_wait(&s->bar);
+	for (int i = 0; i < s->iters; i++) {
+		lks_lease *l = NULL;
+		int slot, now;
+		if (lks_semaphore_acquire(&l, c, "sem", SEM_PERMITS, 30000, 60000, NULL) != LKS_OK) {
+			fprintf(stderr, "# acquire: %s\n", lks_conn_errmsg(c));
+			atomic_fetch_add(&s->errors, 1);
+			continue;
+		}
+		slot = lks_lease_slot(l);
+		now = atomic_fetch_add(&s->inside, 1) + 1;
+		for (int m = atomic_load(&s->max_inside); now > m;)
+			if (atomic_compare_exchange_weak(&s->max_inside, &m, now))
+				break;
+		pthread_mutex_lock(&s->mu);
+		if (slot < 0 || slot >= SEM_PERMITS || s->slot_inside[slot]++)
+			atomic_fetch_add(&s->overlaps, 1);
+		else if (lks_lease_fence(l) <= s->last_fence[slot])
+			atomic_fetch_add(&s->regressions, 1);
+		else
+			s->last_fence[slot] = lks_lease_fence(l);
+		pthread_mutex_unlock(&s->mu);
+		if (lks_lease_fenced_write(c, l, count_write, NULL) != LKS_OK)
+			atomic_fetch_add(&s->errors, 1);
+		pthread_mutex_lock(&s->mu);
+		if (slot >= 0 && slot < SEM_PERMITS)
+			s->slot_inside[slot]--;
+		pthread_mutex_unlock(&s->mu);
+		atomic_fetch_sub(&s->inside, 1);
+		if (lks_lease_release(c, l) != LKS_OK)
+			atomic_fetch_add(&s->errors, 1);
+		lks_lease_free(l);
+		atomic_fetch_add(&s->grants, 1);
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+void semaphore_never_more_than_permits(void **state)
+{
+	fx *f = *state;
+	const char *env = getenv("LKS_TEST_LEASE_ITERS");
+	static sem_shared s;
+	pthread_t th[SEM_WORKERS];
+	int64_t fences = 0;
+	memset(&s, 0, sizeof s);
+	s.url = f->url;
+	s.iters = env ? atoi(env) : 60;
+	pthread_barrier_init(&s.bar, NULL, SEM_WORKERS);
+	pthread_mutex_init(&s.mu, NULL);
+	t_exec(f->c, "CREATE TABLE counters (name varchar(64) PRIMARY KEY, n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO counters VALUES ('sem', 0)");
+	for (int i = 0; i < SEM_WORKERS; i++)
+		pthread_create(&th[i], NULL, sem_worker, &s);
+	for (int i = 0; i < SEM_WORKERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&s.bar);
+	pthread_mutex_destroy(&s.mu);
+	assert_int_equal(atomic_load(&s.errors), 0);
+	assert_int_equal(atomic_load(&s.overlaps), 0);
+	assert_int_equal(atomic_load(&s.regressions), 0);
+	assert_true(atomic_load(&s.max_inside) <= SEM_PERMITS);
+	assert_true(atomic_load(&s.max_inside) > 1); /* permits were used side by side */
+	assert_int_equal(atomic_load(&s.grants), SEM_WORKERS * s.iters);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM counters WHERE name = 'sem'"), SEM_WORKERS * s.iters);
+	/* one fence per grant, per slot, no gaps: the slots' fences add up */
+	for (int k = 0; k < SEM_PERMITS; k++) {
+		char row[32];
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
+		snprintf(row, sizeof row, "sem" SEP "%d", k);
+		assert_int_equal(lks_lease_inspect(f->c, row, &info), LKS_OK);
+		assert_false(info.held);
+		fences += info.fence;
+	}
+	assert_int_equal(fences, SEM_WORKERS * s.iters);
+	print_message("    %d grants of %d permits by %d workers, at most %d at once\n",
+	              SEM_WORKERS * s.iters, SEM_PERMITS, SEM_WORKERS, atomic_load(&s.max_inside));
+}
+
+/* ---- sets of names ------------------------------------------------------- */
+
+static int add_each(lks_conn *c, lks_lease *const *leases, size_t n, void *arg)
+{
+	int rc = LKS_OK;
+	(void)arg;
+	for (size_t i = 0; i < n && rc == LKS_OK; i++)
+		rc = bump(c, lks_lease_name(leases[i]));
+	return rc;
+}
+
+void lease_set_all_or_nothing(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	const char *names[] = {"c", "a", "b"}, *dup[] = {"a", "b", "a"};
+	lks_lease *out[3] = {NULL, NULL, NULL}, *b;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease_acquire_stats st;
+	int64_t fence_a;
+	o.stats = &st;
+	t_exec(f->c, "CREATE TABLE counters (name varchar(64) PRIMARY KEY, n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO counters VALUES ('a', 0), ('b', 0), ('c', 0)");
+	assert_int_equal(lks_lease_acquire(&b, other, "b", 1500, 0, NULL), LKS_OK);
+	/* b is held: busy without a wait, a timeout with one; nothing kept */
+	assert_int_equal(lks_lease_acquire_all(out, f->c, names, 3, 1000, 0, NULL), LKS_BUSY);
+	assert_int_equal(lks_lease_acquire_all(out, f->c, names, 3, 1000, 200, NULL), LKS_TIMEOUT);
+	for (int i = 0; i < 3; i++)
+		assert_null(out[i]);
+	assert_int_equal(lks_lease_inspect(other, "a", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(lks_lease_inspect(other, "c", &info), LKS_OK);
+	assert_false(info.held);
+	/* bad sets change nothing */
+	assert_int_equal(lks_lease_acquire_all(out, f->c, dup, 3, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_all(out, f->c, names, 0, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_all(out, f->c, names, LKS_LEASE_SET_MAX + 1, 1000, 0, NULL),
+	                 LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_all(NULL, f->c, names, 3, 1000, 0, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_all(out, f->c, (const char *[]){"a", NULL}, 2, 1000, 0, NULL),
+	                 LKS_EINVAL);
+	assert_int_equal(lks_lease_acquire_all(out, f->c, (const char *[]){"a", ""}, 2, 1000, 0, NULL),
+	                 LKS_EINVAL);
+	assert_int_equal(lks_lease_inspect(other, "a", &info), LKS_OK);
+	assert_false(info.held);
+	/* a set with a TTL shorter than b's hold: a (taken first, in name order)
+	 * is renewed while b is waited for, so the whole set is current at the end */
+	assert_int_equal(lks_lease_acquire_all(out, f->c, names, 3, 400, 10000, &o), LKS_OK);
+	assert_true(st.attempts >= 3);
+	for (int i = 0; i < 3; i++) {
+		assert_non_null(out[i]);
+		assert_string_equal(lks_lease_name(out[i]), names[i]);
+		assert_false(lks_lease_is_lost(out[i]));
+	}
+	fence_a = lks_lease_fence(out[1]);
+	assert_int_equal(lks_lease_inspect(other, "a", &info), LKS_OK);
+	assert_int_equal(info.fence, fence_a); /* renewed, never granted again */
+	assert_int_equal(lks_lease_fenced_write_all(f->c, out, 3, add_each, NULL), LKS_OK);
+	assert_int_equal(t_int1(f->c, "SELECT sum(n) FROM counters"), 3);
+	/* one lease of the set taken away: the whole write is refused */
+	assert_int_equal(lks_lease_force_release(other, "c", NULL), LKS_OK);
+	assert_int_equal(lks_lease_fenced_write_all(f->c, out, 3, add_each, NULL), LKS_LOST);
+	assert_int_equal(t_int1(f->c, "SELECT sum(n) FROM counters"), 3);
+	assert_int_equal(lks_lease_fenced_write_all(f->c, out, 0, add_each, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_fenced_write_all(f->c, out, 3, NULL, NULL), LKS_EINVAL);
+	/* release_all: the first error (c was lost), after trying every lease */
+	assert_int_equal(lks_lease_release_all(f->c, out, 3), LKS_LOST);
+	assert_int_equal(lks_lease_inspect(other, "a", &info), LKS_OK);
+	assert_false(info.held);
+	for (int i = 0; i < 3; i++)
+		lks_lease_free(out[i]);
+	lks_lease_release(other, b);
+	lks_lease_free(b);
+	lks_conn_close(other);
+}
+
+enum { SET_WORKERS = 8, SET_NAMES = 5, SET_SIZE = 3 };
+
+typedef struct set_shared {
+	const char *url;
+	int iters;
+	pthread_barrier_t bar;
+	atomic_int inside[SET_NAMES];
+	atomic_int errors, overlaps, count[SET_NAMES];
+} set_shared;
+
+static const char *const set_names[SET_NAMES] = {"n0", "n1", "n2", "n3", "n4"};
+
+static void *set_worker(void *arg)
+{
+	set_shared *s = arg;
+	lks_conn *c = NULL;
+	unsigned seed = (unsigned)(uintptr_t)&c;
+	int ok = lks_conn_open(&c, s->url) == LKS_OK;
+	pthread_barrier_wait(&s->bar);
+	if (!ok) {
+		atomic_fetch_add(&s->errors, 1);
+		lks_conn_close(c);
+		return NULL;
+	}
+	for (int i = 0; i < s->iters; i++) {
+		/* SET_SIZE distinct names, in a random order */
+		int pick[SET_NAMES] = {0, 1, 2, 3, 4};
+		const char *names[SET_SIZE];
+		lks_lease *out[SET_SIZE];
+		for (int k = SET_NAMES - 1; k > 0; k--) {
+			int j = (int)(rand_r(&seed) % (unsigned)(k + 1)), t = pick[k];
+			pick[k] = pick[j];
+			pick[j] = t;
+		}
+		for (int k = 0; k < SET_SIZE; k++)
+			names[k] = set_names[pick[k]];
+		if (lks_lease_acquire_all(out, c, names, SET_SIZE, 20000, 60000, NULL) != LKS_OK) {
+			fprintf(stderr, "# acquire_all: %s\n", lks_conn_errmsg(c));
+			atomic_fetch_add(&s->errors, 1);
+			continue;
+		}
+		for (int k = 0; k < SET_SIZE; k++)
+			if (atomic_fetch_add(&s->inside[pick[k]], 1) != 0)
+				atomic_fetch_add(&s->overlaps, 1);
+		if (lks_lease_fenced_write_all(c, out, SET_SIZE, add_each, NULL) != LKS_OK)
+			atomic_fetch_add(&s->errors, 1);
+		for (int k = 0; k < SET_SIZE; k++) {
+			atomic_fetch_sub(&s->inside[pick[k]], 1);
+			atomic_fetch_add(&s->count[pick[k]], 1);
+		}
+		if (lks_lease_release_all(c, out, SET_SIZE) != LKS_OK)
+			atomic_fetch_add(&s->errors, 1);
+		for (int k = 0; k < SET_SIZE; k++)
+			lks_lease_free(out[k]);
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+/* Overlapping sets in every order: no deadlock, no name held twice, every
+ * write counted. */
+void lease_sets_overlap_without_deadlock(void **state)
+{
+	fx *f = *state;
+	const char *env = getenv("LKS_TEST_LEASE_ITERS");
+	static set_shared s;
+	pthread_t th[SET_WORKERS];
+	memset(&s, 0, sizeof s);
+	s.url = f->url;
+	s.iters = env ? atoi(env) : 40;
+	pthread_barrier_init(&s.bar, NULL, SET_WORKERS);
+	t_exec(f->c, "CREATE TABLE counters (name varchar(64) PRIMARY KEY, n int NOT NULL)");
+	for (int k = 0; k < SET_NAMES; k++) {
+		lks_value p = LKS_TEXT(set_names[k]);
+		int64_t rows = 0;
+		assert_int_equal(t_int(f->c, &rows, "INSERT INTO counters VALUES (?, 0)", &p, 1), LKS_OK);
+	}
+	for (int i = 0; i < SET_WORKERS; i++)
+		pthread_create(&th[i], NULL, set_worker, &s);
+	for (int i = 0; i < SET_WORKERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&s.bar);
+	assert_int_equal(atomic_load(&s.errors), 0);
+	assert_int_equal(atomic_load(&s.overlaps), 0);
+	for (int k = 0; k < SET_NAMES; k++) {
+		lks_value p = LKS_TEXT(set_names[k]);
+		int64_t n = -1;
+		lks_lease_info info = LKS_LEASE_INFO_INIT;
+		assert_int_equal(t_int(f->c, &n, "SELECT n FROM counters WHERE name = ?", &p, 1), LKS_OK);
+		assert_int_equal(n, atomic_load(&s.count[k]));
+		assert_int_equal(lks_lease_inspect(f->c, set_names[k], &info), LKS_OK);
+		assert_false(info.held);
+		assert_int_equal(info.fence, n); /* one grant per set that held it */
+	}
+	print_message("    %d sets of %d names out of %d by %d workers\n", SET_WORKERS * s.iters,
+	              SET_SIZE, SET_NAMES, SET_WORKERS);
+}
