@@ -833,6 +833,70 @@ static void json_names_round_trip(void **state)
 	}
 }
 
+/* --permits 2: two runs side by side (each command marks its slot, then
+ * waits for the test's go), a third is busy while both hold; once they end
+ * it runs. */
+static void permits_run_side_by_side(void **state)
+{
+	fx *f = *state;
+	char go[256], mark[256], script[1200], path[300];
+	tmpfile_name(go, sizeof go, "go");
+	tmpfile_name(mark, sizeof mark, "slot");
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof path, "%s%d", mark, k);
+		unlink(path);
+	}
+	snprintf(script, sizeof script,
+	         "touch %s$LOCKSTOCK_SLOT; while [ ! -e %s ]; do sleep 0.02; done", mark, go);
+	const char *args[] = {"run", "--permits", "2", "pool", "--", "sh", "-c", script, NULL};
+	const char *third[] = {"run", "--permits", "2", "pool", "--", "true", NULL};
+	proc a = start(f->url, args), b = start(f->url, args), c;
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof path, "%s%d", mark, k);
+		wait_file(path); /* both slots are held, by the two commands */
+	}
+	assert_int_equal(run(f->url, third, &c), 75);
+	assert_non_null(strstr(slurp(c.err), "all 2 permits are held"));
+	assert_int_equal(close(open(go, O_WRONLY | O_CREAT, 0600)), 0);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(finish(&b), 0);
+	assert_int_equal(run(f->url, third, NULL), 0);
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof path, "%s%d", mark, k);
+		unlink(path);
+	}
+	unlink(go);
+}
+
+/* Several names: held all together while the command runs (each in the
+ * environment, in the order given); any one of them is busy for others. */
+static void several_names_guard_one_command(void **state)
+{
+	fx *f = *state;
+	char go[256], started[256], envfile[256], script[1200];
+	tmpfile_name(go, sizeof go, "go3");
+	tmpfile_name(started, sizeof started, "started3");
+	tmpfile_name(envfile, sizeof envfile, "env3");
+	snprintf(script, sizeof script,
+	         "env | grep '^LOCKSTOCK_LEASE' | sort > %s; touch %s; while [ ! -e %s ]; do sleep 0.02; done",
+	         envfile, started, go);
+	const char *args[] = {"run", "b", "a", "c", "--", "sh", "-c", script, NULL};
+	const char *one[] = {"run", "c", "--", "true", NULL};
+	const char *bad[] = {"run", "--permits", "2", "a", "b", "--", "true", NULL};
+	proc p = start(f->url, args);
+	wait_file(started);
+	assert_string_equal(slurp(envfile), "LOCKSTOCK_LEASE=b\nLOCKSTOCK_LEASE_1=b\nLOCKSTOCK_LEASE_2=a\n"
+	                                    "LOCKSTOCK_LEASE_3=c\nLOCKSTOCK_LEASE_COUNT=3\n");
+	assert_int_equal(run(f->url, one, NULL), 75);
+	assert_int_equal(close(open(go, O_WRONLY | O_CREAT, 0600)), 0);
+	assert_int_equal(finish(&p), 0);
+	assert_int_equal(run(f->url, one, NULL), 0); /* all released */
+	assert_int_equal(run(f->url, bad, NULL), 64);
+	unlink(go);
+	unlink(started);
+	unlink(envfile);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(int argc, char **argv)
@@ -855,6 +919,8 @@ int main(int argc, char **argv)
 		T(status_file_tells_who_exited),
 		T(once_runs_the_job_once),
 		T(silent_database_stops_the_job_in_time),
+		T(permits_run_side_by_side),
+		T(several_names_guard_one_command),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

@@ -1,11 +1,15 @@
-/* lockstock run NAME [options] -- COMMAND [ARGS...]: run a command while
- * holding a lease, renewed in the background, released when it ends. */
+/* lockstock run NAME... [options] -- COMMAND [ARGS...]: run a command while
+ * holding a lease (several names, all at once; or a semaphore's permit with
+ * --permits), renewed in the background, released when it ends. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -18,11 +22,14 @@ extern char **environ;
 
 enum { OPT_URL = 256, OPT_TABLE, OPT_TTL, OPT_WAIT, OPT_OWNER, OPT_AT_LEAST, OPT_KILL_AFTER,
        OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL, OPT_STATUS_FILE, OPT_ONCE, OPT_ONCE_PER,
-       OPT_DONE_EXIT };
+       OPT_DONE_EXIT, OPT_PERMITS };
 
 typedef struct run_opts {
 	cli_common co;
-	const char *name;
+	const char *name;            /* the first name: once scope, messages */
+	const char *names[LKS_LEASE_SET_MAX];
+	size_t nnames;
+	int permits;                 /* --permits N: a semaphore's permit */
 	char **cmd;
 	int64_t ttl_ms, wait_ms, at_least_ms, kill_after_ms;
 	int busy_exit, kill_after_set, pass_url;
@@ -55,6 +62,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		{"once", required_argument, NULL, OPT_ONCE},
 		{"once-per", required_argument, NULL, OPT_ONCE_PER},
 		{"done-exit", required_argument, NULL, OPT_DONE_EXIT},
+		{"permits", required_argument, NULL, OPT_PERMITS},
 		{NULL, 0, NULL, 0},
 	};
 	char err[256], host[200] = "";
@@ -113,6 +121,17 @@ static int parse_run(int argc, char **argv, run_opts *o)
 			}
 			snprintf(o->owner, sizeof o->owner, "%s", optarg);
 			break;
+		case OPT_PERMITS: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > LKS_SEMAPHORE_PERMITS_MAX) {
+				cli_error("run: --permits must be 1..%d, got '%s'", LKS_SEMAPHORE_PERMITS_MAX,
+				          optarg);
+				return EXIT_USAGE;
+			}
+			o->permits = (int)v;
+			break;
+		}
 		case OPT_BUSY_EXIT:
 		case OPT_DONE_EXIT: {
 			char *end;
@@ -136,11 +155,19 @@ static int parse_run(int argc, char **argv, run_opts *o)
 			return EXIT_USAGE;
 		}
 	}
-	if (dashdash - optind != 1) {
-		cli_error("run: expected one lease NAME before --, got %d", dashdash - optind);
+	if (dashdash - optind < 1 || dashdash - optind > LKS_LEASE_SET_MAX) {
+		cli_error("run: expected 1..%d lease NAMEs before --, got %d", LKS_LEASE_SET_MAX,
+		          dashdash - optind);
 		return EXIT_USAGE;
 	}
-	o->name = argv[optind];
+	o->nnames = (size_t)(dashdash - optind);
+	for (size_t i = 0; i < o->nnames; i++)
+		o->names[i] = argv[optind + (int)i];
+	o->name = o->names[0];
+	if (o->nnames > 1 && (o->permits || o->once || o->once_per)) {
+		cli_error("run: --permits, --once and --once-per take one NAME");
+		return EXIT_USAGE;
+	}
 	if (o->once && o->once_per) {
 		cli_error("run: give --once KEY or --once-per PERIOD, not both");
 		return EXIT_USAGE;
@@ -165,47 +192,74 @@ static void on_lost(const lks_lease *l, int status, void *arg)
 	pthread_kill(main_thread, SIGUSR1);
 }
 
+/* Variables this run sets for the command (inherited ones are dropped). */
+static bool ours(const char *var, bool pass_url)
+{
+	static const char *const prefixes[] = {"LOCKSTOCK_LEASE", "LOCKSTOCK_FENCE", "LOCKSTOCK_HOLDER",
+	                                       "LOCKSTOCK_SLOT=", "LOCKSTOCK_TABLE=",
+	                                       "LOCKSTOCK_ONCE_KEY="};
+	for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+		if (!strncmp(var, prefixes[i], strlen(prefixes[i])))
+			return true;
+	return !pass_url && !strncmp(var, "LOCKSTOCK_URL=", 14);
+}
+
+static bool add_var(char **env, size_t *k, char **bufs, size_t *nb, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static bool add_var(char **env, size_t *k, char **bufs, size_t *nb, const char *fmt, ...)
+{
+	va_list ap;
+	char *v;
+	int n;
+	va_start(ap, fmt);
+	n = vasprintf(&v, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return false;
+	bufs[(*nb)++] = env[(*k)++] = v;
+	return true;
+}
+
 /* The command's environment: ours plus the grant (built before fork: the
- * child may only call async-signal-safe functions before exec). */
-static char **child_env(const lks_lease *l, const run_opts *o, char *bufs[5])
+ * child may only call async-signal-safe functions before exec). The first
+ * lease is LOCKSTOCK_LEASE / _FENCE / _HOLDER; with several names each is
+ * also LOCKSTOCK_LEASE_<i> / _FENCE_<i> / _HOLDER_<i>, i = 1.. in the order
+ * given, and LOCKSTOCK_LEASE_COUNT. bufs gets what to free. */
+static char **child_env(lks_lease *const *ls, size_t nl, const run_opts *o, char **bufs,
+                        size_t *nb)
 {
 	size_t n = 0, k = 0;
+	bool ok = true;
 	char **env;
 	while (environ[n])
 		n++;
-	if (!(env = calloc(n + 6, sizeof *env)))
+	if (!(env = calloc(n + 8 + 3 * nl, sizeof *env)))
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LOCKSTOCK_LEASE=", 16) && strncmp(environ[i], "LOCKSTOCK_FENCE=", 16) &&
-		    strncmp(environ[i], "LOCKSTOCK_HOLDER=", 17) && strncmp(environ[i], "LOCKSTOCK_TABLE=", 16) &&
-		    strncmp(environ[i], "LOCKSTOCK_ONCE_KEY=", 19) &&
-		    (o->pass_url || strncmp(environ[i], "LOCKSTOCK_URL=", 14)))
+		if (!ours(environ[i], o->pass_url))
 			env[k++] = environ[i];
-	bufs[0] = malloc(strlen(lks_lease_name(l)) + 17);
-	bufs[1] = malloc(40);
-	bufs[2] = malloc(64);
-	bufs[3] = o->co.table ? malloc(strlen(o->co.table) + 17) : NULL;
-	bufs[4] = o->once_key[0] ? malloc(strlen(o->once_key) + 20) : NULL;
-	if (!bufs[0] || !bufs[1] || !bufs[2] || (o->co.table && !bufs[3]) ||
-	    (o->once_key[0] && !bufs[4])) {
+	if (o->once_key[0])
+		ok = add_var(env, &k, bufs, nb, "LOCKSTOCK_ONCE_KEY=%s", o->once_key);
+	if (ok && o->co.table)
+		ok = add_var(env, &k, bufs, nb, "LOCKSTOCK_TABLE=%s", o->co.table);
+	if (ok && lks_lease_slot(ls[0]) >= 0)
+		ok = add_var(env, &k, bufs, nb, "LOCKSTOCK_SLOT=%d", lks_lease_slot(ls[0]));
+	ok = ok && add_var(env, &k, bufs, nb, "LOCKSTOCK_LEASE=%s", lks_lease_name(ls[0])) &&
+	     add_var(env, &k, bufs, nb, "LOCKSTOCK_FENCE=%lld", (long long)lks_lease_fence(ls[0])) &&
+	     add_var(env, &k, bufs, nb, "LOCKSTOCK_HOLDER=%s", lks_lease_holder(ls[0]));
+	if (ok && nl > 1)
+		ok = add_var(env, &k, bufs, nb, "LOCKSTOCK_LEASE_COUNT=%zu", nl);
+	for (size_t i = 0; ok && nl > 1 && i < nl; i++)
+		ok = add_var(env, &k, bufs, nb, "LOCKSTOCK_LEASE_%zu=%s", i + 1, lks_lease_name(ls[i])) &&
+		     add_var(env, &k, bufs, nb, "LOCKSTOCK_FENCE_%zu=%lld", i + 1,
+		             (long long)lks_lease_fence(ls[i])) &&
+		     add_var(env, &k, bufs, nb, "LOCKSTOCK_HOLDER_%zu=%s", i + 1, lks_lease_holder(ls[i]));
+	env[k] = NULL;
+	if (!ok) {
 		free(env);
 		return NULL;
 	}
-	if (o->once_key[0]) {
-		sprintf(bufs[4], "LOCKSTOCK_ONCE_KEY=%s", o->once_key);
-		env[k++] = bufs[4];
-	}
-	if (o->co.table) {
-		sprintf(bufs[3], "LOCKSTOCK_TABLE=%s", o->co.table);
-		env[k++] = bufs[3];
-	}
-	sprintf(bufs[0], "LOCKSTOCK_LEASE=%s", lks_lease_name(l));
-	sprintf(bufs[1], "LOCKSTOCK_FENCE=%lld", (long long)lks_lease_fence(l));
-	sprintf(bufs[2], "LOCKSTOCK_HOLDER=%s", lks_lease_holder(l));
-	env[k++] = bufs[0];
-	env[k++] = bufs[1];
-	env[k++] = bufs[2];
-	env[k] = NULL;
 	return env;
 }
 
@@ -363,14 +417,34 @@ static int once_done(lks_conn *c, run_opts *o)
 	return done > 0 ? o->done_exit : done < 0 ? -done : -1;
 }
 
+/* The first lease marked lost, or NULL. */
+static const lks_lease *first_lost(lks_lease *const *ls, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lks_lease_is_lost(ls[i]))
+			return ls[i];
+	return NULL;
+}
+
+/* The lease whose local deadline comes first. */
+static const lks_lease *first_expiring(lks_lease *const *ls, size_t n)
+{
+	const lks_lease *first = ls[0];
+	for (size_t i = 1; i < n; i++)
+		if (lks_lease_remaining_ms(ls[i]) < lks_lease_remaining_ms(first))
+			first = ls[i];
+	return first;
+}
+
 int cli_run(int argc, char **argv)
 {
 	run_opts o = {0};
 	lks_conn *c = NULL;
-	lks_lease *l = NULL;
+	lks_lease *ls[LKS_LEASE_SET_MAX] = {NULL};
+	size_t nl = 0, nb = 0;
 	lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
-	char **env = NULL, *bufs[5] = {NULL, NULL, NULL, NULL, NULL}, *url_copy = NULL;
+	char **env = NULL, *bufs[8 + 3 * LKS_LEASE_SET_MAX], *url_copy = NULL;
 	const char *url;
 	int rc, ws, status, own = 0, status_fd = -1;
 	int64_t started, poll_ms;
@@ -421,7 +495,12 @@ int cli_run(int argc, char **argv)
 		o.kill_after_ms = o.ttl_ms / 4;
 	}
 	started = now_ms();
-	rc = lks_lease_acquire(&l, c, o.name, o.ttl_ms, o.wait_ms, &ao);
+	if (o.permits)
+		rc = lks_semaphore_acquire(&ls[0], c, o.name, o.permits, o.ttl_ms, o.wait_ms, &ao);
+	else if (o.nnames > 1)
+		rc = lks_lease_acquire_all(ls, c, o.names, o.nnames, o.ttl_ms, o.wait_ms, &ao);
+	else
+		rc = lks_lease_acquire(&ls[0], c, o.name, o.ttl_ms, o.wait_ms, &ao);
 	if (rc) {
 		cli_error("run: %s", lks_conn_errmsg(c));
 		status = rc == LKS_BUSY || rc == LKS_TIMEOUT ? o.busy_exit
@@ -429,6 +508,7 @@ int cli_run(int argc, char **argv)
 		                                           : cli_exit_for(rc);
 		goto out;
 	}
+	nl = o.nnames;
 	/* a previous holder may have completed it while we waited */
 	if (o.once_key[0] && (status = once_done(c, &o)) >= 0)
 		goto release;
@@ -444,12 +524,13 @@ int cli_run(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &waited, NULL);
 	main_thread = pthread_self();
 	ro.on_lost = on_lost;
-	if ((rc = lks_lease_autorenew_start(l, c, url, &ro))) {
-		cli_error("run: auto-renew: %s", lks_conn_errmsg(c));
-		status = cli_exit_for(rc);
-		goto release;
-	}
-	if (!(env = child_env(l, &o, bufs))) {
+	for (size_t i = 0; i < nl; i++)
+		if ((rc = lks_lease_autorenew_start(ls[i], c, url, &ro))) {
+			cli_error("run: auto-renew: %s", lks_conn_errmsg(c));
+			status = cli_exit_for(rc);
+			goto release;
+		}
+	if (!(env = child_env(ls, nl, &o, bufs, &nb))) {
 		cli_error("run: out of memory");
 		status = EXIT_FAILURE_DB;
 		goto release;
@@ -471,26 +552,28 @@ int cli_run(int argc, char **argv)
 			own = 1;
 			break;
 		}
-		if (sig == SIGUSR1 || lks_lease_is_lost(l) ||
-		    lks_lease_remaining_ms(l) <= o.kill_after_ms + poll_ms) {
-			if (sig == SIGUSR1 || lks_lease_is_lost(l))
-				cli_error("run: lease %s was lost while the command ran; stopping it", o.name);
+		const lks_lease *lost = first_lost(ls, nl), *soonest = first_expiring(ls, nl);
+		if (sig == SIGUSR1 || lost || lks_lease_remaining_ms(soonest) <= o.kill_after_ms + poll_ms) {
+			if (sig == SIGUSR1 || lost)
+				cli_error("run: lease %s was lost while the command ran; stopping it",
+				          lks_lease_name(lost ? lost : soonest));
 			else
 				cli_error("run: lease %s could not be renewed and expires soon; stopping the"
-				          " command", o.name);
+				          " command", lks_lease_name(soonest));
 			stop_child(pid, o.kill_after_ms);
 			status = EXIT_LOST, own = 0;
 			goto out; /* no release: the lease is someone else's or expiring */
 		}
 	}
-	if (lks_lease_is_lost(l)) {
-		cli_error("run: lease %s was lost before the command ended", o.name);
+	if (first_lost(ls, nl)) {
+		cli_error("run: lease %s was lost before the command ended",
+		          lks_lease_name(first_lost(ls, nl)));
 		status = EXIT_LOST, own = 0;
 		goto out;
 	}
 	if (o.once_key[0] && status == 0) {
 		/* the record, in a fenced transaction on this run's lease */
-		rc = lks_once_complete(c, l, o.name, o.once_key, NULL, 0, NULL, 0);
+		rc = lks_once_complete(c, ls[0], o.name, o.once_key, NULL, 0, NULL, 0);
 		if (rc == LKS_LOST) {
 			cli_error("run: lease %s was lost before the command's completion was recorded;"
 			          " it may run again", o.name);
@@ -504,8 +587,11 @@ int cli_run(int argc, char **argv)
 		/* keep it at least that long, on the server's clock: shorten the
 		 * lease to what is left, and leave it to expire */
 		int64_t left = o.at_least_ms - (now_ms() - started);
-		lks_lease_autorenew_stop(l);
-		rc = lks_lease_renew(c, l, left > 1 ? left : 1);
+		rc = LKS_OK;
+		for (size_t i = 0; i < nl && rc == LKS_OK; i++) {
+			lks_lease_autorenew_stop(ls[i]);
+			rc = lks_lease_renew(c, ls[i], left > 1 ? left : 1);
+		}
 		if (rc == LKS_LOST) {
 			cli_error("run: lease %s was lost before the command ended", o.name);
 			status = EXIT_LOST, own = 0;
@@ -515,7 +601,7 @@ int cli_run(int argc, char **argv)
 		goto out; /* it expires on its own, at least that long after the start */
 	}
 release:
-	rc = lks_lease_release(c, l);
+	rc = lks_lease_release_all(c, ls, nl);
 	if (rc == LKS_LOST) {
 		cli_error("run: lease %s was lost before the command ended", o.name);
 		status = EXIT_LOST, own = 0;
@@ -524,8 +610,9 @@ release:
 		cli_error("run: release: %s", lks_conn_errmsg(c));
 	}
 out:
-	/* the one place the lease (stopping its auto-renew) and the handle go */
-	lks_lease_free(l);
+	/* the one place the leases (stopping their auto-renew) and the handle go */
+	for (size_t i = 0; i < LKS_LEASE_SET_MAX; i++)
+		lks_lease_free(ls[i]);
 	lks_conn_close(c);
 	if (status_fd >= 0) {
 		/* who decided the exit status: the command's own 75 or 79 and
@@ -538,7 +625,7 @@ out:
 		free(url_copy);
 	}
 	free(env);
-	for (int i = 0; i < 5; i++)
+	for (size_t i = 0; i < nb; i++)
 		free(bufs[i]);
 	return status;
 }
