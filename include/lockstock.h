@@ -144,7 +144,9 @@ typedef struct lks_event {
 	const char *name;     /* lease name or CAS table; valid during the call */
 	int64_t fence;        /* lease events; 0 otherwise */
 	int64_t duration_us;  /* see the kinds */
-	int polls;            /* ACQUIRED, BUSY, TIMED_OUT: grant statements */
+	int polls;            /* ACQUIRED, BUSY, TIMED_OUT: grant statements;
+	                         a renewer's RENEWED, RENEW_FAILED: leases in
+	                         that statement */
 	int attempt;          /* RETRY, TRANSIENT */
 	int status;           /* the outcome's lks_status */
 } lks_event;
@@ -694,6 +696,49 @@ LKS_API int lks_lease_slot(const lks_lease *lease);
  * the walk and is returned. */
 LKS_API int lks_semaphore_list(lks_conn *c, const char *name, int permits,
                                int (*fn)(const lks_lease_info *, void *), void *arg);
+
+/* ---- one renewer for many leases ---------------------------------------- */
+
+/*
+ * A renewer renews any number of leases on one thread and one connection,
+ * in batched statements (one statement per table for the leases that fall
+ * due together), each lease every third of its TTL. It keeps auto-renew's
+ * promises per lease: a lease a renewal finds gone (expired, taken over,
+ * force released) is marked lost and reported at once; while the server
+ * cannot be reached it retries (reconnecting) until each lease's local
+ * deadline, where that lease is marked lost and reported.
+ * Its connection is opened from url (NULL: the URL c was opened with) with
+ * a connect timeout of 2 s and, where calls have no op timeout, a read
+ * timeout of 4 s, unless the URL sets them.
+ */
+typedef struct lks_renewer lks_renewer;
+#define LKS_RENEWER_OPTIONS_VERSION 1
+typedef struct lks_renewer_options {
+	unsigned int version;
+	lks_lost_fn on_lost;   /* once per lost lease, from the renewer's thread;
+	                          the hook rules of auto-renew's on_lost hold */
+	void *arg;             /* for the three hooks */
+	lks_event_fn on_event; /* RENEWED, RENEW_FAILED, LOST per lease */
+	lks_log_fn on_log;
+} lks_renewer_options;
+#define LKS_RENEWER_OPTIONS_INIT {LKS_RENEWER_OPTIONS_VERSION, NULL, NULL, NULL, NULL}
+LKS_API int lks_renewer_options_init(lks_renewer_options *opts, unsigned int version);
+/* Start a renewer (errors on c). Stop it with lks_renewer_stop. */
+LKS_API int lks_renewer_start(lks_renewer **out, lks_conn *c, const char *url,
+                              const lks_renewer_options *opts);
+/* Renew lease from now on, until it is released, freed, removed or lost.
+ * LKS_EINVAL: NULL, lost already, auto-renewed or in a renewer already;
+ * LKS_ENOMEM. Safe from any thread. */
+LKS_API int lks_renewer_add(lks_renewer *r, lks_lease *lease);
+/* Stop renewing it (release and free do this themselves). LKS_NOT_FOUND
+ * when it was not in r (or was lost). Waits for its on_lost if running. */
+LKS_API int lks_renewer_remove(lks_renewer *r, lks_lease *lease);
+/* How many leases r renews now. */
+LKS_API size_t lks_renewer_count(lks_renewer *r);
+/* Stop the thread, close its connection, free r. Leases stay held (not
+ * released) and are no longer renewed. Not concurrently with release or
+ * free of its leases on other threads. */
+LKS_API void lks_renewer_stop(lks_renewer *r);
 
 /* ---- processed once: completion records -------------------------------- */
 

@@ -132,8 +132,8 @@ static void *renew_loop(void *arg)
  * half the TTL, so neither a hung renewal nor a hung reconnect outlives the
  * lease by much (a later op-timeout wins over an earlier one).
  * *connect_us: that connect timeout. */
-static char *renew_url(const lks_backend_ops *ops, const char *url, int64_t ttl_us,
-                       int64_t *connect_us)
+char *lks_renew_url(const lks_backend_ops *ops, const char *url, int64_t ttl_us,
+                    int64_t *connect_us)
 {
 	size_t n = strlen(url) + 64, o;
 	long long half = ttl_us / 2000000 > 0 ? ttl_us / 2000000 : 1;
@@ -179,6 +179,8 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 		return rc;
 	if (l->renewing)
 		return lks_set_error(c, LKS_EINVAL, "auto-renew is already running for this lease");
+	if (atomic_load(&l->renewer))
+		return lks_set_error(c, LKS_EINVAL, "this lease is in a renewer (lks_renewer_add)");
 	if (!url)
 		url = c->url;
 	if (!url)
@@ -192,7 +194,7 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 	l->ar = o;
 	if (lks_url_backend(url) != c->ops->id)
 		return lks_set_error(c, LKS_EINVAL, "auto-renew URL names another backend");
-	l->renew_url = renew_url(c->ops, url, l->ttl_us, &l->renew_connect_us);
+	l->renew_url = lks_renew_url(c->ops, url, l->ttl_us, &l->renew_connect_us);
 	if (!l->renew_url)
 		return lks_set_error(c, LKS_ENOMEM, "out of memory");
 	if ((rc = lks_conn_open(&l->renew_conn, l->renew_url))) {
@@ -222,6 +224,8 @@ fail:
 
 void lks_lease_autorenew_stop(lks_lease *l)
 {
+	if (l)
+		lks_renewer_forget(l);
 	if (!l || !l->renewing)
 		return;
 	pthread_mutex_lock(&l->mu);

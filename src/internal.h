@@ -183,6 +183,11 @@ struct lks_backend_ops {
 	int (*lease_renew)(lks_conn *c, const char *table_q, const char *name,
 	                   const char *holder, int64_t fence, int64_t ttl_us,
 	                   int64_t *remaining_us);
+	/* Renew many in one statement (renewer.c): json is an array of
+	 * {"n": name, "h": holder, "f": fence, "t": ttl_us}; out rows are the
+	 * leases that were still current and are renewed: name, holder,
+	 * fence, remaining_us. */
+	int (*lease_renew_many)(lks_conn *c, const char *table_q, const char *json, lks_rows *out);
 	/* Frees the lease; with give_baton, hands this connection's baton to
 	 * the next waiter after the release has committed. */
 	int (*lease_release)(lks_conn *c, const char *table_q, const char *name,

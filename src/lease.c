@@ -94,6 +94,11 @@ static void set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 	atomic_store(&l->deadline_us, sent_us + remaining_us - margin_of(l, l->ttl_us));
 }
 
+void lks_lease_set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
+{
+	set_deadline(l, sent_us, remaining_us);
+}
+
 /* A waiter in the server's line polls once on its own after this long, so a
  * stalled head or a baton left behind costs at most this per hand-off. */
 #define QUEUE_PATIENCE_MAX_US 1000000

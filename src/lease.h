@@ -35,7 +35,17 @@ struct lks_lease {
 	int64_t renew_op_timeout_us; /* the URL's op timeout (0: none) */
 	int64_t renew_connect_us;    /* connect timeout of renew_url */
 	lks_lease_autorenew_options ar;
+	/* the lks_renewer renewing it, or NULL */
+	_Atomic(lks_renewer *) renewer;
 };
+
+/* after a renewal that the server said left remaining_us */
+void lks_lease_set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us);
+/* the URL a background renewal connects with (autorenew.c) */
+char *lks_renew_url(const lks_backend_ops *ops, const char *url, int64_t ttl_us,
+                    int64_t *connect_us);
+/* takes the lease out of its renewer, if it is in one (renewer.c) */
+void lks_renewer_forget(lks_lease *l);
 
 /* renew on any connection; updates the local deadline and lost flag */
 int lks_lease_renew_on(lks_conn *c, lks_lease *lease, int64_t ttl_us);

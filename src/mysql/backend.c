@@ -51,6 +51,7 @@ const lks_backend_ops lks_mysql_ops = {
 	.lease_guard = lks_my_lease_guard,
 	.lease_select = lks_my_lease_select,
 	.lease_select_slots = lks_my_lease_select_slots,
+	.lease_renew_many = lks_my_lease_renew_many,
 	.set_prepare = lks_my_set_prepare,
 	.interrupt = lks_my_interrupt,
 	.after_cancel = lks_my_after_cancel,

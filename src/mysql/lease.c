@@ -253,6 +253,51 @@ int lks_my_lease_renew(lks_conn *c, const char *t, const char *name,
 	return rc;
 }
 
+/* A failed transaction's end: ROLLBACK if it is still open, the first
+ * error kept. */
+static void rollback_keeping_error(lks_conn *c)
+{
+	lks_error_saved saved;
+	if (!c->native || !lks_my_in_transaction(c))
+		return;
+	lks_error_save(c, &saved);
+	lks_my_exec(c, "ROLLBACK");
+	lks_error_restore(c, &saved);
+}
+
+/* Every current grant of the list renewed, then read back, in one
+ * transaction (a multi-table UPDATE has no RETURNING). The list is joined
+ * first (STRAIGHT_JOIN): primary-key lookups, whatever the table's size. */
+#define MY_RENEW_LIST \
+	"JSON_TABLE(?, '$[*]' COLUMNS (n VARCHAR(255) CHARACTER SET utf8mb4 PATH '$.n'," \
+	" h CHAR(32) CHARACTER SET ascii PATH '$.h', f BIGINT PATH '$.f', t BIGINT PATH '$.t')) AS v" \
+	" STRAIGHT_JOIN %s AS l ON l.name = CAST(v.n AS BINARY) AND l.holder = v.h AND l.fence = v.f"
+
+int lks_my_lease_renew_many(lks_conn *c, const char *t, const char *json, lks_rows *out)
+{
+	lks_sql up = {.len = 0}, sel = {.len = 0};
+	lks_value p = LKS_TEXT(json);
+	lks_rows r;
+	int rc;
+	memset(out, 0, sizeof *out);
+	lks_sql_add(&up, "UPDATE " MY_RENEW_LIST " SET l.expires_at = UTC_TIMESTAMP(6) + INTERVAL v.t MICROSECOND"
+	                 " WHERE l.expires_at > UTC_TIMESTAMP(6)", t);
+	lks_sql_add(&sel, "SELECT l.name, l.holder, l.fence,"
+	                  " TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), l.expires_at) FROM " MY_RENEW_LIST
+	                  " WHERE l.expires_at > UTC_TIMESTAMP(6) LOCK IN SHARE MODE", t);
+	if ((rc = lks_my_exec(c, "BEGIN")))
+		return rc;
+	if ((rc = lks_my_query(c, up.buf, &p, 1, &r)) == LKS_OK) {
+		lks_rows_clear(&r);
+		rc = lks_my_query(c, sel.buf, &p, 1, out);
+	}
+	if (rc == LKS_OK && (rc = lks_my_commit(c)))
+		lks_rows_clear(out);
+	if (rc)
+		rollback_keeping_error(c);
+	return rc;
+}
+
 /* With the baton: RELEASE_LOCK runs inside the matched row's update, before
  * the commit; the woken waiter's grant then waits on the row lock for that
  * commit (its row-lock wait is bounded, see my_lease_try_returning). */
@@ -372,12 +417,8 @@ int lks_my_lease_force_release(lks_conn *c, const char *t, const char *name,
 		if (rc)
 			lks_rows_clear(out);
 	}
-	if (rc && c->native && lks_my_in_transaction(c)) {
-		lks_error_saved saved;
-		lks_error_save(c, &saved);
-		lks_my_exec(c, "ROLLBACK");
-		lks_error_restore(c, &saved);
-	}
+	if (rc)
+		rollback_keeping_error(c);
 	return rc;
 }
 

@@ -38,6 +38,7 @@ const lks_backend_ops lks_pg_ops = {
 	.lease_guard = lks_pg_lease_guard,
 	.lease_select = lks_pg_lease_select,
 	.lease_select_slots = lks_pg_lease_select_slots,
+	.lease_renew_many = lks_pg_lease_renew_many,
 	.set_prepare = lks_pg_set_prepare,
 	.interrupt = NULL, /* lks_pg_wait_ready polls the token */
 	.lease_has_owner = lks_pg_lease_has_owner,

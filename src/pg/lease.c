@@ -182,6 +182,22 @@ int lks_pg_lease_renew(lks_conn *c, const char *t, const char *name,
 	return lks_query_grant(c, &q, p, 4, remaining_us);
 }
 
+/* Every current grant of the list, renewed in one UPDATE (a join with the
+ * list, primary-key lookups). */
+int lks_pg_lease_renew_many(lks_conn *c, const char *t, const char *json, lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p = LKS_TEXT(json);
+	lks_sql_add(&q,
+	            "UPDATE %s AS l SET expires_at = clock_timestamp() + v.t * interval '1 microsecond'"
+	            " FROM json_to_recordset($1::json) AS v (n text, h text, f bigint, t bigint)"
+	            " WHERE l.name = v.n AND l.holder = v.h AND l.fence = v.f"
+	            " AND l.expires_at > clock_timestamp()"
+	            " RETURNING l.name, l.holder, l.fence, " REMAINING_US,
+	            t);
+	return lks_pg_query(c, q.buf, &p, 1, out);
+}
+
 /* Read one pipelined statement's result and its sync; the matched-row count
  * goes to *affected. A lost connection leaves nothing more to read. */
 static int pg_pipeline_result(lks_conn *c, int64_t deadline, int64_t *affected)

@@ -441,6 +441,7 @@ int cli_run(int argc, char **argv)
 	run_opts o = {0};
 	lks_conn *c = NULL;
 	lks_lease *ls[LKS_LEASE_SET_MAX] = {NULL};
+	lks_renewer *renewer = NULL;
 	size_t nl = 0, nb = 0;
 	lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
@@ -524,12 +525,28 @@ int cli_run(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &waited, NULL);
 	main_thread = pthread_self();
 	ro.on_lost = on_lost;
-	for (size_t i = 0; i < nl; i++)
-		if ((rc = lks_lease_autorenew_start(ls[i], c, url, &ro))) {
+	if (nl == 1) {
+		if ((rc = lks_lease_autorenew_start(ls[0], c, url, &ro))) {
 			cli_error("run: auto-renew: %s", lks_conn_errmsg(c));
 			status = cli_exit_for(rc);
 			goto release;
 		}
+	} else {
+		/* several names: one renewer thread and connection for all */
+		lks_renewer_options rno = LKS_RENEWER_OPTIONS_INIT;
+		rno.on_lost = on_lost;
+		if ((rc = lks_renewer_start(&renewer, c, url, &rno))) {
+			cli_error("run: renewer: %s", lks_conn_errmsg(c));
+			status = cli_exit_for(rc);
+			goto release;
+		}
+		for (size_t i = 0; i < nl; i++)
+			if ((rc = lks_renewer_add(renewer, ls[i]))) {
+				cli_error("run: renewer: %s", lks_strerror(rc));
+				status = cli_exit_for(rc);
+				goto release;
+			}
+	}
 	if (!(env = child_env(ls, nl, &o, bufs, &nb))) {
 		cli_error("run: out of memory");
 		status = EXIT_FAILURE_DB;
@@ -612,7 +629,8 @@ release:
 out:
 	/* the one place the leases (stopping their auto-renew) and the handle go */
 	for (size_t i = 0; i < LKS_LEASE_SET_MAX; i++)
-		lks_lease_free(ls[i]);
+		lks_lease_free(ls[i]); /* out of the renewer too */
+	lks_renewer_stop(renewer);
 	lks_conn_close(c);
 	if (status_fd >= 0) {
 		/* who decided the exit status: the command's own 75 or 79 and
