@@ -405,6 +405,7 @@ LKS_API int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn
 #define LKS_LEASE_TTL_MAX_MS (7LL * 24 * 3600 * 1000)
 #define LKS_LEASE_TABLE_DEFAULT "lks_lease"
 #define LKS_LEASE_OWNER_MAX 255               /* bytes of an owner label */
+#define LKS_LEASE_PAYLOAD_MAX 65000           /* bytes of a lease's payload */
 
 /* Create the lease table if missing (idempotent; sql/ holds the same DDL).
  * Uses the handle's lease table name. A table made by an older version gains
@@ -424,7 +425,7 @@ LKS_API int lks_lease_ddl(lks_backend backend, const char *table, char *out, siz
 
 typedef struct lks_lease lks_lease;
 
-#define LKS_LEASE_ACQUIRE_OPTIONS_VERSION 4
+#define LKS_LEASE_ACQUIRE_OPTIONS_VERSION 5
 typedef struct lks_lease_acquire_stats {
 	int attempts;     /* grant statements sent */
 	int64_t waited_us;/* time spent waiting for the lease */
@@ -432,7 +433,7 @@ typedef struct lks_lease_acquire_stats {
 	int queued;       /* waits in the server-side waiting room */
 } lks_lease_acquire_stats;
 typedef struct lks_lease_acquire_options {
-	unsigned int version;    /* LKS_LEASE_ACQUIRE_OPTIONS_VERSION; 1 to 3 are accepted */
+	unsigned int version;    /* LKS_LEASE_ACQUIRE_OPTIONS_VERSION; 1 to 4 are accepted */
 	int64_t margin_ms;       /* local deadline safety margin; -1 = ttl/10 */
 	int64_t base_delay_us;   /* poll interval of the head waiter, and first
 	                            backoff without a waiting room; default 2000,
@@ -460,8 +461,15 @@ typedef struct lks_lease_acquire_options {
 	const char *owner;
 	/* version 4. Tripped: the wait ends with LKS_CANCELED (NULL: none). */
 	lks_cancel *cancel;
+	/* version 5. Data stored with the grant (lks_lease_set_payload), 0..
+	 * LKS_LEASE_PAYLOAD_MAX bytes; NULL: none. Written right after the
+	 * grant, by one more statement of the same call (an inspect in between
+	 * sees the grant without it); if that fails the grant is released and
+	 * its error returned. */
+	const void *payload;
+	size_t payload_len;
 } lks_lease_acquire_options;
-#define LKS_LEASE_ACQUIRE_OPTIONS_INIT {LKS_LEASE_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL, NULL}
+#define LKS_LEASE_ACQUIRE_OPTIONS_INIT {LKS_LEASE_ACQUIRE_OPTIONS_VERSION, -1, 2000, 200000, NULL, 0, 1, NULL, NULL, NULL, 0}
 LKS_API int lks_lease_acquire_options_init(lks_lease_acquire_options *opts,
                                            unsigned int version);
 
@@ -696,6 +704,53 @@ LKS_API int lks_lease_slot(const lks_lease *lease);
  * the walk and is returned. */
 LKS_API int lks_semaphore_list(lks_conn *c, const char *name, int permits,
                                int (*fn)(const lks_lease_info *, void *), void *arg);
+
+/* ---- payloads and leader election -------------------------------------- */
+
+/*
+ * A payload: 0..LKS_LEASE_PAYLOAD_MAX bytes stored with the current grant
+ * (needs the payload column: lks_lease_install adds it in place, as it
+ * added owner). Set at the grant (lks_lease_acquire_options.payload) or
+ * later by the holder: one conditional UPDATE of the current grant,
+ * LKS_LOST (nothing changed) when the lease is no longer it; inside a
+ * fenced write's callback it is part of that transaction. A new grant
+ * starts without one: a payload never outlives its grant.
+ */
+LKS_API int lks_lease_set_payload(lks_conn *c, const lks_lease *lease, const void *data,
+                                  size_t len);
+/* The state of name (as lks_lease_inspect) and, while held, its payload in
+ * one read: *len bytes copied to buf (0 when none or not held). A buffer
+ * smaller than the payload: LKS_EINVAL, *len = the payload's size (buf NULL
+ * with bufsz 0 asks only for it). */
+LKS_API int lks_lease_payload(lks_conn *c, const char *name, lks_lease_info *info, void *buf,
+                              size_t bufsz, size_t *len);
+
+/*
+ * Leader election: an election is a lease whose payload is the leader's
+ * value, and its term is the fence: it only grows, and the leader fences
+ * its writes with it (lks_lease_fenced_write on the campaign's lease).
+ * campaign waits in the name's line (as lks_lease_acquire, wait_ms up to
+ * LKS_LEASE_TTL_MAX_MS) and takes office with value; keep it with
+ * auto-renew or a renewer, which report a lost term. leader reads who leads
+ * now (held = 0: nobody), the term and the value in one statement. observe
+ * blocks until the leader differs from *seen (another term, or held
+ * changed; seen NULL: at once), or LKS_TIMEOUT after wait_ms, reading the
+ * row every 50 ms and at the leader's expiry (no NOTIFY: it works through
+ * transaction poolers). Changes come in term order; terms that began and
+ * ended between two reads are not seen. proclaim changes the value (fenced:
+ * LKS_LOST when the term is over), resign releases.
+ */
+LKS_API int lks_election_campaign(lks_lease **out, lks_conn *c, const char *name,
+                                  const void *value, size_t len, int64_t ttl_ms,
+                                  int64_t wait_ms, const lks_lease_acquire_options *opts);
+LKS_API int lks_election_leader(lks_conn *c, const char *name, lks_lease_info *leader,
+                                void *value, size_t valuesz, size_t *value_len);
+LKS_API int lks_election_observe(lks_conn *c, const char *name, const lks_lease_info *seen,
+                                 int64_t wait_ms, lks_lease_info *leader, void *value,
+                                 size_t valuesz, size_t *value_len);
+LKS_API int lks_election_proclaim(lks_conn *c, const lks_lease *lease, const void *value,
+                                  size_t len);
+LKS_API int lks_election_resign(lks_conn *c, lks_lease *lease);
 
 /* ---- one renewer for many leases ---------------------------------------- */
 

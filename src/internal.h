@@ -30,6 +30,9 @@ int lks_options_copy(lks_conn *c, const char *what, void *dst, const void *src,
 int lks_options_init(void *opts, const void *defaults, unsigned int version,
                      const size_t *sizes, unsigned int versions);
 
+char *lks_hex_of(const void *data, size_t len);
+int lks_unhex(const char *s, unsigned char *out, size_t *len);
+
 /* Wipes a string that may hold a password, then frees it; NULL is fine. */
 void lks_free_secret(char *s);
 void lks_rows_clear(lks_rows *r);
@@ -88,6 +91,7 @@ struct lks_conn {
 	char *url;            /* NULL for adopted connections */
 	char lease_table[LKS_IDENT_MAX * 2 + 2];
 	int owner_col;        /* lease table has the owner column: -1 not known yet */
+	int payload_col;      /* ... the payload column: -1 not known yet */
 	int64_t op_timeout_us; /* longest wait for one answer; 0: none */
 	int64_t clock_offset_us; /* lks_conn_set_clock_offset: added to lease margins */
 	lks_event_fn event_fn; /* hooks (NULL: none) */
@@ -245,6 +249,14 @@ struct lks_backend_ops {
 	int (*once_step_delete)(lks_conn *c, const char *steps_q, const char *scope, const char *key);
 	/* whether the lease table has the owner column */
 	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
+	/* payloads: the column; set (hex) on the current grant (LKS_LOST when
+	 * it is not); get rows as lease_select, then the current grant's
+	 * payload (hex, NULL when none) */
+	int (*lease_has_payload)(lks_conn *c, const char *table_q, bool *has);
+	int (*lease_set_payload)(lks_conn *c, const char *table_q, const char *name,
+	                         const char *holder, int64_t fence, const char *hex);
+	int (*lease_get_payload)(lks_conn *c, const char *table_q, const char *name, bool with_owner,
+	                         lks_rows *out);
 	/* one transaction: the row as lease_select shows it, then, if held,
 	 * holder NULL, fence + 1, expired now */
 	int (*lease_force_release)(lks_conn *c, const char *table_q, const char *name,
@@ -289,8 +301,6 @@ bool lks_ident_valid(const char *s);
  * code points past U+10FFFF) without C0/C1 controls or DEL: safe to store
  * in either database and to print on a terminal. */
 bool lks_label_valid(const char *s, size_t max);
-/* well-formed UTF-8 (see src/utf8.h), any length, controls allowed */
-bool lks_utf8_valid(const char *s);
 int lks_ident_quote(const char *s, char quote, char *out, size_t outsz);
 
 /* Schema checks: every column of want (name, type as r's column 1 spells

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lease.h"
+#include "utf8.h"
 
 #define QMAX (2 * LKS_IDENT_MAX + 8)
 
@@ -16,7 +17,7 @@ int lks_lease_set_table(lks_conn *c, const char *table)
 	if (!lks_ident_valid(table))
 		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
 	snprintf(c->lease_table, sizeof c->lease_table, "%s", table);
-	c->owner_col = -1;
+	c->owner_col = c->payload_col = -1;
 	return LKS_OK;
 }
 
@@ -27,13 +28,49 @@ static int table_q(lks_conn *c, char out[QMAX])
 	return LKS_OK;
 }
 
+int lks_lease_table_q(lks_conn *c, char *out)
+{
+	return table_q(c, out);
+}
+
+static int owner_column(lks_conn *c, const char *t, bool *has);
+static int check_name(lks_conn *c, const char *name);
+static int fill_info(lks_conn *c, const lks_rows *r, int row, lks_lease_info *info);
+static int check_info_version(lks_conn *c, const lks_lease_info *info);
+static void put_info(lks_lease_info *out, const lks_lease_info *info);
+
+int lks_lease_owner_column(lks_conn *c, const char *t, bool *has)
+{
+	return owner_column(c, t, has);
+}
+
+int lks_lease_check_name(lks_conn *c, const char *name)
+{
+	return check_name(c, name);
+}
+
+int lks_lease_info_fill(lks_conn *c, const lks_rows *r, int row, lks_lease_info *info)
+{
+	return fill_info(c, r, row, info);
+}
+
+int lks_lease_info_check(lks_conn *c, const lks_lease_info *info)
+{
+	return check_info_version(c, info);
+}
+
+void lks_lease_info_put(lks_lease_info *out, const lks_lease_info *info)
+{
+	put_info(out, info);
+}
+
 int lks_lease_install(lks_conn *c)
 {
 	char t[QMAX];
 	int rc = lks_conn_check(c);
 	if (rc || (rc = table_q(c, t)))
 		return rc;
-	c->owner_col = -1;
+	c->owner_col = c->payload_col = -1;
 	return c->ops->lease_install(c, t);
 }
 
@@ -179,10 +216,11 @@ static void baton_give_quietly(lks_conn *c, uint64_t baton)
 }
 
 /* what each version of lks_lease_acquire_options has (2: the waiting room,
- * 3: the owner, 4: the cancel token) */
+ * 3: the owner, 4: the cancel token, 5: the payload) */
 static const size_t acquire_sizes[] = {
 	offsetof(lks_lease_acquire_options, waiting_room), offsetof(lks_lease_acquire_options, owner),
-	offsetof(lks_lease_acquire_options, cancel), sizeof(lks_lease_acquire_options)};
+	offsetof(lks_lease_acquire_options, cancel), offsetof(lks_lease_acquire_options, payload),
+	sizeof(lks_lease_acquire_options)};
 
 static int check_acquire_options(lks_conn *c, const lks_lease_acquire_options *opts,
                                  int64_t ttl_ms, lks_lease_acquire_options *o)
@@ -205,6 +243,10 @@ static int check_acquire_options(lks_conn *c, const lks_lease_acquire_options *o
 		return lks_set_error(c, LKS_EINVAL,
 		                     "acquire options: owner must be 1..%d bytes of UTF-8"
 		                     " without control characters", LKS_LEASE_OWNER_MAX);
+	if (o->payload_len > LKS_LEASE_PAYLOAD_MAX || (o->payload_len && !o->payload))
+		return lks_set_error(c, LKS_EINVAL,
+		                     "acquire options: payload must be 0..%d bytes (and not NULL when"
+		                     " payload_len is not 0)", LKS_LEASE_PAYLOAD_MAX);
 	return LKS_OK;
 }
 
@@ -641,12 +683,27 @@ static int acquire_run(lks_lease **out, lks_conn *c, const char *name, int permi
 		return lks_set_error(c, LKS_EINVAL, "out is NULL");
 	if ((rc = acquire_begin(&a, c, name, permits, ttl_ms, wait_ms, opts)))
 		return rc;
+	if (a.o.payload && (rc = lks_payload_column(c, a.t)))
+		return rc;
 	for (int attempt = 0; step == ACQ_AGAIN; attempt++) {
 		step = acquire_poll(&a, attempt);
 		if (step == ACQ_WAIT)
 			step = acquire_wait(&a, attempt);
 	}
-	return step == ACQ_GRANTED ? acquire_granted(&a, out) : a.rc;
+	if (step != ACQ_GRANTED)
+		return a.rc;
+	if ((rc = acquire_granted(&a, out)) || !a.o.payload)
+		return rc;
+	/* the payload, right after the grant (see the header) */
+	if ((rc = lks_lease_set_payload(c, *out, a.o.payload, a.o.payload_len))) {
+		lks_error_saved saved;
+		lks_error_save(c, &saved);
+		lks_lease_release(c, *out);
+		lks_lease_free(*out);
+		*out = NULL;
+		lks_error_restore(c, &saved);
+	}
+	return rc;
 }
 
 int lks_lease_acquire(lks_lease **out, lks_conn *c, const char *name,

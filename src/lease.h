@@ -44,6 +44,19 @@ void lks_lease_set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us)
 /* the URL a background renewal connects with (autorenew.c) */
 char *lks_renew_url(const lks_backend_ops *ops, const char *url, int64_t ttl_us,
                     int64_t *connect_us);
+/* lease.c's helpers for election.c: the quoted table name (2 *
+ * LKS_IDENT_MAX + 8 bytes), whether it has the owner column, the name
+ * rule, lease_select rows into info, the caller's info version, and
+ * copying the fields of the caller's version */
+int lks_lease_table_q(lks_conn *c, char *out);
+int lks_lease_owner_column(lks_conn *c, const char *t, bool *has);
+int lks_lease_check_name(lks_conn *c, const char *name);
+int lks_lease_info_fill(lks_conn *c, const lks_rows *r, int row, lks_lease_info *info);
+int lks_lease_info_check(lks_conn *c, const lks_lease_info *info);
+void lks_lease_info_put(lks_lease_info *out, const lks_lease_info *info);
+/* the payload column exists on this handle's table (else LKS_EINVAL) */
+int lks_payload_column(lks_conn *c, const char *t);
+
 /* takes the lease out of its renewer, if it is in one (renewer.c) */
 void lks_renewer_forget(lks_lease *l);
 

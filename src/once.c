@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
+#include "utf8.h"
 #include "lease.h"
 
 #define ONCE_TABLE_DEFAULT "lks_once"
@@ -154,36 +155,6 @@ static int check_call(lks_conn *c, const char *scope, const char *key,
 	return table_of(c, o->table, t);
 }
 
-static char *hex_of(const void *data, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	const unsigned char *p = data;
-	char *out = malloc(2 * len + 1);
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * len] = '\0';
-	return out;
-}
-
-static int unhex(const char *s, unsigned char *out, size_t *len)
-{
-	size_t n = strlen(s);
-	if (n % 2)
-		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -1;
-		out[i] = (unsigned char)v;
-	}
-	*len = n / 2;
-	return 0;
-}
-
 /* The claim's lease name: the key's own text would not fit beside the scope
  * in 255 bytes, so two 64-bit hashes of (scope, key). A collision only makes
  * two keys wait for each other: the record's primary key decides. */
@@ -204,7 +175,7 @@ static int decode_record(lks_conn *c, const lks_rows *r, int row, int col, lks_o
 	    lks_parse_i64(lks_rows_get(r, row, col + 2), &res->fence) ||
 	    lks_parse_i64(lks_rows_get(r, row, col + 3), &res->completed_at_us) ||
 	    lks_parse_i64(lks_rows_get(r, row, col + 5), &failed) ||
-	    !(res->data = malloc(strlen(hex) / 2 + 1)) || unhex(hex, res->data, &res->len)) {
+	    !(res->data = malloc(strlen(hex) / 2 + 1)) || lks_unhex(hex, res->data, &res->len)) {
 		lks_once_result_clear(res);
 		return lks_set_error(c, LKS_EDB, "once: a record is malformed");
 	}
@@ -230,7 +201,7 @@ static int lookup(lks_conn *c, const char *t, const char *scope, const char *key
 	}
 	fp = lks_rows_get(&r, 0, 4);
 	if (o->fingerprint) {
-		char *want = hex_of(o->fingerprint, o->fingerprint_len);
+		char *want = lks_hex_of(o->fingerprint, o->fingerprint_len);
 		bool same = want && fp && !strcmp(want, fp);
 		if (!want) {
 			lks_rows_clear(&r);
@@ -269,8 +240,8 @@ typedef struct run_ctx {
 
 static int record(lks_conn *c, run_ctx *r, int64_t fence, bool failed)
 {
-	char *fp = r->o->fingerprint ? hex_of(r->o->fingerprint, r->o->fingerprint_len) : NULL;
-	char *data = hex_of(r->ctx.data ? r->ctx.data : (unsigned char *)"", r->ctx.len);
+	char *fp = r->o->fingerprint ? lks_hex_of(r->o->fingerprint, r->o->fingerprint_len) : NULL;
+	char *data = lks_hex_of(r->ctx.data ? r->ctx.data : (unsigned char *)"", r->ctx.len);
 	int rc;
 	if ((r->o->fingerprint && !fp) || !data)
 		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
@@ -449,7 +420,7 @@ static int record_in_transaction(lks_conn *c, int64_t fence, void *arg)
 static int step_in_transaction(lks_conn *c, int64_t fence, void *arg)
 {
 	run_ctx *r = arg;
-	char *data = hex_of(r->ctx.data ? r->ctx.data : (unsigned char *)"", r->ctx.len);
+	char *data = lks_hex_of(r->ctx.data ? r->ctx.data : (unsigned char *)"", r->ctx.len);
 	int rc = data ? c->ops->once_step_put(c, r->steps_q, r->scope, r->key, r->step, data, fence)
 	              : lks_set_error(c, LKS_ENOMEM, "out of memory");
 	free(data);
@@ -580,7 +551,7 @@ int lks_once_step_load(lks_conn *c, const char *scope, const char *key,
 		const char *hex = lks_rows_get(&r, 0, 1) ? lks_rows_get(&r, 0, 1) : "";
 		if (lks_parse_i64(lks_rows_get(&r, 0, 2), &data->fence) ||
 		    lks_parse_i64(lks_rows_get(&r, 0, 3), &data->completed_at_us) ||
-		    !(data->data = malloc(strlen(hex) / 2 + 1)) || unhex(hex, data->data, &data->len)) {
+		    !(data->data = malloc(strlen(hex) / 2 + 1)) || lks_unhex(hex, data->data, &data->len)) {
 			lks_once_result_clear(data);
 			rc = lks_set_error(c, LKS_EDB, "once: the step of %s is malformed", key);
 		}

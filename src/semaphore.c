@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "internal.h"
+#include "utf8.h"
 #include "lockstock.h"
 
 /* A grant that finds the slot taken by a racing grant tries another free

@@ -3,6 +3,7 @@
 #ifndef LKS_UTF8_H
 #define LKS_UTF8_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Length (1..4) of the well-formed UTF-8 character at p, its code point in
@@ -36,6 +37,19 @@ static inline int lks_utf8_char(const unsigned char *p, uint32_t *cp)
 		return 0;
 	*cp = c;
 	return len;
+}
+
+/* well-formed UTF-8, any length, controls allowed */
+static inline bool lks_utf8_valid(const char *s)
+{
+	uint32_t cp = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		int len = lks_utf8_char(p, &cp);
+		if (!len)
+			return false;
+		p += len;
+	}
+	return true;
 }
 
 #endif

@@ -40,18 +40,6 @@ bool lks_label_valid(const char *s, size_t max)
 	return true;
 }
 
-bool lks_utf8_valid(const char *s)
-{
-	uint32_t cp = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		int len = lks_utf8_char(p, &cp);
-		if (!len)
-			return false;
-		p += len;
-	}
-	return true;
-}
-
 bool lks_ident_valid(const char *s)
 {
 	const char *dot;
@@ -368,4 +356,36 @@ int lks_exec_params(lks_conn *c, const lks_sql *q, const lks_value *p, size_t n,
 		*affected = r.affected;
 	lks_rows_clear(&r);
 	return LKS_OK;
+}
+
+/* data as lowercase hex, NUL-terminated (malloc; NULL: out of memory) */
+char *lks_hex_of(const void *data, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = data;
+	char *out = malloc(2 * len + 1);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * len] = '\0';
+	return out;
+}
+
+/* hex back to bytes (out has strlen(s) / 2); -1 when not hex */
+int lks_unhex(const char *s, unsigned char *out, size_t *len)
+{
+	size_t n = strlen(s);
+	if (n % 2)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (unsigned char)v;
+	}
+	*len = n / 2;
+	return 0;
 }

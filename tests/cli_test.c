@@ -488,7 +488,7 @@ static void bad_usage(void **state)
 		int status;
 		bool env;
 		const char *args[12];
-	} cases[] = {
+	} cases[] = { /* none may grant x */
 		{64, true, {"run", "x", "--bogus", "--", "true", NULL}},
 		{64, true, {"run", "x", "true", NULL}},
 		{64, true, {"run", "x", "--ttl", "30", "--", "true", NULL}},
@@ -497,7 +497,14 @@ static void bad_usage(void **state)
 		{64, true, {"run", "x", "--ttl", "8d", "--", "true", NULL}},
 		{64, true, {"run", "x", "--busy-exit", "300", "--", "true", NULL}},
 		{64, true, {"run", "--", "true", NULL}},
-		{64, true, {"run", "x", "y", "--", "true", NULL}},
+		{64, true, {"run", "--permits", "2", "x", "y", "--", "true", NULL}},
+		{64, true, {"run", "x", "--permits", "0", "--", "true", NULL}},
+		{64, true, {"run", "x", "--permits", "1001", "--", "true", NULL}},
+		{64, true, {"elect", "x", "--permits", "2", "--", "true", NULL}},
+		{64, true, {"elect", "x", "y", "--", "true", NULL}},
+		{64, true, {"leader", NULL}},
+		{64, true, {"leader", "x", "y", NULL}},
+		{64, true, {"leader", "x", "--bogus", NULL}},
 		{64, true, {"run", "x", "--", NULL}},
 		{64, false, {"run", "x", "--", "true", NULL}},
 		{64, true, {"run", "x", "--url", "ftp://lks:lkspw@h/x", "--", "true", NULL}},
@@ -897,6 +904,52 @@ static void several_names_guard_one_command(void **state)
 	unlink(envfile);
 }
 
+/* elect: two replicas, one leads at a time (its value and term shown by
+ * leader, text and JSON); the second takes office when the first's command
+ * ends, with a greater term; leader --watch prints each change. */
+static void elect_one_leader_at_a_time(void **state)
+{
+	fx *f = *state;
+	char go[256], started[256], script[1200], terms[256];
+	long long t1 = 0, t2 = 0;
+	tmpfile_name(go, sizeof go, "ego");
+	tmpfile_name(started, sizeof started, "estarted");
+	tmpfile_name(terms, sizeof terms, "eterms");
+	snprintf(script, sizeof script,
+	         "echo $LOCKSTOCK_FENCE >> %s; touch %s; while [ ! -e %s ]; do sleep 0.02; done",
+	         terms, started, go);
+	const char *a_args[] = {"elect", "office", "--value", "replica-a:8080", "--owner", "a", "--", "sh",
+	                        "-c", script, NULL};
+	const char *b_args[] = {"elect", "office", "--value", "replica-b:8080", "--owner", "b", "--", "sh",
+	                        "-c", "echo $LOCKSTOCK_FENCE", NULL};
+	const char *leader[] = {"leader", "office", NULL}, *json[] = {"leader", "office", "--json", NULL};
+	const char *inspect[] = {"inspect", "office", "--json", NULL};
+	const char *bad[] = {"elect", "x", "y", "--", "true", NULL};
+	proc a = start(f->url, a_args), b, p;
+	wait_file(started);
+	b = start(f->url, b_args); /* campaigns: waits while a leads */
+	assert_int_equal(run(f->url, leader, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "leader of office: a, term "));
+	assert_non_null(strstr(slurp(p.out), "value replica-a:8080"));
+	assert_int_equal(run(f->url, json, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"held\":true"));
+	assert_non_null(strstr(slurp(p.out), "\"value\":\"replica-a:8080\""));
+	assert_int_equal(run(f->url, inspect, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"payload\":\"replica-a:8080\""));
+	assert_int_equal(close(open(go, O_WRONLY | O_CREAT, 0600)), 0);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(finish(&b), 0);
+	assert_int_equal(sscanf(slurp(terms), "%lld", &t1), 1);
+	assert_int_equal(sscanf(slurp(b.out), "%lld", &t2), 1);
+	assert_true(t2 > t1);
+	assert_int_equal(run(f->url, leader, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "no leader of office"));
+	assert_int_equal(run(f->url, bad, NULL), 64);
+	unlink(go);
+	unlink(started);
+	unlink(terms);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(int argc, char **argv)
@@ -921,6 +974,7 @@ int main(int argc, char **argv)
 		T(silent_database_stops_the_job_in_time),
 		T(permits_run_side_by_side),
 		T(several_names_guard_one_command),
+		T(elect_one_leader_at_a_time),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

@@ -11,10 +11,12 @@ CREATE TABLE IF NOT EXISTS lks_lease (
     expires_at  DATETIME(6) NOT NULL,
     owner       VARBINARY(288) NULL,           -- "<holder>:<label>" of a labelled grant
     writes      BIGINT NOT NULL DEFAULT 0,     -- fenced writes' guard on Galera (README)
+    payload     BLOB NULL,                     -- <holder> + data of the grant that set it
     CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),
     CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)
 ) ENGINE=InnoDB;
 -- A table made by an older version (0.1: no owner; 0.2: no writes) gains the
 -- columns in place (lks_lease_install waits at most 5 s for the metadata lock):
 -- ALTER TABLE lks_lease ADD COLUMN IF NOT EXISTS owner VARBINARY(288) NULL,
---     ADD COLUMN IF NOT EXISTS writes BIGINT NOT NULL DEFAULT 0, ALGORITHM=INSTANT;
+--     ADD COLUMN IF NOT EXISTS writes BIGINT NOT NULL DEFAULT 0,
+--     ADD COLUMN IF NOT EXISTS payload BLOB NULL, ALGORITHM=INSTANT;

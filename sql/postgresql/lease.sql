@@ -9,12 +9,14 @@ CREATE TABLE IF NOT EXISTS lks_lease (
     fence       bigint NOT NULL,               -- +1 on every grant
     acquired_at timestamptz,
     expires_at  timestamptz NOT NULL,          -- server clock (clock_timestamp())
-    owner       text                           -- "<holder>:<label>" of a labelled grant
+    owner       text,                          -- "<holder>:<label>" of a labelled grant
+    payload     bytea                          -- <holder> || data of the grant that set it
 );
 -- No CHECK constraints: PostgreSQL evaluates each on every UPDATE, rebuilding
 -- it from its stored text (15-25% of the server's CPU per grant+release).
 -- A table from an older version is brought up to date in place by
 -- lks_lease_install (catalog only; it waits at most 5 s for the lock):
 -- ALTER TABLE lks_lease ADD COLUMN IF NOT EXISTS owner text,
+--     ADD COLUMN IF NOT EXISTS payload bytea,
 --     DROP CONSTRAINT IF EXISTS lks_lease_name_check,
 --     DROP CONSTRAINT IF EXISTS lks_lease_fence_check;

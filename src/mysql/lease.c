@@ -365,6 +365,33 @@ int lks_my_lease_guard(lks_conn *c, const char *t, const char *name,
 	" GREATEST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at), 0)," \
 	" expires_at > UTC_TIMESTAMP(6), %s FROM %s"
 
+/* The payload behind the holder id of the grant that wrote it (see
+ * lks_pg_lease_set_payload). */
+int lks_my_lease_set_payload(lks_conn *c, const char *t, const char *name, const char *holder,
+                             int64_t fence, const char *hex)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[4] = {LKS_TEXT(hex), LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence)};
+	lks_sql_add(&q,
+	            "%sUPDATE %s SET payload = CONCAT(CAST(holder AS BINARY), UNHEX(?))"
+	            " WHERE name = ? AND holder = ? AND fence = ? AND expires_at > UTC_TIMESTAMP(6)",
+	            SYNC(c), t);
+	return lks_query_grant(c, &q, p, 4, NULL);
+}
+
+int lks_my_lease_get_payload(lks_conn *c, const char *t, const char *name, bool with_owner,
+                             lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p = LKS_TEXT(name);
+#define MY_PAYLOAD \
+	"CASE WHEN expires_at > UTC_TIMESTAMP(6) AND holder IS NOT NULL" \
+	" AND LEFT(payload, 32) = CAST(holder AS BINARY) THEN HEX(SUBSTRING(payload, 33)) END"
+	lks_sql_add(&q, "%s" MY_SELECT_ROW " WHERE name = ?", SYNC(c),
+	            with_owner ? "owner, " MY_PAYLOAD : "NULL, " MY_PAYLOAD, t);
+	return lks_my_query(c, q.buf, &p, 1, out);
+}
+
 int lks_my_lease_select(lks_conn *c, const char *t, const char *name, bool with_owner,
                         lks_rows *out)
 {

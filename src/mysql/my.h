@@ -91,6 +91,11 @@ int lks_my_lease_guard(lks_conn *c, const char *t, const char *name,
 int lks_my_lease_select(lks_conn *c, const char *t, const char *name, bool with_owner,
                         lks_rows *out);
 int lks_my_lease_has_owner(lks_conn *c, const char *t, bool *has);
+int lks_my_lease_has_payload(lks_conn *c, const char *t, bool *has);
+int lks_my_lease_set_payload(lks_conn *c, const char *t, const char *name, const char *holder,
+                             int64_t fence, const char *hex);
+int lks_my_lease_get_payload(lks_conn *c, const char *t, const char *name, bool with_owner,
+                             lks_rows *out);
 int lks_my_lease_renew_many(lks_conn *c, const char *t, const char *json, lks_rows *out);
 int lks_my_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,
                               bool with_owner, lks_rows *out);

@@ -45,7 +45,7 @@ static int my_lease_name_is_key(lks_conn *c, const char *table, int64_t *keys)
 }
 
 static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner,
-                                 bool *has_writes)
+                                 bool *has_writes, bool *has_payload)
 {
 	static const char *const want[][2] = {
 		{"name", "varbinary"}, {"holder", "char"}, {"fence", "bigint"},
@@ -57,6 +57,7 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 		return rc;
 	*has_owner = lks_rows_find(&r, 0, "owner") >= 0;
 	*has_writes = lks_rows_find(&r, 0, "writes") >= 0;
+	*has_payload = lks_rows_find(&r, 0, "payload") >= 0;
 	if (r.nrows == 0)
 		rc = lks_set_error(c, LKS_EINVAL,
 		                   "lease table %s does not exist: run lks_lease_install (or lockstock"
@@ -107,6 +108,7 @@ void lks_my_lease_ddl(const char *t, lks_sql *q)
 	            "    expires_at  DATETIME(6) NOT NULL,\n"
 	            "    owner       VARBINARY(%d) NULL,\n"
 	            "    writes      BIGINT NOT NULL DEFAULT 0,\n"
+	            "    payload     BLOB NULL,\n"
 	            "    CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),\n"
 	            "    CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)\n"
 	            ") ENGINE=InnoDB",
@@ -114,24 +116,27 @@ void lks_my_lease_ddl(const char *t, lks_sql *q)
 }
 
 /* Columns added since the first table: owner (labels), writes (the fenced
- * write's guard on Galera). */
+ * write's guard on Galera), payload. */
+#define ADDED_COLUMNS 3
 static void add_column(lks_sql *q, size_t i, const char *sep, const char *if_not_exists)
 {
 	if (i == 0)
 		lks_sql_add(q, "%s ADD COLUMN %sowner VARBINARY(%d) NULL", sep, if_not_exists,
 		            LKS_OWNER_TAG_MAX);
-	else
+	else if (i == 1)
 		lks_sql_add(q, "%s ADD COLUMN %swrites BIGINT NOT NULL DEFAULT 0", sep, if_not_exists);
+	else
+		lks_sql_add(q, "%s ADD COLUMN %spayload BLOB NULL", sep, if_not_exists);
 }
 
 int lks_my_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
 	lks_my_lease_ddl(t, &q);
-	bool has[2];
+	bool has[ADDED_COLUMNS];
 	int rc = lks_my_exec(c, q.buf);
-	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has[0], &has[1])) ||
-	    (has[0] && has[1]))
+	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has[0], &has[1], &has[2])) ||
+	    (has[0] && has[1] && has[2]))
 		return rc;
 	/* A table from an older version: add the columns in place
 	 * (ALGORITHM=INSTANT: catalog only, no copy; a Galera cluster runs it on
@@ -140,13 +145,13 @@ int lks_my_lease_install(lks_conn *c, const char *t)
 	q.len = 0;
 	if (ST(c)->returning) { /* MariaDB: SET STATEMENT, IF NOT EXISTS */
 		lks_sql_add(&q, "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE %s", t);
-		for (size_t i = 0; i < 2; i++)
+		for (size_t i = 0; i < ADDED_COLUMNS; i++)
 			add_column(&q, i, i ? "," : "", "IF NOT EXISTS ");
 		lks_sql_add(&q, ", ALGORITHM=INSTANT");
 		return lks_my_exec(c, q.buf);
 	}
 	lks_sql_add(&q, "ALTER TABLE %s", t);
-	for (size_t i = 0, n = 0; i < 2; i++)
+	for (size_t i = 0, n = 0; i < ADDED_COLUMNS; i++)
 		if (!has[i])
 			add_column(&q, i, n++ ? "," : "", "");
 	if ((rc = lks_my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5")))
@@ -163,7 +168,14 @@ int lks_my_lease_install(lks_conn *c, const char *t)
  * INSERT ... ON DUPLICATE KEY UPDATE would grant every acquirer). */
 int lks_my_lease_has_owner(lks_conn *c, const char *t, bool *has)
 {
-	bool writes;
+	bool writes, payload;
 	(void)t;
-	return my_lease_check_schema(c, c->lease_table, has, &writes);
+	return my_lease_check_schema(c, c->lease_table, has, &writes, &payload);
+}
+
+int lks_my_lease_has_payload(lks_conn *c, const char *t, bool *has)
+{
+	bool owner, writes;
+	(void)t;
+	return my_lease_check_schema(c, c->lease_table, &owner, &writes, has);
 }

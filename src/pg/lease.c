@@ -372,6 +372,37 @@ int lks_pg_lease_select(lks_conn *c, const char *t, const char *name, bool with_
 	return lks_pg_query(c, q.buf, &p, name ? 1 : 0, out);
 }
 
+/* The payload is stored behind the holder id of the grant that wrote it,
+ * so a later grant never shows a stale one and no grant statement has to
+ * clear it (as the owner label). */
+int lks_pg_lease_set_payload(lks_conn *c, const char *t, const char *name, const char *holder,
+                             int64_t fence, const char *hex)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[4] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence), LKS_TEXT(hex)};
+	lks_sql_add(&q,
+	            "UPDATE %s SET payload = convert_to($2, 'UTF8') || decode($4, 'hex')"
+	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()",
+	            t);
+	return lks_query_grant(c, &q, p, 4, NULL);
+}
+
+/* rows: as lease_select (no owner), then the payload (hex) of the current
+ * grant, NULL when none */
+int lks_pg_lease_get_payload(lks_conn *c, const char *t, const char *name, bool with_owner,
+                             lks_rows *out)
+{
+	lks_sql q = {.len = 0};
+	lks_value p = LKS_TEXT(name);
+#define PG_PAYLOAD \
+	"CASE WHEN expires_at > clock_timestamp() AND holder IS NOT NULL" \
+	" AND substring(payload FROM 1 FOR 32) = convert_to(holder, 'UTF8')" \
+	" THEN encode(substring(payload FROM 33), 'hex') END"
+	lks_sql_add(&q, PG_SELECT_ROW " WHERE name = $1",
+	            with_owner ? "owner, " PG_PAYLOAD : "NULL::text, " PG_PAYLOAD, t);
+	return lks_pg_query(c, q.buf, &p, 1, out);
+}
+
 /* The rows of a semaphore's slots prefix0 .. prefix(permits-1) that exist;
  * index lookups of the primary key, whatever the column's collation. */
 int lks_pg_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,

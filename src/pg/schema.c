@@ -64,7 +64,8 @@ void lks_pg_lease_ddl(const char *t, lks_sql *q)
 	            "    fence       bigint NOT NULL,\n"
 	            "    acquired_at timestamptz,\n"
 	            "    expires_at  timestamptz NOT NULL,\n"
-	            "    owner       text\n"
+	            "    owner       text,\n"
+	            "    payload     bytea\n"
 	            ")",
 	            t);
 }
@@ -82,6 +83,9 @@ static int pg_lease_migration(lks_conn *c, const char *t, char *out, size_t size
 	                      " CASE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
 	                      " AND attname = 'owner' AND NOT attisdropped)"
 	                      " THEN 'ADD COLUMN IF NOT EXISTS owner text' END,"
+	                      " CASE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
+	                      " AND attname = 'payload' AND NOT attisdropped)"
+	                      " THEN 'ADD COLUMN IF NOT EXISTS payload bytea' END,"
 	                      " (SELECT string_agg(format('DROP CONSTRAINT IF EXISTS %I', conname), ', ')"
 	                      " FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'c'"
 	                      " AND pg_get_constraintdef(oid) IN ("
@@ -129,14 +133,24 @@ int lks_pg_lease_install(lks_conn *c, const char *t)
 	return rc;
 }
 
-int lks_pg_lease_has_owner(lks_conn *c, const char *t, bool *has)
+static int pg_has_column(lks_conn *c, const char *t, const char *column, bool *has)
 {
-	lks_value p = LKS_TEXT(t);
+	lks_value p[2] = {LKS_TEXT(t), LKS_TEXT(column)};
 	int64_t n = 0;
 	int rc = lks_query_int(c,
 	                            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1)"
-	                            " AND attname = 'owner' AND NOT attisdropped",
-	                            &p, 1, &n);
+	                            " AND attname = $2 AND NOT attisdropped",
+	                            p, 2, &n);
 	*has = n > 0;
 	return rc;
+}
+
+int lks_pg_lease_has_owner(lks_conn *c, const char *t, bool *has)
+{
+	return pg_has_column(c, t, "owner", has);
+}
+
+int lks_pg_lease_has_payload(lks_conn *c, const char *t, bool *has)
+{
+	return pg_has_column(c, t, "payload", has);
 }

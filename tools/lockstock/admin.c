@@ -106,6 +106,54 @@ int cli_install(int argc, char **argv)
 	return rc ? cli_exit_for(rc) : 0;
 }
 
+/* A lease's payload as the command shows it (none: no payload column, not
+ * held, or none set). */
+typedef struct payload {
+	bool has;
+	size_t len;
+	unsigned char data[LKS_LEASE_PAYLOAD_MAX + 1];
+	bool text; /* UTF-8 without NUL: shown as text */
+} payload;
+
+static void read_payload(lks_conn *c, const char *name, payload *p)
+{
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	p->has = lks_lease_payload(c, name, &info, p->data, LKS_LEASE_PAYLOAD_MAX, &p->len) == LKS_OK &&
+	         info.held && p->len > 0;
+	if (!p->has)
+		p->len = 0;
+	p->data[p->len] = '\0';
+	p->text = p->has && strlen((char *)p->data) == p->len && cli_utf8_valid((char *)p->data);
+}
+
+static void print_payload_json(const payload *p)
+{
+	fputs(",\"payload\":", stdout);
+	if (p->text)
+		cli_put_json(stdout, (const char *)p->data);
+	else
+		fputs("null", stdout);
+	fputs(",\"payload_hex\":", stdout);
+	if (!p->has) {
+		fputs("null", stdout);
+		return;
+	}
+	fputc('"', stdout);
+	for (size_t i = 0; i < p->len; i++)
+		printf("%02x", p->data[i]);
+	fputc('"', stdout);
+}
+
+static void print_payload_text(const payload *p)
+{
+	if (!p->has)
+		fputs("-", stdout);
+	else if (p->text)
+		cli_put_text(stdout, (const char *)p->data);
+	else
+		printf("(%zu bytes)", p->len);
+}
+
 static void print_info_json(const lks_lease_info *info)
 {
 	fputs("{\"name\":", stdout);
@@ -122,7 +170,7 @@ static void print_info_json(const lks_lease_info *info)
 		cli_put_json(stdout, info->holder);
 	else
 		fputs("null", stdout);
-	printf(",\"fence\":%lld,\"remaining_ms\":%lld}", (long long)info->fence,
+	printf(",\"fence\":%lld,\"remaining_ms\":%lld", (long long)info->fence,
 	       (long long)(info->held ? info->remaining_ms : 0));
 }
 
@@ -139,20 +187,27 @@ static void print_left(int64_t ms)
 typedef struct list_state {
 	bool json;
 	int n;
+	lks_conn *c;
+	payload *p;
 } list_state;
 
 static int list_one(const lks_lease_info *info, void *arg)
 {
 	list_state *st = arg;
+	read_payload(st->c, info->name, st->p); /* the rows are read already */
 	if (st->json) {
 		fputs(st->n ? ",\n  " : "\n  ", stdout);
 		print_info_json(info);
+		print_payload_json(st->p);
+		fputc('}', stdout);
 	} else {
 		cli_put_text(stdout, info->name);
 		fputc('\t', stdout);
 		cli_put_text(stdout, info->owner[0] ? info->owner : "-");
 		printf("\t%lld\t", (long long)info->fence);
 		print_left(info->remaining_ms);
+		fputc('\t', stdout);
+		print_payload_text(st->p);
 		fputc('\n', stdout);
 	}
 	st->n++;
@@ -172,11 +227,18 @@ int cli_list(int argc, char **argv)
 	if ((rc = cli_connect(&co, &c)))
 		return rc;
 	st.json = json;
+	st.c = c;
+	if (!(st.p = malloc(sizeof *st.p))) {
+		cli_error("list: out of memory");
+		lks_conn_close(c);
+		return EXIT_FAILURE_DB;
+	}
 	if (json)
 		fputs("[", stdout);
 	else
-		puts("NAME\tOWNER\tFENCE\tLEFT");
+		puts("NAME\tOWNER\tFENCE\tLEFT\tPAYLOAD");
 	rc = lks_lease_list(c, list_one, &st);
+	free(st.p);
 	if (json)
 		puts(st.n ? "\n]" : "]");
 	if (rc)
@@ -203,10 +265,13 @@ int cli_inspect(int argc, char **argv)
 		lks_conn_close(c);
 		return rc == LKS_EINVAL ? EXIT_USAGE : cli_exit_for(rc);
 	}
+	static payload p;
+	read_payload(c, argv[first], &p);
 	lks_conn_close(c);
 	if (json) {
 		print_info_json(&info);
-		fputc('\n', stdout);
+		print_payload_json(&p);
+		fputs("}\n", stdout);
 		return 0;
 	}
 	fputs("name:    ", stdout);
@@ -219,6 +284,8 @@ int cli_inspect(int argc, char **argv)
 		cli_put_text(stdout, info.holder);
 		fputs("\nleft:    ", stdout);
 		print_left(info.remaining_ms);
+		fputs("\npayload: ", stdout);
+		print_payload_text(&p);
 		fputc('\n', stdout);
 	}
 	printf("fence:   %lld%s\n", (long long)info.fence, info.held ? "" : " (last granted)");

@@ -42,10 +42,13 @@ void cli_put_text(FILE *f, const char *s);
 void cli_put_json(FILE *f, const char *s);
 /* s as a JSON string of lowercase hex digits, two per byte */
 void cli_put_hex(FILE *f, const char *s);
+bool cli_utf8_valid(const char *s);
 
 /* Subcommands: argv[0] is the subcommand's name. */
 int cli_install(int argc, char **argv);
 int cli_run(int argc, char **argv);
+int cli_elect(int argc, char **argv);  /* run, waiting to be elected */
+int cli_leader(int argc, char **argv); /* elect.c */
 int cli_list(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_release(int argc, char **argv);

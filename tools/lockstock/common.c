@@ -152,6 +152,11 @@ void cli_put_json(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+bool cli_utf8_valid(const char *s)
+{
+	return lks_utf8_valid(s);
+}
+
 void cli_put_hex(FILE *f, const char *s)
 {
 	fputc('"', f);

@@ -9,6 +9,8 @@ static const char overview[] =
 "\n"
 "SYNOPSIS\n"
 "    lockstock run NAME... [--permits N] [options] -- COMMAND [ARGS...]\n"
+"    lockstock elect NAME [--value TEXT] [options] -- COMMAND [ARGS...]\n"
+"    lockstock leader NAME [--watch] [--json]\n"
 "    lockstock install [--print]\n"
 "    lockstock list [--json]\n"
 "    lockstock inspect NAME [--json]\n"
@@ -114,6 +116,8 @@ static const char run_options[] =
 "                     this long.\n"
 "    --wait D         wait up to D for a busy lease (default 0: do not wait,\n"
 "                     as a cron guard wants).\n"
+"    --value TEXT     data stored with the grant (its payload; shown by\n"
+"                     inspect, list and leader), at most 65000 bytes.\n"
 "    --permits N      NAME is a semaphore of N permits (1..1000): runs with the\n"
 "                     same N hold at most N at once. Not with several NAMEs\n"
 "                     or --once.\n"
@@ -176,6 +180,39 @@ static const char run_once_options[] =
 "\n"
 "    # wait up to a minute for the previous run to finish\n"
 "    lockstock run reindex --wait 1m -- ./reindex.sh\n";
+
+static const char elect_page[] =
+"NAME\n"
+"    lockstock elect - run a command while this replica is the leader\n"
+"\n"
+"SYNOPSIS\n"
+"    lockstock elect NAME [--value TEXT] [--ttl D] [--wait D] [run's options]\n"
+"                         -- COMMAND [ARGS...]\n"
+"\n"
+"DESCRIPTION\n"
+"    Campaigns in election NAME: waits (by default without limit, --wait\n"
+"    to bound it) until no other replica leads, takes office with --value\n"
+"    as the leader's value, and runs COMMAND while it leads, as `run` does:\n"
+"    leadership is renewed in the background, and when it is lost the\n"
+"    command is stopped (SIGTERM, then SIGKILL) and elect exits 79. When the\n"
+"    command ends, elect resigns. The term is the lease's fence, in\n"
+"    LOCKSTOCK_FENCE: it grows with every new leader, so the command can\n"
+"    fence its writes with it. `lockstock leader NAME` shows who leads.\n"
+"    Run's options apply, except --permits, --once and --once-per.\n";
+
+static const char leader_page[] =
+"NAME\n"
+"    lockstock leader - who leads an election\n"
+"\n"
+"SYNOPSIS\n"
+"    lockstock leader NAME [--watch] [--json] [--url URL] [--table NAME]\n"
+"\n"
+"DESCRIPTION\n"
+"    Prints the leader of election NAME (its owner label, or holder id),\n"
+"    its term, the time it has left and its value, or that nobody leads.\n"
+"    --watch prints a line at every change of leader (another term, or the\n"
+"    leader gone) until interrupted; --json prints each as one JSON object\n"
+"    (value is null when it is not text; value_hex has its bytes).\n";
 
 static const char install_page[] =
 "NAME\n"
@@ -295,6 +332,7 @@ bool cli_help(FILE *f, const char *sub)
 	static const struct {
 		const char *name, *page, *more, *rest;
 	} pages[] = {{"run", run_page, run_options, run_once_options}, {"install", install_page, "", ""},
+	             {"elect", elect_page, "", ""},     {"leader", leader_page, "", ""},
 	             {"list", list_page, "", ""},         {"inspect", inspect_page, "", ""},
 	             {"release", release_page, "", ""}, {"once", once_page, "", ""},
 	             {"purge", purge_page, "", ""}};

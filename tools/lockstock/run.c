@@ -22,7 +22,7 @@ extern char **environ;
 
 enum { OPT_URL = 256, OPT_TABLE, OPT_TTL, OPT_WAIT, OPT_OWNER, OPT_AT_LEAST, OPT_KILL_AFTER,
        OPT_BUSY_EXIT, OPT_HELP, OPT_PASS_URL, OPT_STATUS_FILE, OPT_ONCE, OPT_ONCE_PER,
-       OPT_DONE_EXIT, OPT_PERMITS };
+       OPT_DONE_EXIT, OPT_PERMITS, OPT_VALUE };
 
 typedef struct run_opts {
 	cli_common co;
@@ -30,6 +30,7 @@ typedef struct run_opts {
 	const char *names[LKS_LEASE_SET_MAX];
 	size_t nnames;
 	int permits;                 /* --permits N: a semaphore's permit */
+	const char *value;           /* --value: the lease's payload (elect: the leader's value) */
 	char **cmd;
 	int64_t ttl_ms, wait_ms, at_least_ms, kill_after_ms;
 	int busy_exit, kill_after_set, pass_url;
@@ -39,6 +40,9 @@ typedef struct run_opts {
 	char once_key[LKS_ONCE_KEY_MAX + 1]; /* "" without --once / --once-per */
 	char owner[LKS_LEASE_OWNER_MAX + 1];
 } run_opts;
+
+/* lockstock elect: run, campaigning (waiting) for NAME until elected */
+static bool electing;
 
 /* Signals the main thread waits for; blocked in every thread. SIGUSR1 is
  * the renew thread telling it the lease was lost. */
@@ -63,6 +67,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		{"once-per", required_argument, NULL, OPT_ONCE_PER},
 		{"done-exit", required_argument, NULL, OPT_DONE_EXIT},
 		{"permits", required_argument, NULL, OPT_PERMITS},
+		{"value", required_argument, NULL, OPT_VALUE},
 		{NULL, 0, NULL, 0},
 	};
 	char err[256], host[200] = "";
@@ -87,6 +92,8 @@ static int parse_run(int argc, char **argv, run_opts *o)
 	}
 	o->cmd = argv + dashdash + 1;
 	o->ttl_ms = 30000;
+	/* elect: campaign until elected, however long it takes */
+	o->wait_ms = electing ? LKS_LEASE_TTL_MAX_MS : 0;
 	o->kill_after_ms = 10000;
 	o->busy_exit = EXIT_BUSY;
 	opterr = 0;
@@ -120,6 +127,13 @@ static int parse_run(int argc, char **argv, run_opts *o)
 				return EXIT_USAGE;
 			}
 			snprintf(o->owner, sizeof o->owner, "%s", optarg);
+			break;
+		case OPT_VALUE:
+			if (strlen(optarg) > LKS_LEASE_PAYLOAD_MAX) {
+				cli_error("run: --value must be at most %d bytes", LKS_LEASE_PAYLOAD_MAX);
+				return EXIT_USAGE;
+			}
+			o->value = optarg;
 			break;
 		case OPT_PERMITS: {
 			char *end;
@@ -164,8 +178,12 @@ static int parse_run(int argc, char **argv, run_opts *o)
 	for (size_t i = 0; i < o->nnames; i++)
 		o->names[i] = argv[optind + (int)i];
 	o->name = o->names[0];
-	if (o->nnames > 1 && (o->permits || o->once || o->once_per)) {
-		cli_error("run: --permits, --once and --once-per take one NAME");
+	if (o->nnames > 1 && (o->permits || o->once || o->once_per || o->value || electing)) {
+		cli_error("%s: --permits, --value, --once and --once-per take one NAME", electing ? "elect" : "run");
+		return EXIT_USAGE;
+	}
+	if (electing && (o->permits || o->once || o->once_per)) {
+		cli_error("elect: --permits, --once and --once-per are run's");
 		return EXIT_USAGE;
 	}
 	if (o->once && o->once_per) {
@@ -481,6 +499,10 @@ int cli_run(int argc, char **argv)
 	if ((o.once || o.once_per) && (status = once_done(c, &o)) >= 0)
 		goto out; /* done before, or an error */
 	ao.owner = o.owner;
+	if (o.value) {
+		ao.payload = o.value;
+		ao.payload_len = strlen(o.value);
+	}
 	/* The supervisor's timing, all inside the lease: the lease's local
 	 * deadline is ttl/10 before the server's expiry; the command is stopped
 	 * once less than kill_after + poll_ms is left before it (checked every
@@ -646,4 +668,10 @@ out:
 	for (size_t i = 0; i < nb; i++)
 		free(bufs[i]);
 	return status;
+}
+
+int cli_elect(int argc, char **argv)
+{
+	electing = true;
+	return cli_run(argc, argv);
 }
