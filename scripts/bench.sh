@@ -9,6 +9,9 @@
 #   once_bench:  processed once against a bare fenced write and a naive
 #                dedupe, and its replay against one round trip;
 #   purge_bench: lease-table cleanup of 1e6 rows, and grant p99 beside it;
+#   sets_bench:  semaphores against a lease and a hand-written slot table,
+#                all-or-nothing sets against sorted single acquires, and
+#                one renewer against single renewals;
 #   bench:       CAS and lease overhead against the raw client libraries.
 # Usage: scripts/bench.sh [seconds per lease_bench run, default 3]
 export LKS_DURABLE=${LKS_DURABLE:-1}
@@ -23,6 +26,8 @@ for db in postgresql mysql; do
 	"$LKS_ROOT/build-release/bench/once_bench" "$db" "${1:-3}"
 	echo
 	"$LKS_ROOT/build-release/bench/purge_bench" "$db"
+	echo
+	"$LKS_ROOT/build-release/bench/sets_bench" "$db" "${1:-3}"
 	echo
 	"$LKS_ROOT/build-release/bench/bench" "$db" 3000
 	echo

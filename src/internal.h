@@ -211,6 +211,13 @@ struct lks_backend_ops {
 	 * unless with_owner); name NULL = all held */
 	int (*lease_select)(lks_conn *c, const char *table_q, const char *name,
 	                    bool with_owner, lks_rows *out);
+	/* NULL, or one statement: grant any free or expired slot of
+	 * prefix0 .. prefix(permits-1) that exists and no statement has locked
+	 * (a fenced write in flight: skipped); *slot = -1 when none, with g
+	 * telling the soonest expiry and *existing how many slot rows exist */
+	int (*semaphore_grab)(lks_conn *c, const char *table_q, const char *prefix, int permits,
+	                      const char *holder, const char *owner_tag, int64_t ttl_us, int *slot,
+	                      int *existing, lks_grant *g);
 	/* as lease_select, the existing rows named prefix0 .. prefix(permits-1)
 	 * (a semaphore's slots), in any order */
 	int (*lease_select_slots)(lks_conn *c, const char *table_q, const char *prefix, int permits,

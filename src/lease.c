@@ -499,28 +499,49 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 	 * lean try would only find it held: go straight to the line */
 	g->skip_lean = attempt == 0 && c->handed_on == a->key;
 	if (a->permits) {
-		bool scanned = a->scan;
-		rc = lks_semaphore_choose(c, a->t, a->prefix, a->permits, a->scan, &a->rng, &a->slot, g);
-		a->scan = true;
+		/* one statement grabs any free slot where the backend can (as a
+		 * hand-written slot table would); a read of all slots finds the
+		 * ones never used, which the lease grant inserts */
+		int extra = 0, existing = a->permits;
+		bool grabbed = false;
+		rc = LKS_OK;
+		if (c->ops->semaphore_grab) {
+			rc = c->ops->semaphore_grab(c, a->t, a->prefix, a->permits, a->holder,
+			                            a->o.owner ? a->owner_tag : NULL, a->ttl_us, &a->slot,
+			                            &existing, g);
+			grabbed = rc == LKS_OK && g->granted;
+			extra = 1;
+			a->scan = true;
+		}
+		if (rc == LKS_OK && !grabbed && c->ops->semaphore_grab && existing >= a->permits) {
+			a->slot = -1; /* all held, or being granted or written: wait */
+		} else if (rc == LKS_OK && !grabbed) {
+			extra += a->scan;
+			rc = lks_semaphore_choose(c, a->t, a->prefix, a->permits, a->scan, &a->rng, &a->slot, g);
+			a->scan = true;
+		}
 		if (rc == LKS_OK && a->slot < 0) {
 			/* every slot is held: wait, in line or backing off */
 			lks_cancel_leave(a->o.cancel, c);
 			if (lks_cancel_is_tripped(a->o.cancel))
 				return acq_canceled(a, a->holding);
-			a->st.attempts++;
+			a->st.attempts += extra > 0 ? extra : 1;
 			now = lks_now_us();
 			a->quick = 0;
 			if (a->wait_ms == 0 || now >= a->deadline)
 				return acq_not_granted(a, now);
 			return ACQ_WAIT;
 		}
-		if (rc == LKS_OK) {
+		if (rc == LKS_OK)
 			snprintf(a->row, sizeof a->row, "%s%d", a->prefix, a->slot);
+		if (rc == LKS_OK && grabbed) {
+			g->statements = extra;
+		} else if (rc == LKS_OK) {
 			rc = c->ops->lease_try(c, a->t, a->row, a->holder, a->o.owner ? a->owner_tag : NULL,
 			                       a->ttl_us, LKS_BATON_NONE, a->key, left > 0 ? left : 0, g);
-			g->statements += scanned;
-			g->baton = a->holding; /* the line's baton, if held, is kept apart */
+			g->statements += extra;
 		}
+		g->baton = a->holding; /* the line's baton, if held, is kept apart */
 	} else {
 		rc = c->ops->lease_try(c, a->t, a->name, a->holder, a->o.owner ? a->owner_tag : NULL,
 		                       a->ttl_us,

@@ -38,6 +38,7 @@ const lks_backend_ops lks_pg_ops = {
 	.lease_guard = lks_pg_lease_guard,
 	.lease_select = lks_pg_lease_select,
 	.lease_select_slots = lks_pg_lease_select_slots,
+	.semaphore_grab = lks_pg_semaphore_grab,
 	.lease_renew_many = lks_pg_lease_renew_many,
 	.lease_has_payload = lks_pg_lease_has_payload,
 	.lease_set_payload = lks_pg_lease_set_payload,

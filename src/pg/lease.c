@@ -403,6 +403,59 @@ int lks_pg_lease_get_payload(lks_conn *c, const char *t, const char *name, bool 
 	return lks_pg_query(c, q.buf, &p, 1, out);
 }
 
+/* A semaphore's grant in one statement, as a hand-written slot table
+ * grabs a row (FOR UPDATE SKIP LOCKED), with the lease's fence and
+ * expiry; when nothing is free the last branch reports the soonest expiry
+ * and how many slot rows exist (fewer than permits: new ones go through
+ * lks_pg_lease_try, which inserts at the fence floor). */
+int lks_pg_semaphore_grab(lks_conn *c, const char *t, const char *prefix, int permits,
+                          const char *holder, const char *owner_tag, int64_t ttl_us, int *slot,
+                          int *existing, lks_grant *g)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[5] = {LKS_TEXT(prefix), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(permits),
+	                  LKS_TEXT(owner_tag)};
+	lks_rows r;
+	int rc;
+	lks_sql_add(&q,
+	            "WITH s AS (SELECT $1::text || k::text AS n FROM generate_series(0, $4::int - 1) k),"
+	            " u AS (UPDATE %s SET holder = $2, fence = fence + 1, acquired_at = clock_timestamp(),"
+	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
+	            " WHERE name = (SELECT name FROM %s WHERE name IN (SELECT n FROM s)"
+	            " AND expires_at <= clock_timestamp() ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)"
+	            " AND expires_at <= clock_timestamp() RETURNING name, fence, " REMAINING_US " AS remaining)"
+	            " SELECT name, fence, remaining, 0 FROM u"
+	            " UNION ALL SELECT NULL, 0, min(CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US
+	            " END), count(*) FROM %s WHERE name IN (SELECT n FROM s) AND NOT EXISTS (SELECT 1 FROM u)",
+	            t, owner_tag ? ", owner = $5" : "", t, t);
+	if ((rc = lks_pg_query(c, q.buf, p, owner_tag ? 5 : 4, &r)))
+		return rc;
+	g->granted = 0;
+	g->fence = 0;
+	g->remaining_us = -1;
+	g->baton = 0;
+	g->released = 0;
+	g->statements = 1;
+	*slot = -1;
+	*existing = 0;
+	for (int i = 0; i < r.nrows; i++) {
+		int64_t v = 0;
+		if (lks_rows_get(&r, i, 0)) {
+			g->granted = 1;
+			*slot = lks_slot_of(lks_rows_get(&r, i, 0));
+			lks_parse_i64(lks_rows_get(&r, i, 1), &g->fence);
+			lks_parse_i64(lks_rows_get(&r, i, 2), &g->remaining_us);
+		} else {
+			if (lks_rows_get(&r, i, 2))
+				lks_parse_i64(lks_rows_get(&r, i, 2), &g->remaining_us);
+			lks_parse_i64(lks_rows_get(&r, i, 3), &v);
+			*existing = (int)v;
+		}
+	}
+	lks_rows_clear(&r);
+	return LKS_OK;
+}
+
 /* The rows of a semaphore's slots prefix0 .. prefix(permits-1) that exist;
  * index lookups of the primary key, whatever the column's collation. */
 int lks_pg_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,
