@@ -53,6 +53,18 @@ typedef struct lks_grant {
 	                         release, so it is most likely held: no lean try */
 } lks_grant;
 
+/* A grant attempt's outcome before it is known: nothing granted, nothing
+ * known of the holder, one statement. */
+static inline void lks_grant_clear(lks_grant *g)
+{
+	g->granted = 0;
+	g->fence = 0;
+	g->remaining_us = -1;
+	g->baton = 0;
+	g->released = 0;
+	g->statements = 1;
+}
+
 /*
  * The waiting room (see lease.c): a session-level server lock per lease name,
  * the "baton". The holder keeps it while it holds the lease; waiters block on

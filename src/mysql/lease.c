@@ -164,12 +164,7 @@ int lks_my_lease_try(lks_conn *c, const char *t, const char *name,
 	lks_value pn = LKS_TEXT(name);
 	lks_rows r;
 	int rc;
-	g->granted = 0;
-	g->fence = 0;
-	g->remaining_us = -1;
-	g->baton = 0;
-	g->released = 0;
-	g->statements = 1;
+	lks_grant_clear(g);
 	if (mode == LKS_BATON_WOKEN) /* one statement here either way */
 		mode = LKS_BATON_HELD;
 	if (ST(c)->returning && (mode == LKS_BATON_PEEK || mode == LKS_BATON_NONE)) {

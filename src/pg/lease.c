@@ -106,12 +106,8 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 	 * of calling it busy (seen at 16 threads with 1 ms) */
 	snprintf(timeout, sizeof timeout, "%lldms",
 	         (long long)(lock_wait_us > LOCK_WAIT_FLOOR_US ? lock_wait_us : LOCK_WAIT_FLOOR_US) / 1000);
-	g->granted = 0;
-	g->fence = 0;
-	g->remaining_us = -1;
+	lks_grant_clear(g);
 	g->baton = mode == LKS_BATON_HELD;
-	g->released = 0;
-	g->statements = 1;
 	if (lean_first) {
 		/* A first poll, and a waiter the release just woke, try the common
 		 * case first, as lean as the statement a service would write
@@ -430,12 +426,7 @@ int lks_pg_semaphore_grab(lks_conn *c, const char *t, const char *prefix, int pe
 	            t, owner_tag ? ", owner = $5" : "", t, t);
 	if ((rc = lks_pg_query(c, q.buf, p, owner_tag ? 5 : 4, &r)))
 		return rc;
-	g->granted = 0;
-	g->fence = 0;
-	g->remaining_us = -1;
-	g->baton = 0;
-	g->released = 0;
-	g->statements = 1;
+	lks_grant_clear(g);
 	*slot = -1;
 	*existing = 0;
 	for (int i = 0; i < r.nrows; i++) {
