@@ -126,6 +126,39 @@ static void safe_strategies_sell_exactly_the_stock(void **state)
 	remove(csv);
 }
 
+/* --items 3: every safe strategy sells whole orders (3 lines each) out of
+ * the 4 hot products, never oversells, and leaves the cold one untouched. */
+static void multi_item_orders(void **state)
+{
+	fx *f = *state;
+	const char *safe[] = {"optimistic", "pessimistic", "pessimistic-all", "select-for-update",
+	                      "atomic", "once"};
+	char csv[128];
+	row rows[8];
+	tmpname(csv, sizeof csv, "items.csv");
+	assert_int_equal(run(f, "--strategy optimistic,pessimistic,pessimistic-all,select-for-update,"
+	                        "atomic,once --items 3 --products 5 --hot 4 --stock 30 --workers 6",
+	                     csv),
+	                 0);
+	assert_int_equal(read_rows(csv, rows, 8), 6);
+	for (int i = 0; i < 6; i++) {
+		const row *r = find(rows, 6, safe[i]);
+		assert_true(r->ok);
+		assert_int_equal(r->initial, 150);
+		assert_int_equal(r->oversold, 0);
+		assert_int_equal(r->lost, 0);
+		assert_int_equal(r->errors, 0);
+		assert_int_equal(r->twice, 0);
+		assert_int_equal(r->sold % 3, 0);      /* whole orders only */
+		assert_true(r->sold >= 3 * 30 - 3 * 2); /* ran until fewer than 3 hot products had stock */
+		assert_true(r->final >= 30);            /* the cold product: all of it left */
+		assert_int_equal(r->sold, r->initial - r->final);
+		print_message("    %-18s %lld units in %lld orders, %lld retries\n", safe[i], r->sold,
+		              r->sold / 3, r->retries);
+	}
+	remove(csv);
+}
+
 static void json_has_the_documented_shape(void **state)
 {
 	fx *f = *state;
@@ -252,7 +285,9 @@ static void bad_options_exit_2_and_touch_nothing(void **state)
 	                     "--url postgresql://lks:S3cretPW@127.0.0.1:1/db",
 	                     "--url 'postgresql://lks:S3cretPW%zz@127.0.0.1/db'",
 	                     "--url 'postgresql://lks:S3cretPW@[::1/db'",
-	                     "--url redis://x", "--qty 5 --stock 4", "extra-argument"};
+	                     "--url redis://x", "--qty 5 --stock 4", "extra-argument",
+	                     "--items 3 --products 2", "--items 2 --products 3 --hot 1",
+	                     "--items 2 --products 2 --duplicates 0.1", "--items 17 --products 20"};
 	char cmd[2048], out[64];
 	snprintf(out, sizeof out, "/tmp/lks-inv-%d-bad.out", (int)getpid());
 	t_exec(f->c, "CREATE TABLE inv_products (id int PRIMARY KEY, stock int NOT NULL, version bigint NOT NULL)");
@@ -294,6 +329,7 @@ int main(int argc, char **argv)
 		T(duplicate_deliveries),
 		T(crash_demonstration),
 		T(many_products),
+		T(multi_item_orders),
 		T(bad_options_exit_2_and_touch_nothing),
 	};
 	char name[64];

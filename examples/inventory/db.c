@@ -91,8 +91,9 @@ int db_check(lks_conn *c, const workload *w, result *r)
 	         " ON s.product_id = p.id WHERE COALESCE(s.sold, 0) <> %d - p.stock",
 	         w->stock);
 	mismatched = one(c, sql, &rc);
+	/* an order's line per product: charged twice is a product twice */
 	r->charged_twice = one(c, "SELECT COUNT(*) FROM (SELECT request FROM inv_orders WHERE request"
-	                          " IS NOT NULL GROUP BY request HAVING COUNT(*) > 1) t", &rc);
+	                          " IS NOT NULL GROUP BY request, product_id HAVING COUNT(*) > 1) t", &rc);
 	if (rc)
 		return rc;
 	r->lost_updates = r->units_sold - (r->initial_stock - r->final_stock);

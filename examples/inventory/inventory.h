@@ -9,6 +9,7 @@
 #include "lockstock.h"
 
 #define INV_MAX_URLS 4
+#define INV_MAX_ITEMS 16
 #define INV_EXIT_OK 0
 #define INV_EXIT_INVARIANT 1
 #define INV_EXIT_USAGE 2
@@ -21,6 +22,7 @@ typedef enum strategy {
 	S_SELECT_FOR_UPDATE,
 	S_ATOMIC,
 	S_ONCE, /* atomic, each order processed once (lks_once_run on its request id) */
+	S_PESSIMISTIC_ALL, /* every product's lease at once (lks_lease_acquire_all) */
 	S_COUNT
 } strategy;
 
@@ -36,6 +38,8 @@ typedef struct workload {
 	int stock;         /* per product */
 	int qty;           /* units per purchase */
 	double skew;       /* fraction of purchases aimed at product 1 */
+	int items;         /* distinct products per order (all or nothing) */
+	int hot;           /* multi-item orders pick from products 1..hot */
 	int think_ms;      /* inside the read-write window */
 	double duration_s; /* 0: until sold out */
 	double max_duration_s;
@@ -67,7 +71,7 @@ typedef struct result {
 	double p50, p95, p99, max_ms;
 	double wait_p50, wait_p99;
 	int64_t purchases, attempts, retries, lock_waits, timeouts, errors;
-	int64_t fenced_rejections, pauses, crashes;
+	int64_t fenced_rejections, pauses, crashes, deadlocks;
 	int64_t duplicates, replays; /* deliveries of an order again; answered from a record */
 	int64_t charged_twice;       /* orders (request ids) charged more than once */
 	char first_error[256];

@@ -8,7 +8,7 @@
 
 const char *const strategy_names[S_COUNT] = {
 	"naive", "optimistic", "pessimistic", "pessimistic-unfenced", "select-for-update", "atomic",
-	"once",
+	"once", "pessimistic-all",
 };
 
 bool strategy_is_safe(strategy s)
@@ -32,7 +32,8 @@ void options_usage(FILE *out)
 	        "Strategies\n"
 	        "  --strategy LIST      comma-separated, default all: naive, optimistic,\n"
 	        "                       pessimistic, pessimistic-unfenced, select-for-update, atomic,\n"
-	        "                       once (atomic, each order processed once by its request id)\n"
+	        "                       once (atomic, each order processed once by its request id),\n"
+	        "                       pessimistic-all (every product's lease at once, for --items)\n"
 	        "Workload\n"
 	        "  --workers N          buyer threads, one connection each (default 16)\n"
 	        "  --products N         products on sale (default 1)\n"
@@ -40,6 +41,13 @@ void options_usage(FILE *out)
 	        "  --qty N              units per purchase (default 1)\n"
 	        "  --skew F             fraction of purchases aimed at product 1, the rest\n"
 	        "                       spread evenly (default 0: even)\n"
+	        "  --items K            distinct products per order, bought all or nothing\n"
+	        "                       (default 1). With K > 1: pessimistic takes the leases\n"
+	        "                       one by one in sorted order, pessimistic-all all at once,\n"
+	        "                       select-for-update locks the rows in key order,\n"
+	        "                       optimistic CASes every row in one transaction, atomic\n"
+	        "                       runs one conditional UPDATE per row in one transaction\n"
+	        "  --hot H              multi-item orders pick from products 1..H (default: all)\n"
 	        "  --think-ms MS        think time inside the read-write window (default 2)\n"
 	        "  --duration S         stop after S seconds (default 0: run until sold out)\n"
 	        "  --max-duration S     safety stop for sold-out runs (default 120)\n"
@@ -145,7 +153,7 @@ int options_parse(int argc, char **argv, workload *w)
 {
 	enum { O_URL = 256, O_STRATEGY, O_WORKERS, O_PRODUCTS, O_STOCK, O_QTY, O_SKEW, O_THINK,
 	       O_DURATION, O_MAXDUR, O_SEED, O_TTL, O_WAIT, O_ATTEMPTS, O_PAUSE, O_CRASH, O_DUPLICATES, O_JSON,
-	       O_CSV, O_SWEEP, O_CHART, O_QUIET, O_HELP };
+	       O_CSV, O_SWEEP, O_CHART, O_QUIET, O_HELP, O_ITEMS, O_HOT };
 	static const struct option longopts[] = {
 		{"url", required_argument, 0, O_URL},
 		{"strategy", required_argument, 0, O_STRATEGY},
@@ -154,6 +162,8 @@ int options_parse(int argc, char **argv, workload *w)
 		{"stock", required_argument, 0, O_STOCK},
 		{"qty", required_argument, 0, O_QTY},
 		{"skew", required_argument, 0, O_SKEW},
+		{"items", required_argument, 0, O_ITEMS},
+		{"hot", required_argument, 0, O_HOT},
 		{"think-ms", required_argument, 0, O_THINK},
 		{"duration", required_argument, 0, O_DURATION},
 		{"max-duration", required_argument, 0, O_MAXDUR},
@@ -173,7 +183,7 @@ int options_parse(int argc, char **argv, workload *w)
 		{0, 0, 0, 0},
 	};
 	int opt, rc = 0, seed = 42;
-	*w = (workload){.workers = 16, .products = 1, .stock = 200, .qty = 1, .think_ms = 2,
+	*w = (workload){.workers = 16, .products = 1, .stock = 200, .qty = 1, .think_ms = 2, .items = 1,
 	                .max_duration_s = 120, .lease_ttl_ms = 2000, .lease_wait_ms = 10000,
 	                .max_attempts = 100};
 	for (int s = 0; s < S_COUNT; s++)
@@ -196,6 +206,8 @@ int options_parse(int argc, char **argv, workload *w)
 		case O_STOCK: rc = int_arg("--stock", optarg, 1, 100000000, &w->stock); break;
 		case O_QTY: rc = int_arg("--qty", optarg, 1, 1000000, &w->qty); break;
 		case O_SKEW: rc = frac_arg("--skew", optarg, 0, 1, &w->skew); break;
+		case O_ITEMS: rc = int_arg("--items", optarg, 1, INV_MAX_ITEMS, &w->items); break;
+		case O_HOT: rc = int_arg("--hot", optarg, 1, 100000, &w->hot); break;
 		case O_THINK: rc = int_arg("--think-ms", optarg, 0, 60000, &w->think_ms); break;
 		case O_DURATION: rc = frac_arg("--duration", optarg, 0, 86400, &w->duration_s); break;
 		case O_MAXDUR: rc = frac_arg("--max-duration", optarg, 0.1, 86400, &w->max_duration_s); break;
@@ -224,6 +236,12 @@ int options_parse(int argc, char **argv, workload *w)
 		return bad("--pause/--crash", NULL, "together at most 1");
 	if (w->qty > w->stock)
 		return bad("--qty", NULL, "larger than --stock: nothing could be sold");
+	if (!w->hot)
+		w->hot = w->products;
+	if (w->hot > w->products || w->items > w->hot)
+		return bad("--items/--hot", NULL, "need items <= hot <= products");
+	if (w->items > 1 && (w->duplicates > 0 || w->pause > 0 || w->crash > 0))
+		return bad("--items", NULL, "multi-item orders do not take --duplicates, --pause or --crash");
 	w->seed = (uint64_t)seed;
 	if (w->sweep && !w->chart)
 		w->chart = "inventory-sweep.svg";

@@ -37,6 +37,9 @@ void report_table(FILE *out, const result *rs, int n)
 			fprintf(out, "%-20s %-10s faults: %lld paused holders, %lld crashed holders, %lld stale writes refused by the fence\n",
 			        strategy_names[r->s], db_name(r->backend), (long long)r->pauses,
 			        (long long)r->crashes, (long long)r->fenced_rejections);
+		if (r->deadlocks)
+			fprintf(out, "%-20s %-10s deadlocks: %lld, each rolled back and retried\n",
+			        strategy_names[r->s], db_name(r->backend), (long long)r->deadlocks);
 		if (r->first_error[0])
 			fprintf(out, "%-20s %-10s first error: %s\n", strategy_names[r->s], db_name(r->backend),
 			        r->first_error);

@@ -125,6 +125,39 @@ static bool pending_take(pending *p, char *request, size_t n, int *product)
 	return ok;
 }
 
+/* k distinct products still on sale out of 1..hot (0: fewer are left) */
+static int pick_order(worker *k, shared *sh, int *out)
+{
+	const workload *w = sh->w;
+	int n = 0;
+	for (int tries = 0; n < w->items && tries < 64 * w->hot; tries++) {
+		int p = 1 + (int)(worker_random(k) * w->hot), dup = 0;
+		if (p > w->hot)
+			p = w->hot;
+		for (int i = 0; i < n; i++)
+			dup |= out[i] == p;
+		if (!dup && !atomic_load(&sh->sold_out[p - 1]))
+			out[n++] = p;
+	}
+	return n == w->items ? n : 0;
+}
+
+/* One multi-item order: all its products or none. */
+static void deliver_order(worker *k, shared *sh, const int *products, int n, int64_t t0)
+{
+	int got = strategy_buy_order(k, products, n);
+	if (got == BUY_OK) {
+		k->purchases++;
+		samples_add(&k->latency_ms, (worker_now_us() - t0) / 1000.0);
+		atomic_fetch_add(&sh->units, (long long)sh->w->qty * n);
+	} else if (got == BUY_SOLD_OUT && k->sold_out_product > 0 &&
+	           atomic_exchange(&sh->sold_out[k->sold_out_product - 1], 1) == 0) {
+		/* the run ends once no order of k products can be made */
+		if (atomic_fetch_sub(&sh->products_left, 1) - 1 < sh->w->items)
+			atomic_store(&sh->stop, true);
+	}
+}
+
 /* One delivery of the buyer's current request. */
 static int deliver(worker *k, shared *sh, int product, int64_t t0)
 {
@@ -167,6 +200,15 @@ static void *buyer(void *arg)
 		if (sh->w->duplicates > 0 && pending_take(&sh->dup, k->request, sizeof k->request, &product)) {
 			k->duplicates++;
 			deliver(k, sh, product, worker_now_us());
+			continue;
+		}
+		if (sh->w->items > 1) {
+			int products[INV_MAX_ITEMS];
+			int n = pick_order(k, sh, products);
+			if (!n)
+				break;
+			snprintf(k->request, sizeof k->request, "w%d-%lld", k->id, (long long)++k->seq);
+			deliver_order(k, sh, products, n, worker_now_us());
 			continue;
 		}
 		if (!(product = pick_product(k, sh)))
@@ -257,7 +299,8 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 		fprintf(stderr, "inventory: out of memory\n");
 		exit(INV_EXIT_USAGE);
 	}
-	atomic_store(&sh.products_left, w->products);
+	/* multi-item orders only ever buy the hot products */
+	atomic_store(&sh.products_left, w->items > 1 ? w->hot : w->products);
 	pthread_mutex_init(&sh.dup.mu, NULL);
 	pthread_barrier_init(&sh.start, NULL, (unsigned)w->workers + 1);
 	for (int i = 0; i < w->workers; i++) {
@@ -298,6 +341,7 @@ int run_strategy(const workload *w, const char *url, strategy s, result *r)
 		r->fenced_rejections += k->fenced_rejections;
 		r->pauses += k->pauses;
 		r->crashes += k->crashes;
+		r->deadlocks += k->deadlocks;
 		r->duplicates += k->duplicates;
 		r->replays += k->replays;
 		if (!r->first_error[0] && k->first_error[0])

@@ -328,7 +328,8 @@ int strategy_buy(worker *k, int product)
 	switch (k->s) {
 	case S_NAIVE: return buy_naive(k, product);
 	case S_OPTIMISTIC: return buy_optimistic(k, product);
-	case S_PESSIMISTIC: return buy_leased(k, product, true);
+	case S_PESSIMISTIC:
+	case S_PESSIMISTIC_ALL: return buy_leased(k, product, true); /* one name: the same */
 	case S_PESSIMISTIC_UNFENCED: return buy_leased(k, product, false);
 	case S_SELECT_FOR_UPDATE: return buy_select_for_update(k, product);
 	case S_ATOMIC: return buy_atomic(k, product);

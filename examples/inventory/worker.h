@@ -20,8 +20,9 @@ typedef struct worker {
 	uint64_t rng;
 	samples latency_ms, wait_ms;
 	int64_t purchases, attempts, retries, lock_waits, timeouts, errors;
-	int64_t fenced_rejections, pauses, crashes;
+	int64_t fenced_rejections, pauses, crashes, deadlocks;
 	int64_t duplicates, replays;
+	int sold_out_product; /* the product a multi-item order found short */
 	int64_t seq;       /* orders this buyer placed */
 	char request[48];  /* the order's request id, as its client would send it */
 	bool dead; /* connection lost: the worker stops */
@@ -30,6 +31,8 @@ typedef struct worker {
 } worker;
 
 int strategy_buy(worker *k, int product);
+/* an order of n distinct products (orders.c), all or nothing */
+int strategy_buy_order(worker *k, const int *products, int n);
 void worker_error(worker *k, int rc);
 void worker_wait(worker *k, int64_t waited_us, bool waited);
 double worker_random(worker *k); /* uniform [0, 1) */
