@@ -7,6 +7,8 @@
 #   inventory.json, inventory.csv            the comparison
 #   inventory-duplicates.json, .csv          the same with 20% of the orders
 #                                            delivered twice (charged2x)
+#   inventory-items.json, .csv               multi-item orders: 3 of 6 hot
+#                                            products each, all or nothing
 #   inventory-sweep.csv, inventory-sweep.svg the sweep and its chart
 # Extra arguments go to the comparison run (see --help), e.g.
 #   scripts/inventory.sh --pause 0.1 --lease-ttl-ms 300
@@ -29,6 +31,13 @@ if [ $rc -eq 0 ]; then
 	log "duplicate deliveries: 20% of the orders sent twice (retries, redeliveries)"
 	"$bin" --duplicates 0.2 --strategy optimistic,pessimistic,select-for-update,atomic,once \
 		--json "$out/inventory-duplicates.json" --csv "$out/inventory-duplicates.csv" "$@"
+	rc=$?
+fi
+if [ $rc -eq 0 ]; then
+	log "multi-item orders: 3 distinct products of 6 per order, all or nothing"
+	"$bin" --items 3 --products 6 --stock 100 \
+		--strategy naive,optimistic,pessimistic,pessimistic-all,select-for-update,atomic \
+		--json "$out/inventory-items.json" --csv "$out/inventory-items.csv" "$@"
 	rc=$?
 fi
 if [ $rc -eq 0 ] && [ "${LKS_SWEEP:-1}" != 0 ]; then
