@@ -12,7 +12,8 @@ LKS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LKS_PACKAGES=(gcc g++ pkg-config meson ninja-build libcmocka-dev libpq-dev
               default-libmysqlclient-dev postgresql mariadb-server valgrind
               python3 clang libclang-rt-14-dev openssl pgbouncer cmake
-              galera-4 rsync iproute2)
+              galera-4 rsync iproute2 patroni etcd-server etcd-client
+              python3-etcd python3-psycopg2 python3-dnspython)
 
 log() { printf '[lockstock] %s\n' "$*" >&2; }
 die() { printf '[lockstock] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -69,6 +70,10 @@ stop_servers() {
 	for ctl in ${LKS_PAIRS_STARTED:-}; do
 		"$ctl" >/dev/null 2>&1
 		log "PostgreSQL pair stopped ($(basename "$(dirname "$ctl")"))"
+	done
+	for ctl in ${LKS_PATRONI_STARTED:-}; do
+		"$ctl" >/dev/null 2>&1
+		log "Patroni cluster stopped ($(basename "$(dirname "$ctl")"))"
 	done
 	for ctl in $LKS_MY_STARTED; do
 		"$ctl" stop >/dev/null 2>&1
@@ -520,4 +525,162 @@ build() {
 			{ cat /tmp/lockstock-meson-setup.log >&2; die "meson setup failed"; }
 	fi
 	ninja -C "$dir" >/dev/null || { ninja -C "$dir"; die "build failed"; }
+}
+
+# patroni_cluster sync|async: etcd and two PostgreSQL nodes under Patroni, in
+# $LKS_TMP/patroni-MODE, as an HA deployment runs them: Patroni decides who
+# is primary and promotes on its own. sync: synchronous_mode and
+# synchronous_mode_strict (a commit waits for the synchronous standby, and
+# none is acknowledged without one); async: Patroni's default. A short ttl
+# (10 s, loop_wait 1 s) and primary_start_timeout 0 (a crashed primary
+# fails over instead of being restarted in place) keep the test quick.
+# Exports LKS_PATRONI_<MODE>_URL (both nodes, target_session_attrs=
+# read-write), _KILL (SIGKILL the current primary's postmaster) and
+# _SWITCHOVER (a planned switchover to the other node). A cluster that does
+# not form within 60 s fails the run with its logs, never a skip.
+patroni_cluster() {
+	local mode=$1 name="patroni-$1" bin dir ep pp sync=false var i n
+	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	make_tmp
+	dir="$LKS_TMP/$name"
+	mkdir -p "$dir"
+	[ "$mode" = sync ] && sync=true
+	ep=$(free_port)
+	pp=$(free_port)
+	etcd --name e1 --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$ep" \
+		--advertise-client-urls "http://127.0.0.1:$ep" --listen-peer-urls "http://127.0.0.1:$pp" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$pp" --initial-cluster "e1=http://127.0.0.1:$pp" \
+		>"$dir/etcd.log" 2>&1 &
+	echo $! > "$dir/etcd.pid"
+	for i in $(seq 1 100); do
+		ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$ep" endpoint health >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$ep" endpoint health >/dev/null 2>&1 ||
+		{ cat "$dir/etcd.log" >&2; die "etcd ($name) did not start"; }
+	local ports=() rest=()
+	for n in 1 2; do
+		ports[$n]=$(free_port)
+		rest[$n]=$(free_port)
+		mkdir -p "$dir/node$n"
+		cat > "$dir/node$n/patroni.yml" <<YML
+scope: lks-$mode
+namespace: /lockstock/
+name: node$n
+restapi:
+  listen: 127.0.0.1:${rest[$n]}
+  connect_address: 127.0.0.1:${rest[$n]}
+etcd3:
+  hosts: 127.0.0.1:$ep
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 1
+    retry_timeout: 3
+    primary_start_timeout: 0
+    master_start_timeout: 0
+    maximum_lag_on_failover: 1048576
+    synchronous_mode: $sync
+    synchronous_mode_strict: $sync
+    postgresql:
+      use_pg_rewind: false
+      parameters:
+        max_connections: 100
+        shared_buffers: 32MB
+        synchronous_commit: "on"
+        wal_level: replica
+        max_wal_senders: 5
+        hot_standby: "on"
+  initdb:
+    - encoding: UTF8
+    - auth-host: scram-sha-256
+    - auth-local: trust
+  pg_hba:
+    - local all all trust
+    - host replication replicator 127.0.0.1/32 scram-sha-256
+    - host all all 127.0.0.1/32 scram-sha-256
+postgresql:
+  listen: 127.0.0.1:${ports[$n]}
+  connect_address: 127.0.0.1:${ports[$n]}
+  data_dir: $dir/node$n/data
+  bin_dir: $bin
+  pgpass: $dir/node$n/pgpass
+  authentication:
+    superuser: {username: lks, password: lkspw}
+    replication: {username: replicator, password: replpw}
+  parameters:
+    unix_socket_directories: $dir/node$n
+YML
+	done
+	chown -R postgres: "$dir"
+	for n in 1 2; do
+		runuser -u postgres -- patroni "$dir/node$n/patroni.yml" >"$dir/node$n/patroni.log" 2>&1 &
+		echo $! > "$dir/node$n/patroni.pid"
+		[ $n = 1 ] && sleep 2 # node1 bootstraps; node2 then clones it
+	done
+	cat > "$dir/list" <<CTL
+#!/bin/sh
+exec patronictl -c "$dir/node1/patroni.yml" list -f json
+CTL
+	chmod 755 "$dir/list"
+	# formed: a leader running, and the other node streaming (sync: as the
+	# synchronous standby)
+	local want='"Role": "Replica"' formed=""
+	[ "$mode" = sync ] && want='"Role": "Sync Standby"'
+	for i in $(seq 1 600); do
+		if "$dir/list" 2>/dev/null | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+roles = sorted((x["Role"], x["State"]) for x in m)
+want = sys.argv[1]
+ok = len(m) == 2 and ("Leader", "running") in roles and any(r == want and s in ("running", "streaming") for r, s in roles)
+sys.exit(0 if ok else 1)' "$( [ "$mode" = sync ] && echo 'Sync Standby' || echo Replica)"; then
+			formed=1
+			break
+		fi
+		sleep 0.1
+	done
+	if [ -z "$formed" ]; then
+		"$dir/list" >&2
+		tail -50 "$dir"/node*/patroni.log "$dir/etcd.log" >&2
+		die "Patroni cluster ($name) did not form"
+	fi
+	local url="postgresql://lks:lkspw@127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}/postgres?target_session_attrs=read-write&connect_timeout=3"
+	local leader_port
+	leader_port=$("$dir/list" | python3 -c 'import json,sys; print([x["Host"].split(":")[1] for x in json.load(sys.stdin) if x["Role"] == "Leader"][0])')
+	runuser -u postgres -- psql -h "$dir/node$( [ "$leader_port" = "${ports[1]}" ] && echo 1 || echo 2)" \
+		-p "$leader_port" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
+		die "cannot create database lockstock ($name)"
+	# kill: SIGKILL the primary's postmaster (Patroni itself keeps running)
+	cat > "$dir/kill" <<CTL
+#!/bin/sh
+port=\$("$dir/list" | python3 -c 'import json,sys; print([x["Host"].split(":")[1] for x in json.load(sys.stdin) if x["Role"] == "Leader"][0])')
+for n in 1 2; do
+	if grep -q "^  listen: 127.0.0.1:\$port\$" "$dir/node\$n/patroni.yml"; then
+		exec kill -KILL "\$(head -1 "$dir/node\$n/data/postmaster.pid")"
+	fi
+done
+exit 1
+CTL
+	cat > "$dir/switchover" <<CTL
+#!/bin/sh
+exec patronictl -c "$dir/node1/patroni.yml" switchover --force >/dev/null
+CTL
+	cat > "$dir/stop" <<CTL
+#!/bin/sh
+for n in 1 2; do kill "\$(cat "$dir/node\$n/patroni.pid")" 2>/dev/null; done
+sleep 1
+for n in 1 2; do
+	kill -KILL "\$(cat "$dir/node\$n/patroni.pid")" 2>/dev/null
+	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/node\$n/data" -m immediate stop >/dev/null 2>&1
+done
+kill "\$(cat "$dir/etcd.pid")" 2>/dev/null
+CTL
+	chmod 755 "$dir/kill" "$dir/switchover" "$dir/stop"
+	LKS_PATRONI_STARTED="${LKS_PATRONI_STARTED:-} $dir/stop"
+	var=$(echo "$mode" | tr 'a-z' 'A-Z')
+	export "LKS_PATRONI_${var}_URL=${url/\/postgres?//lockstock?}"
+	export "LKS_PATRONI_${var}_KILL=$dir/kill" "LKS_PATRONI_${var}_SWITCHOVER=$dir/switchover"
+	export "LKS_PATRONI_${var}_LIST=$dir/list"
+	log "Patroni cluster ($mode) on 127.0.0.1:${ports[1]} and 127.0.0.1:${ports[2]}, etcd 127.0.0.1:$ep ($name)"
 }

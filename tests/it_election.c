@@ -178,7 +178,9 @@ void election_terms_values_and_observe(void **state)
 	assert_int_equal(lks_election_leader(w, "lead", &now, value, sizeof value, &len), LKS_OK);
 	assert_int_equal(len, 0);
 	/* bad input */
-	assert_int_equal(lks_election_campaign(&la, f->c, "lead", NULL, 3, 1000, 0, NULL), LKS_EINVAL);
+	lks_lease *none = NULL;
+	assert_int_equal(lks_election_campaign(&none, f->c, "lead", NULL, 3, 1000, 0, NULL), LKS_EINVAL);
+	assert_null(none);
 	assert_int_equal(lks_election_observe(w, "lead", &seen, -1, &now, value, sizeof value, &len),
 	                 LKS_EINVAL);
 	assert_int_equal(lks_election_observe(w, "", &seen, 10, &now, value, sizeof value, &len),
