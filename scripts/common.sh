@@ -583,7 +583,7 @@ bootstrap:
     synchronous_mode: $sync
     synchronous_mode_strict: $sync
     postgresql:
-      use_pg_rewind: false
+      use_pg_rewind: true
       parameters:
         max_connections: 100
         shared_buffers: 32MB

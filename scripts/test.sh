@@ -59,10 +59,13 @@ if want mysql || want tls; then
 fi
 want tls && start_tls_server
 if want cluster; then
-	# two primary/standby pairs, each failed over once, and a Galera
-	# cluster; a cluster that cannot start fails the run with its log
+	# two primary/standby pairs, each failed over once, two Patroni
+	# clusters (etcd and two nodes each), and a Galera cluster; a cluster
+	# that cannot start fails the run with its log
 	pg_pair sync
 	pg_pair async
+	patroni_cluster sync
+	patroni_cluster async
 	galera_cluster
 fi
 
@@ -84,10 +87,11 @@ export TSAN_OPTIONS=halt_on_error=1
 
 # What each pass adds: ASan runs everything; TSan every test whose code has
 # threads to race, so not the output checks (redaction), the failover runs
+# (pairs and Patroni)
 # or the pooled programs, which ASan covered; valgrind the library's own
 # suites and the command run under it (inventory and examples would only
 # run their drivers under it).
-TSAN_SKIP=" redaction-postgresql redaction-mysql cli-pgbouncer inventory-pgbouncer failover-sync failover-async "
+TSAN_SKIP=" redaction-postgresql redaction-mysql cli-pgbouncer inventory-pgbouncer failover-sync failover-async patroni-sync patroni-async "
 VALGRIND_ONLY=" unit integration-postgresql integration-pgbouncer integration-mysql tls-mysql cli-postgresql cli-mysql "
 
 LOGS=$(mktemp -d)
