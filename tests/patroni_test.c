@@ -86,24 +86,24 @@ static void reconnect(lks_conn *c, worker *w)
 		usleep(50000);
 }
 
-static int log_write(lks_conn *c, int64_t fence, void *arg)
+/* one row per fenced write, and the counter, in the write's transaction */
+static int log_row(lks_conn *c, const worker *w, int64_t fence, int own)
 {
 	char sql[160];
-	worker *w = arg;
-	snprintf(sql, sizeof sql, "INSERT INTO pt_log (worker, fence, own) VALUES (%d, %lld, 1)", w->id,
-	         (long long)fence);
+	snprintf(sql, sizeof sql, "INSERT INTO pt_log (worker, fence, own) VALUES (%d, %lld, %d)", w->id,
+	         (long long)fence, own);
 	int rc = lks_conn_exec(c, sql);
 	return rc ? rc : lks_conn_exec(c, "UPDATE pt_counter SET n = n + 1");
 }
 
+static int log_write(lks_conn *c, int64_t fence, void *arg)
+{
+	return log_row(c, arg, fence, 1);
+}
+
 static int hot_write(lks_conn *c, int64_t fence, void *arg)
 {
-	char sql[160];
-	worker *w = arg;
-	snprintf(sql, sizeof sql, "INSERT INTO pt_log (worker, fence, own) VALUES (%d, %lld, 0)", w->id,
-	         (long long)fence);
-	int rc = lks_conn_exec(c, sql);
-	return rc ? rc : lks_conn_exec(c, "UPDATE pt_counter SET n = n + 1");
+	return log_row(c, arg, fence, 0);
 }
 
 static void on_lost(const lks_lease *l, int status, void *arg)
