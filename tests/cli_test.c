@@ -505,6 +505,9 @@ static void bad_usage(void **state)
 		{64, true, {"leader", NULL}},
 		{64, true, {"leader", "x", "y", NULL}},
 		{64, true, {"leader", "x", "--bogus", NULL}},
+		{64, true, {"check", "--workers", "0", NULL}},
+		{64, true, {"check", "--ttl", "5", NULL}},
+		{64, true, {"check", "extra", NULL}},
 		{64, true, {"run", "x", "--", NULL}},
 		{64, false, {"run", "x", "--", "true", NULL}},
 		{64, true, {"run", "x", "--url", "ftp://lks:lkspw@h/x", "--", "true", NULL}},
@@ -950,6 +953,40 @@ static void elect_one_leader_at_a_time(void **state)
 	unlink(terms);
 }
 
+/* check: a verdict with its figures (text, JSON), and a violation seen:
+ * the guarded counter changed behind the workload's back. */
+static void check_reports_the_verdict(void **state)
+{
+	fx *f = *state;
+	const char *text[] = {"check", "--duration", "1s", "--workers", "4", NULL};
+	const char *json[] = {"check", "--duration", "1s", "--workers", "4", "--json", NULL};
+	const char *long_run[] = {"check", "--duration", "4s", "--workers", "4", NULL};
+	int64_t n = 0;
+	proc p, q;
+	assert_int_equal(run(f->url, text, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "ok: "));
+	assert_non_null(strstr(slurp(p.out), "acknowledged writes missing: 0"));
+	assert_int_equal(run(f->url, json, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "{\"verdict\":\"ok\""));
+	assert_non_null(strstr(slurp(p.out), "\"fences_granted_twice\":0"));
+	/* the tables are gone after a clean run */
+	assert_int_not_equal(t_int(f->c, &n, "SELECT count(*) FROM lks_check_counter", NULL, 0), LKS_OK);
+	/* someone else writes the counter while it runs: a violation, exit 1 */
+	q = start(f->url, long_run);
+	for (int i = 0; i < 1000; i++) {
+		if (t_int(f->c, &n, "SELECT n FROM lks_check_counter", NULL, 0) == LKS_OK && n > 0)
+			break;
+		usleep(10000);
+	}
+	assert_true(n > 0);
+	t_exec(f->c, "UPDATE lks_check_counter SET n = n + 1000");
+	assert_int_equal(finish(&q), 1);
+	assert_non_null(strstr(slurp(q.out), "VIOLATED"));
+	t_exec(f->c, "DROP TABLE lks_check_log");
+	t_exec(f->c, "DROP TABLE lks_check_counter");
+	t_exec(f->c, "DROP TABLE lks_check_lease");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(int argc, char **argv)
@@ -975,6 +1012,7 @@ int main(int argc, char **argv)
 		T(permits_run_side_by_side),
 		T(several_names_guard_one_command),
 		T(elect_one_leader_at_a_time),
+		T(check_reports_the_verdict),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

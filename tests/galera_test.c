@@ -589,11 +589,23 @@ static int setup(void **state)
 	return 0;
 }
 
-int main(void)
+/* lockstock check through a node: the operator's verdict on the cluster */
+static const char *cli_path;
+
+static void check_command_through_a_node(void **state)
+{
+	char cmd[2048];
+	(void)state;
+	snprintf(cmd, sizeof cmd, "LOCKSTOCK_URL='%s' %s check --duration 3s --workers 6 >&2", urls[1], cli_path);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
 {
 	tap_stdout();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(contended_load),
+		cmocka_unit_test(check_command_through_a_node),
 		cmocka_unit_test(stale_holder_on_lagging_node),
 		cmocka_unit_test(reads_see_latest_on_lagging_node),
 		cmocka_unit_test(once_across_nodes),
@@ -601,6 +613,11 @@ int main(void)
 		cmocka_unit_test(node_killed_under_load), /* last: it restarts node 3 */
 	};
 	const char *env = getenv("LKS_GALERA_URLS");
+	if (argc != 2) {
+		fprintf(stderr, "usage: galera_test PATH-TO-LOCKSTOCK\n");
+		return 1;
+	}
+	cli_path = argv[1];
 	if (!env || sscanf(env, "%511s %511s %511s", urls[0], urls[1], urls[2]) != 3) {
 		/* never turn a missing cluster into skipped tests */
 		fprintf(stderr, "FAILED: LKS_GALERA_URLS must name three Galera nodes;"

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +32,7 @@
 #define WORKERS 16
 #define MAX_WRITES 100000
 
-static const char *url, *kill_cmd, *switch_cmd, *list_cmd;
+static const char *url, *kill_cmd, *switch_cmd, *list_cmd, *cli_path;
 static bool sync_mode;
 static atomic_bool stop;
 static atomic_int phase; /* 0 before the kill, 1 after, 2 after the switchover */
@@ -374,15 +375,34 @@ static void failover_under_patroni(void **state)
 	}
 }
 
+/* lockstock check through the multi-host URL, on the cluster as the
+ * failover and switchover left it: sync must pass */
+static void check_command_on_the_cluster(void **state)
+{
+	char cmd[2048];
+	int st;
+	(void)state;
+	wait_healthy();
+	snprintf(cmd, sizeof cmd, "LOCKSTOCK_URL='%s' %s check --duration 3s --workers 8 >&2", url, cli_path);
+	st = system(cmd);
+	print_message("    lockstock check: exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	if (sync_mode)
+		assert_int_equal(st, 0);
+	else
+		assert_true(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
+}
+
 int main(int argc, char **argv)
 {
 	tap_stdout();
-	const struct CMUnitTest tests[] = {cmocka_unit_test(failover_under_patroni)};
+	const struct CMUnitTest tests[] = {cmocka_unit_test(failover_under_patroni),
+	                                   cmocka_unit_test(check_command_on_the_cluster)};
 	char name[64];
-	const char *mode = argc == 2 ? argv[1] : "";
+	const char *mode = argc == 3 ? argv[1] : "";
+	cli_path = argc == 3 ? argv[2] : NULL;
 	sync_mode = !strcmp(mode, "sync");
 	if (!sync_mode && strcmp(mode, "async")) {
-		fprintf(stderr, "usage: patroni_test sync|async\n");
+		fprintf(stderr, "usage: patroni_test sync|async PATH-TO-LOCKSTOCK\n");
 		return 1;
 	}
 	url = getenv(sync_mode ? "LKS_PATRONI_SYNC_URL" : "LKS_PATRONI_ASYNC_URL");

@@ -48,7 +48,8 @@ bool cli_utf8_valid(const char *s);
 int cli_install(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_elect(int argc, char **argv);  /* run, waiting to be elected */
-int cli_leader(int argc, char **argv); /* elect.c */
+int cli_leader(int argc, char **argv); /* leader.c */
+int cli_check(int argc, char **argv);  /* check.c */
 int cli_list(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_release(int argc, char **argv);

@@ -10,7 +10,8 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} subs[] = {{"run", cli_run},         {"install", cli_install}, {"list", cli_list},
 	            {"inspect", cli_inspect}, {"release", cli_release}, {"once", cli_once},
-	            {"purge", cli_purge},     {"elect", cli_elect},     {"leader", cli_leader}};
+	            {"purge", cli_purge},     {"elect", cli_elect},     {"leader", cli_leader},
+	            {"check", cli_check}};
 	const char *sub = argc > 1 ? argv[1] : NULL;
 	if (!sub) {
 		cli_help(stderr, NULL);
@@ -18,7 +19,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
 		if (!strcmp(sub, "help") && argc > 2 && !cli_help(stdout, argv[2])) {
-			cli_error("help: no subcommand '%s' (run, elect, leader, install, list, inspect, release, once, purge)", argv[2]);
+			cli_error("help: no subcommand '%s' (run, elect, leader, install, list, inspect, release, once, purge, check)", argv[2]);
 			return EXIT_USAGE;
 		}
 		if (strcmp(sub, "help") || argc <= 2)
@@ -32,6 +33,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
 		if (!strcmp(sub, subs[i].name))
 			return subs[i].fn(argc - 1, argv + 1);
-	cli_error("unknown subcommand '%s' (run, elect, leader, install, list, inspect, release, once, purge; see lockstock help)", sub);
+	cli_error("unknown subcommand '%s' (run, elect, leader, install, list, inspect, release, once, purge, check; see lockstock help)", sub);
 	return EXIT_USAGE;
 }
