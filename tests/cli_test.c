@@ -953,6 +953,41 @@ static void elect_one_leader_at_a_time(void **state)
 	unlink(terms);
 }
 
+/* A payload with terminal escapes and JSON's special characters: escaped
+ * in list and inspect, text and JSON; a binary one shown by its size and
+ * hex. */
+static void payload_output_is_escaped(void **state)
+{
+	fx *f = *state;
+	static const char hostile[] = "a\x1b[2J\"\\\nb";
+	static const unsigned char binary[] = {0, 1, 2, 0xff};
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	lks_lease *l = NULL, *b = NULL;
+	const char *list[] = {"list", NULL}, *ljson[] = {"list", "--json", NULL};
+	const char *inspect[] = {"inspect", "hostile", NULL}, *ijson[] = {"inspect", "hostile", "--json", NULL};
+	const char *bin[] = {"inspect", "binary", "--json", NULL};
+	proc p;
+	o.payload = hostile;
+	o.payload_len = sizeof hostile - 1;
+	assert_int_equal(lks_lease_acquire(&l, f->c, "hostile", 30000, 0, &o), LKS_OK);
+	o.payload = binary;
+	o.payload_len = sizeof binary;
+	assert_int_equal(lks_lease_acquire(&b, f->c, "binary", 30000, 0, &o), LKS_OK);
+	const char *const *cases[] = {list, ljson, inspect, ijson};
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(run(f->url, cases[i], &p), 0);
+		assert_null(strchr(slurp(p.out), '\x1b'));
+	}
+	assert_int_equal(run(f->url, ijson, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"payload\":\"a\\u001b[2J\\\"\\\\\\u000ab\""));
+	assert_int_equal(run(f->url, bin, &p), 0);
+	assert_non_null(strstr(slurp(p.out), "\"payload\":null,\"payload_hex\":\"000102ff\""));
+	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
+	assert_int_equal(lks_lease_release(f->c, b), LKS_OK);
+	lks_lease_free(l);
+	lks_lease_free(b);
+}
+
 /* check: a verdict with its figures (text, JSON), and a violation seen:
  * the guarded counter changed behind the workload's back. */
 static void check_reports_the_verdict(void **state)
@@ -1013,6 +1048,7 @@ int main(int argc, char **argv)
 		T(several_names_guard_one_command),
 		T(elect_one_leader_at_a_time),
 		T(check_reports_the_verdict),
+		T(payload_output_is_escaped),
 	};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

@@ -64,6 +64,7 @@ int main(int argc, char **argv)
 		T(semaphore_never_more_than_permits),
 		T(lease_set_all_or_nothing),
 		T(lease_sets_overlap_without_deadlock),
+		T(lease_set_canceled_holds_nothing),
 		T(lease_payload_set_and_shown),
 		T(lease_payload_migration),
 		T(election_terms_values_and_observe),

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "it.h"
 
 #define SEP "\xe2\x90\x9f" /* U+241F: permit k of S is the row S␟k */
@@ -177,7 +178,8 @@ void semaphore_expiry_and_changed_limit(void **state)
 
 /* ---- many workers on one semaphore --------------------------------------- */
 
-enum { SEM_PERMITS = 4, SEM_WORKERS = 16 };
+/* 64 workers on 3 permits (LKS_TEST_QUEUE_THREADS: fewer, under valgrind) */
+enum { SEM_PERMITS = 3, SEM_WORKERS_MAX = 64 };
 
 typedef struct sem_shared {
 	const char *url;
@@ -250,18 +252,22 @@ void semaphore_never_more_than_permits(void **state)
 	fx *f = *state;
 	const char *env = getenv("LKS_TEST_LEASE_ITERS");
 	static sem_shared s;
-	pthread_t th[SEM_WORKERS];
+	pthread_t th[SEM_WORKERS_MAX];
 	int64_t fences = 0;
+	const char *threads = getenv("LKS_TEST_QUEUE_THREADS");
+	int nworkers = threads ? atoi(threads) : SEM_WORKERS_MAX;
+	if (nworkers < 2 || nworkers > SEM_WORKERS_MAX)
+		nworkers = SEM_WORKERS_MAX;
 	memset(&s, 0, sizeof s);
 	s.url = f->url;
-	s.iters = env ? atoi(env) : 60;
-	pthread_barrier_init(&s.bar, NULL, SEM_WORKERS);
+	s.iters = env ? atoi(env) : 20;
+	pthread_barrier_init(&s.bar, NULL, (unsigned)nworkers);
 	pthread_mutex_init(&s.mu, NULL);
 	t_exec(f->c, "CREATE TABLE counters (name varchar(64) PRIMARY KEY, n int NOT NULL)");
 	t_exec(f->c, "INSERT INTO counters VALUES ('sem', 0)");
-	for (int i = 0; i < SEM_WORKERS; i++)
+	for (int i = 0; i < nworkers; i++)
 		pthread_create(&th[i], NULL, sem_worker, &s);
-	for (int i = 0; i < SEM_WORKERS; i++)
+	for (int i = 0; i < nworkers; i++)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&s.bar);
 	pthread_mutex_destroy(&s.mu);
@@ -270,8 +276,8 @@ void semaphore_never_more_than_permits(void **state)
 	assert_int_equal(atomic_load(&s.regressions), 0);
 	assert_true(atomic_load(&s.max_inside) <= SEM_PERMITS);
 	assert_true(atomic_load(&s.max_inside) > 1); /* permits were used side by side */
-	assert_int_equal(atomic_load(&s.grants), SEM_WORKERS * s.iters);
-	assert_int_equal(t_int1(f->c, "SELECT n FROM counters WHERE name = 'sem'"), SEM_WORKERS * s.iters);
+	assert_int_equal(atomic_load(&s.grants), nworkers * s.iters);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM counters WHERE name = 'sem'"), nworkers * s.iters);
 	/* one fence per grant, per slot, no gaps: the slots' fences add up */
 	for (int k = 0; k < SEM_PERMITS; k++) {
 		char row[32];
@@ -281,9 +287,9 @@ void semaphore_never_more_than_permits(void **state)
 		assert_false(info.held);
 		fences += info.fence;
 	}
-	assert_int_equal(fences, SEM_WORKERS * s.iters);
+	assert_int_equal(fences, nworkers * s.iters);
 	print_message("    %d grants of %d permits by %d workers, at most %d at once\n",
-	              SEM_WORKERS * s.iters, SEM_PERMITS, SEM_WORKERS, atomic_load(&s.max_inside));
+	              nworkers * s.iters, SEM_PERMITS, nworkers, atomic_load(&s.max_inside));
 }
 
 /* ---- sets of names ------------------------------------------------------- */
@@ -363,7 +369,61 @@ void lease_set_all_or_nothing(void **state)
 	lks_conn_close(other);
 }
 
-enum { SET_WORKERS = 8, SET_NAMES = 5, SET_SIZE = 3 };
+/* 16 workers, sets of 1..4 names out of 6 in random orders */
+typedef struct canceled_set {
+	const char *url;
+	lks_cancel *token;
+	lks_lease *out[2];
+	int rc;
+} canceled_set;
+
+static void *acquire_set_until_canceled(void *arg)
+{
+	canceled_set *x = arg;
+	lks_conn *c = NULL;
+	lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
+	const char *names[] = {"ca", "cb"};
+	o.cancel = x->token;
+	x->rc = lks_conn_open(&c, x->url);
+	if (x->rc == LKS_OK)
+		x->rc = lks_lease_acquire_all(x->out, c, names, 2, 20000, 60000, &o);
+	lks_conn_close(c);
+	return NULL;
+}
+
+/* A set whose second name is held: the wait is canceled once the first is
+ * taken (seen on the server); the call returns LKS_CANCELED holding nothing. */
+void lease_set_canceled_holds_nothing(void **state)
+{
+	fx *f = *state;
+	lks_conn *other = t_open(f->url);
+	lks_lease *held = NULL;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	canceled_set x = {.url = f->url};
+	pthread_t th;
+	assert_int_equal(lks_cancel_new(&x.token), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&held, other, "cb", 60000, 0, NULL), LKS_OK);
+	pthread_create(&th, NULL, acquire_set_until_canceled, &x);
+	for (int i = 0; i < 3000 && !info.held; i++) {
+		assert_int_equal(lks_lease_inspect(f->c, "ca", &info), LKS_OK);
+		if (!info.held)
+			usleep(10000);
+	}
+	assert_true(info.held); /* the first name is taken; the second waited for */
+	lks_cancel_trip(x.token);
+	pthread_join(th, NULL);
+	assert_int_equal(x.rc, LKS_CANCELED);
+	assert_null(x.out[0]);
+	assert_null(x.out[1]);
+	assert_int_equal(lks_lease_inspect(f->c, "ca", &info), LKS_OK);
+	assert_false(info.held);
+	assert_int_equal(lks_lease_release(other, held), LKS_OK);
+	lks_lease_free(held);
+	lks_cancel_free(x.token);
+	lks_conn_close(other);
+}
+
+enum { SET_WORKERS = 16, SET_NAMES = 6, SET_SIZE_MAX = 4 };
 
 typedef struct set_shared {
 	const char *url;
@@ -373,7 +433,7 @@ typedef struct set_shared {
 	atomic_int errors, overlaps, count[SET_NAMES];
 } set_shared;
 
-static const char *const set_names[SET_NAMES] = {"n0", "n1", "n2", "n3", "n4"};
+static const char *const set_names[SET_NAMES] = {"n0", "n1", "n2", "n3", "n4", "n5"};
 
 static void *set_worker(void *arg)
 {
@@ -388,34 +448,35 @@ static void *set_worker(void *arg)
 		return NULL;
 	}
 	for (int i = 0; i < s->iters; i++) {
-		/* SET_SIZE distinct names, in a random order */
-		int pick[SET_NAMES] = {0, 1, 2, 3, 4};
-		const char *names[SET_SIZE];
-		lks_lease *out[SET_SIZE];
+		/* 1..SET_SIZE_MAX distinct names, in a random order */
+		int pick[SET_NAMES] = {0, 1, 2, 3, 4, 5};
+		int size = 1 + (int)(rand_r(&seed) % SET_SIZE_MAX);
+		const char *names[SET_SIZE_MAX];
+		lks_lease *out[SET_SIZE_MAX];
 		for (int k = SET_NAMES - 1; k > 0; k--) {
 			int j = (int)(rand_r(&seed) % (unsigned)(k + 1)), t = pick[k];
 			pick[k] = pick[j];
 			pick[j] = t;
 		}
-		for (int k = 0; k < SET_SIZE; k++)
+		for (int k = 0; k < size; k++)
 			names[k] = set_names[pick[k]];
-		if (lks_lease_acquire_all(out, c, names, SET_SIZE, 20000, 60000, NULL) != LKS_OK) {
+		if (lks_lease_acquire_all(out, c, names, size, 20000, 60000, NULL) != LKS_OK) {
 			fprintf(stderr, "# acquire_all: %s\n", lks_conn_errmsg(c));
 			atomic_fetch_add(&s->errors, 1);
 			continue;
 		}
-		for (int k = 0; k < SET_SIZE; k++)
+		for (int k = 0; k < size; k++)
 			if (atomic_fetch_add(&s->inside[pick[k]], 1) != 0)
 				atomic_fetch_add(&s->overlaps, 1);
-		if (lks_lease_fenced_write_all(c, out, SET_SIZE, add_each, NULL) != LKS_OK)
+		if (lks_lease_fenced_write_all(c, out, size, add_each, NULL) != LKS_OK)
 			atomic_fetch_add(&s->errors, 1);
-		for (int k = 0; k < SET_SIZE; k++) {
+		for (int k = 0; k < size; k++) {
 			atomic_fetch_sub(&s->inside[pick[k]], 1);
 			atomic_fetch_add(&s->count[pick[k]], 1);
 		}
-		if (lks_lease_release_all(c, out, SET_SIZE) != LKS_OK)
+		if (lks_lease_release_all(c, out, size) != LKS_OK)
 			atomic_fetch_add(&s->errors, 1);
-		for (int k = 0; k < SET_SIZE; k++)
+		for (int k = 0; k < size; k++)
 			lks_lease_free(out[k]);
 	}
 	lks_conn_close(c);
@@ -432,7 +493,7 @@ void lease_sets_overlap_without_deadlock(void **state)
 	pthread_t th[SET_WORKERS];
 	memset(&s, 0, sizeof s);
 	s.url = f->url;
-	s.iters = env ? atoi(env) : 40;
+	s.iters = env ? atoi(env) : 30;
 	pthread_barrier_init(&s.bar, NULL, SET_WORKERS);
 	t_exec(f->c, "CREATE TABLE counters (name varchar(64) PRIMARY KEY, n int NOT NULL)");
 	for (int k = 0; k < SET_NAMES; k++) {
@@ -457,6 +518,6 @@ void lease_sets_overlap_without_deadlock(void **state)
 		assert_false(info.held);
 		assert_int_equal(info.fence, n); /* one grant per set that held it */
 	}
-	print_message("    %d sets of %d names out of %d by %d workers\n", SET_WORKERS * s.iters,
-	              SET_SIZE, SET_NAMES, SET_WORKERS);
+	print_message("    %d sets of 1..%d names out of %d by %d workers\n", SET_WORKERS * s.iters,
+	              SET_SIZE_MAX, SET_NAMES, SET_WORKERS);
 }
