@@ -16,10 +16,11 @@
  *     all     lks_lease_acquire_all;
  *     sorted  4 lks_lease_acquire calls in sorted order (each waiting);
  *     at 1 and 16 workers; throughput, p99 of the acquire.
- *   renew: 1,000 leases renewed once: by one lks_renewer (batched
- *     statements on one connection) against 1,000 lks_lease_renew calls on
- *     one connection (what 1,000 auto-renew threads send, without the
- *     threads and connections).
+ *   renew: 1,000 leases of a 10 s TTL held 60 s (SB_HOLD_S) by one
+ *     lks_renewer: threads and connections used, statements per renewal
+ *     round, client CPU, false losses; against 50 leases on one renewer and
+ *     on per-lease auto-renew (a thread and a connection each: 1,000 would
+ *     pass the server's connection limit).
  * Usage: sets_bench postgresql|mysql [seconds per run, default 3]
  * (URL from LKS_PG_URL / LKS_MYSQL_URL; scripts/bench.sh starts servers at
  * default durability). */
@@ -290,62 +291,100 @@ static result measure(variant v, int n)
 	return r;
 }
 
-enum { RENEW_N = 1000 };
-static atomic_int renewed;
-static double first_renewal, last_renewal;
+enum { RENEW_N = 1000, AUTORENEW_N = 50 };
+static atomic_int renewed, lost;
+static double statements; /* a renewer's RENEWED event carries its statement's width */
+static pthread_mutex_t stat_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void count_renewal(const lks_event *ev, void *arg)
 {
 	(void)arg;
-	if (ev->kind != LKS_EVENT_RENEWED)
-		return;
-	if (atomic_fetch_add(&renewed, 1) == 0)
-		first_renewal = now_s() - ev->duration_us / 1e6;
-	if (atomic_load(&renewed) == RENEW_N)
-		last_renewal = now_s();
+	if (ev->kind == LKS_EVENT_LOST) {
+		atomic_fetch_add(&lost, 1);
+	} else if (ev->kind == LKS_EVENT_RENEWED) {
+		atomic_fetch_add(&renewed, 1);
+		pthread_mutex_lock(&stat_mu);
+		statements += ev->polls > 0 ? 1.0 / ev->polls : 1.0;
+		pthread_mutex_unlock(&stat_mu);
+	}
 }
 
-static void renew_bench(lks_conn *c)
+static double cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int threads_now(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[128];
+	int n = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "Threads:", 8))
+			n = atoi(line + 8);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Hold n leases of a 10 s TTL for hold_s, renewed by one renewer or by
+ * auto-renew each; what it cost. */
+static void renew_run(lks_conn *c, int n, bool one_renewer, double hold_s)
 {
 	static lks_lease *l[RENEW_N];
 	lks_renewer *r = NULL;
 	lks_renewer_options o = LKS_RENEWER_OPTIONS_INIT;
+	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
 	char name[64];
-	double t0, single, batched;
-	for (int i = 0; i < RENEW_N; i++) {
-		snprintf(name, sizeof name, "%s-renew-%d", prefix, i);
-		if (lks_lease_acquire(&l[i], c, name, 6000, 0, NULL))
+	int threads0 = threads_now(), threads = 0;
+	double cpu0, cpu;
+	atomic_store(&renewed, 0);
+	atomic_store(&lost, 0);
+	statements = 0;
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "%s-renew-%d-%d", prefix, one_renewer, i);
+		if (lks_lease_acquire(&l[i], c, name, 10000, 0, NULL))
 			die(c, "acquire");
 	}
-	t0 = now_s();
-	for (int i = 0; i < RENEW_N; i++)
-		if (lks_lease_renew(c, l[i], 6000))
-			die(c, "renew");
-	single = now_s() - t0;
 	o.on_event = count_renewal;
-	if (lks_renewer_start(&r, c, NULL, &o))
+	ao.on_event = count_renewal;
+	if (one_renewer && lks_renewer_start(&r, c, NULL, &o))
 		die(c, "renewer");
-	for (int i = 0; i < RENEW_N; i++)
-		if (lks_renewer_add(r, l[i]))
-			die(c, "renewer add");
-	/* due a third of the TTL after the renewals above */
-	while (atomic_load(&renewed) < RENEW_N) {
-		struct timespec ms = {0, 1000000};
-		nanosleep(&ms, NULL);
-	}
-	batched = last_renewal - first_renewal;
-	lks_renewer_stop(r);
-	for (int i = 0; i < RENEW_N; i++) {
-		lks_lease_release(c, l[i]);
+	cpu0 = cpu_s();
+	for (int i = 0; i < n; i++)
+		if (one_renewer ? lks_renewer_add(r, l[i]) != LKS_OK
+		                : lks_lease_autorenew_start(l[i], c, NULL, &ao) != LKS_OK)
+			die(c, "renew start");
+	threads = threads_now() - threads0;
+	struct timespec hold = {(time_t)hold_s, (long)((hold_s - (time_t)hold_s) * 1e9)};
+	nanosleep(&hold, NULL);
+	cpu = cpu_s() - cpu0;
+	if (r)
+		lks_renewer_stop(r);
+	for (int i = 0; i < n; i++) {
+		if (!lks_lease_is_lost(l[i]) && lks_lease_release(c, l[i]))
+			atomic_fetch_add(&lost, 1);
 		lks_lease_free(l[i]);
 	}
-	printf("# renew: %d leases renewed once\n", RENEW_N);
-	printf("single renews, one connection: %8.1f ms (%.0f renewals/s)\n", single * 1000,
-	       RENEW_N / single);
-	printf("one renewer, batched:          %8.1f ms (%.0f renewals/s)\n", batched * 1000,
-	       RENEW_N / batched);
-	printf("ratio: renewer %.1fx faster, and 1 thread + 1 connection instead of %d of each\n",
-	       single / batched, RENEW_N);
+	/* a round: every lease renewed once */
+	double rounds = atomic_load(&renewed) / (double)n;
+	printf("%-12s %6d %8d %8d %10.1f %12.1f %10.2f %8d\n", one_renewer ? "renewer" : "auto-renew", n,
+	       threads, one_renewer ? 1 : n, rounds, rounds > 0 ? statements / rounds : 0, cpu,
+	       atomic_load(&lost));
+}
+
+static void renew_bench(lks_conn *c, double hold_s)
+{
+	printf("# renew: leases of a 10 s TTL held %.0f s; auto-renew costs a thread and a connection\n"
+	       "# per lease, so it runs on %d (the server's connection limit); false losses: leases\n"
+	       "# reported lost or not held at the end\n", hold_s, AUTORENEW_N);
+	printf("%-12s %6s %8s %8s %10s %12s %10s %8s\n", "renewal", "leases", "threads", "conns",
+	       "rounds", "stmts/round", "cpu s", "lost");
+	renew_run(c, RENEW_N, true, hold_s);
+	renew_run(c, AUTORENEW_N, true, hold_s);
+	renew_run(c, AUTORENEW_N, false, hold_s);
 }
 
 int main(int argc, char **argv)
@@ -407,7 +446,7 @@ int main(int argc, char **argv)
 		printf("%-8d ratios: all/sorted %.2fx throughput, p99 acquire all/sorted %.2fx\n", n,
 		       a.ops_s / s.ops_s, a.p99_ms / s.p99_ms);
 	}
-	renew_bench(c);
+	renew_bench(c, getenv("SB_HOLD_S") ? atof(getenv("SB_HOLD_S")) : 60);
 	exec(c, "DROP TABLE bench_log");
 	exec(c, "DROP TABLE bench_slots");
 	lks_conn_close(c);

@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 		T(trip_returns_while_postgres_is_silent),
 		T(canceled_grant_never_completes_later),
 		T(lease_without_waiting_room_names_no_advisory_lock),
+		T(lease_single_modification_grants),
 		T(clock_offset_shortens_the_holders_deadline),
 		T(once_runs_once_and_replays),
 		T(once_install_refuses_wrong_shape),

@@ -75,6 +75,7 @@ void semaphore_expiry_and_changed_limit(void **state);
 void semaphore_never_more_than_permits(void **state);
 void lease_set_all_or_nothing(void **state);
 void lease_sets_overlap_without_deadlock(void **state);
+void lease_single_modification_grants(void **state);
 void lease_set_canceled_holds_nothing(void **state);
 void renewer_keeps_many_leases(void **state);
 void renewer_reports_takeover(void **state);

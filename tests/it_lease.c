@@ -754,6 +754,80 @@ void lease_without_waiting_room_names_no_advisory_lock(void **state)
 	lks_conn_close(c);
 }
 
+/* #20 item 3: grant=single on a postgresql:// URL, for engines that refuse
+ * two modifications of one table in a statement (CockroachDB's default):
+ * the same guarantees (8 threads, never two holders, one fence per grant,
+ * no gaps, the counter exact; a new name after a purge above the floor; a
+ * takeover of an expired lease), and no statement the handle prepared
+ * modifies the lease table twice (FOR UPDATE and ON CONFLICT DO UPDATE are
+ * no second modification), read back from the server. */
+void lease_single_modification_grants(void **state)
+{
+	enum { N = 8 };
+	fx *f = *state;
+	char url[1200];
+	pthread_t th[N];
+	contend w[N];
+	pthread_barrier_t bar;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	atomic_int inside = 0;
+	int64_t last_fence = 0, fence, deleted = 0;
+	int iters = 40;
+	lks_conn *c, *other;
+	lks_lease *l = NULL, *b = NULL;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	if (T_BACKEND != LKS_BACKEND_POSTGRESQL) {
+		print_message("    a postgresql:// URL parameter\n");
+		return;
+	}
+	snprintf(url, sizeof url, "%s%cgrant=single", f->url, strchr(f->url, '?') ? '&' : '?');
+	assert_int_equal(lks_conn_open(&c, "postgresql://u@127.0.0.1:1/x?grant=twice"), LKS_EINVAL);
+	lks_conn_close(c);
+	c = t_open(url);
+	other = t_open(url);
+	t_exec(f->c, "CREATE TABLE counter (n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO counter VALUES (0)");
+	pthread_barrier_init(&bar, NULL, N);
+	for (int i = 0; i < N; i++) {
+		w[i] = (contend){.url = url, .bar = &bar, .inside = &inside, .mu = &mu,
+		                 .last_fence = &last_fence, .iters = iters};
+		pthread_create(&th[i], NULL, contend_thread, &w[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].errors, 0);
+		assert_int_equal(w[i].overlaps, 0);
+		assert_int_equal(w[i].regressions, 0);
+	}
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM counter"), N * iters);
+	assert_int_equal(lks_lease_inspect(f->c, "hot", &info), LKS_OK);
+	assert_int_equal(info.fence, N * iters);
+	/* takeover of an expired lease; the stale holder is refused */
+	assert_int_equal(lks_lease_acquire(&l, c, "single-tk", 300, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&b, other, "single-tk", 5000, 3000, NULL), LKS_OK);
+	assert_int_equal(lks_lease_fence(b), lks_lease_fence(l) + 1);
+	assert_int_equal(lks_lease_release(c, l), LKS_LOST);
+	fence = lks_lease_fence(b);
+	assert_int_equal(lks_lease_release(other, b), LKS_OK);
+	lks_lease_free(l);
+	lks_lease_free(b);
+	/* deleted by a purge, then granted again: above the fence floor */
+	assert_int_equal(lks_lease_purge(c, 0, 100, &deleted), LKS_OK);
+	assert_true(deleted >= 1);
+	assert_int_equal(lks_lease_acquire(&l, c, "single-tk", 5000, 0, NULL), LKS_OK);
+	assert_true(lks_lease_fence(l) > fence);
+	assert_int_equal(lks_lease_release(c, l), LKS_OK);
+	lks_lease_free(l);
+	if (!T_POOLED) /* prepared statements: only without a pooler */
+		assert_int_equal(t_int1(c, "SELECT count(*) FROM pg_prepared_statements"
+		                           " WHERE regexp_replace(statement, '(for|do|key) update', '', 'gi')"
+		                           " ~* '(update|insert|delete)\\M.*(update|insert|delete)\\M'"
+		                           " AND statement NOT ILIKE '%pg_prepared_statements%'"), 0);
+	lks_conn_close(other);
+	lks_conn_close(c);
+}
+
 /* A clock-offset bound (lks_conn_set_clock_offset) moves the holder's own
  * deadline earlier by that much, at the grant and at each renewal; the
  * server's expiry does not move. Time left only shrinks, so the bounds

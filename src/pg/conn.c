@@ -231,22 +231,34 @@ static void quiet_notice(void *arg, const char *message)
 /* prepare=on|off and op-timeout=SECONDS are lockstock's, not libpq's:
  * taken out of the URL. */
 static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *unprepared,
-                          bool *write_guard)
+                          bool *write_guard, bool *single_grant)
 {
-	char *v = NULL, *t = NULL, *g = NULL, *mid = NULL, *mid2 = NULL;
+	char *v = NULL, *t = NULL, *g = NULL, *grant = NULL, *mid = NULL, *mid2 = NULL, *mid3 = NULL;
 	int rc = lks_url_take_param(url, "prepare", &mid, &v);
 	if (rc == LKS_OK)
 		rc = lks_url_take_param(mid, "fence_guard", &mid2, &g);
 	if (rc == LKS_OK)
-		rc = lks_url_take_param(mid2, "op_timeout", libpq_url, &t);
+		rc = lks_url_take_param(mid2, "grant", &mid3, &grant);
+	if (rc == LKS_OK)
+		rc = lks_url_take_param(mid3, "op_timeout", libpq_url, &t);
 	lks_free_secret(mid);
 	lks_free_secret(mid2);
+	lks_free_secret(mid3);
 	if (rc) {
 		free(v);
 		free(t);
 		free(g);
+		free(grant);
 		return lks_set_error(c, rc, rc == LKS_EINVAL ? "malformed URL: bad percent escape" : "out of memory");
 	}
+	/* grant=single: each statement modifies the lease table once at most,
+	 * for engines that refuse two modifications of a table in one
+	 * statement (CockroachDB's default); combined (the default) is one
+	 * statement per poll */
+	if (grant && strcmp(grant, "single") && strcmp(grant, "combined"))
+		rc = lks_set_error(c, LKS_EINVAL, "malformed URL: grant must be combined or single");
+	*single_grant = grant && !strcmp(grant, "single");
+	free(grant);
 	/* lock (FOR SHARE, the default) or write: an UPDATE of the lease row,
 	 * for engines where a share lock does not hold off a takeover */
 	if (g && strcmp(g, "auto") && strcmp(g, "lock") && strcmp(g, "write"))
@@ -272,9 +284,9 @@ static int pg_take_params(lks_conn *c, const char *url, char **libpq_url, bool *
 int lks_pg_open(lks_conn *c, const char *url)
 {
 	char *err = NULL, *libpq_url = NULL;
-	bool ok = true, unprepared = false, write_guard = false;
+	bool ok = true, unprepared = false, write_guard = false, single_grant = false;
 	PQconninfoOption *opts;
-	if (pg_take_params(c, url, &libpq_url, &unprepared, &write_guard)) {
+	if (pg_take_params(c, url, &libpq_url, &unprepared, &write_guard, &single_grant)) {
 		lks_free_secret(libpq_url);
 		return c->err;
 	}
@@ -310,6 +322,7 @@ int lks_pg_open(lks_conn *c, const char *url)
 		goto out;
 	ST(c)->unprepared = unprepared;
 	ST(c)->write_guard = write_guard;
+	ST(c)->single_grant = single_grant;
 	c->native = PQconnectdb(libpq_url);
 	if (!c->native) {
 		lks_set_error(c, LKS_ENOMEM, "out of memory");

@@ -85,6 +85,60 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
  * caller's time left: a poll overruns the deadline by at most this much. */
 #define LOCK_WAIT_FLOOR_US 50000
 
+/*
+ * grant=single: the same decision in statements that each modify the lease
+ * table once at most (CockroachDB refuses two modifications of one table in
+ * a statement). The lean UPDATE of a free or expired row; if it matched
+ * nothing, the INSERT of a name never seen (at the fence floor + 1, ON
+ * CONFLICT DO NOTHING: a racing insert makes this poll busy); if neither,
+ * a read of the holder for the busy report. No waiting room (mode NONE):
+ * lks_pg_baton_supported says so.
+ */
+static int pg_lease_try_single(lks_conn *c, const char *t, const lks_value *p, size_t np,
+                               lks_grant *g)
+{
+	lks_sql q = {.len = 0};
+	lks_rows r;
+	int rc;
+	lks_value ins[5] = {p[0], p[1], p[2], p[5], np > 6 ? p[6] : LKS_NULLV};
+	if ((rc = pg_lease_try_lean(c, t, p, np, LKS_BATON_NONE, g)) || g->granted)
+		return rc;
+	g->statements++;
+	lks_sql_add(&q,
+	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
+	            " SELECT $1, $2, coalesce((SELECT fence FROM %s WHERE name = '' FOR SHARE), 0) + 1,"
+	            " clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
+	            " FROM (SELECT set_config('lock_timeout', $4::text, true)) s"
+	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
+	            " ON CONFLICT (name) DO NOTHING RETURNING fence, " REMAINING_US,
+	            t, np > 6 ? ", owner" : "", t, np > 6 ? ", $5" : "", t);
+	if ((rc = lks_pg_query(c, q.buf, ins, np > 6 ? 5 : 4, &r)))
+		return rc;
+	if (r.nrows == 1) {
+		g->granted = 1;
+		lks_parse_i64(lks_rows_get(&r, 0, 0), &g->fence);
+		lks_parse_i64(lks_rows_get(&r, 0, 1), &g->remaining_us);
+	}
+	lks_rows_clear(&r);
+	if (g->granted)
+		return LKS_OK;
+	g->statements++;
+	q.len = 0;
+	lks_sql_add(&q,
+	            "SELECT fence, CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US " ELSE 0 END,"
+	            " holder IS NULL FROM %s WHERE name = $1",
+	            t);
+	if ((rc = lks_pg_query(c, q.buf, p, 1, &r)))
+		return rc;
+	if (r.nrows == 1) {
+		lks_parse_i64(lks_rows_get(&r, 0, 0), &g->fence);
+		lks_parse_i64(lks_rows_get(&r, 0, 1), &g->remaining_us);
+		g->released = lks_rows_get(&r, 0, 2) && !strcmp(lks_rows_get(&r, 0, 2), "t");
+	}
+	lks_rows_clear(&r);
+	return LKS_OK;
+}
+
 int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
                      const char *holder, const char *owner_tag, int64_t ttl_us,
                      lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
@@ -108,6 +162,8 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 	         (long long)(lock_wait_us > LOCK_WAIT_FLOOR_US ? lock_wait_us : LOCK_WAIT_FLOOR_US) / 1000);
 	lks_grant_clear(g);
 	g->baton = mode == LKS_BATON_HELD;
+	if (ST(c)->single_grant)
+		return pg_lease_try_single(c, t, p, np, g);
 	if (lean_first) {
 		/* A first poll, and a waiter the release just woke, try the common
 		 * case first, as lean as the statement a service would write
@@ -285,10 +341,11 @@ int lks_pg_lease_release(lks_conn *c, const char *t, const char *name,
 	return released == 1 ? LKS_OK : LKS_LOST;
 }
 
-/* Session locks stay on one server connection: not behind a pooler. */
+/* Session locks stay on one server connection: not behind a pooler; and
+ * grant=single (engines without advisory locks) polls. */
 bool lks_pg_baton_supported(lks_conn *c)
 {
-	return !ST(c)->unprepared;
+	return !ST(c)->unprepared && !ST(c)->single_grant;
 }
 
 /* Wait in the server's lock queue (first come, first served). lock_timeout

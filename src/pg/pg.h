@@ -45,6 +45,7 @@ typedef struct pg_state {
 	bool timed_out;   /* the last call shut the connection: no answer */
 	bool unanswered_cancel; /* ... to a cancel request within CANCEL_GRACE_US */
 	bool write_guard; /* fence-guard=write: the guard writes the lease row */
+	bool single_grant; /* grant=single: no statement modifies the lease table twice */
 } pg_state;
 
 #define ST(c) ((pg_state *)(c)->backend)
