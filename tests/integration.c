@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 		T(lease_owner_label),
 		T(lease_owner_migration),
 		T(fenced_write_guard_modes),
+		T(fenced_write_serialization_failure),
 		T(lease_force_release),
 		T(acquire_wait_is_canceled),
 		T(retry_loop_is_canceled),

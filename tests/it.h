@@ -49,6 +49,7 @@ void autorenew_reports_server_gone(void **state);
 void lease_owner_label(void **state);
 void lease_owner_migration(void **state);
 void fenced_write_guard_modes(void **state);
+void fenced_write_serialization_failure(void **state);
 void lease_force_release(void **state);
 
 void acquire_wait_is_canceled(void **state);
