@@ -375,16 +375,25 @@ char *lks_hex_of(const void *data, size_t len)
 }
 
 /* hex back to bytes (out has strlen(s) / 2); -1 when not hex */
+static int hex_digit(char ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0'
+	       : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+	       : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+	                                : -1;
+}
+
+/* linear: sscanf would measure the rest of the string at every byte */
 int lks_unhex(const char *s, unsigned char *out, size_t *len)
 {
 	size_t n = strlen(s);
 	if (n % 2)
 		return -1;
 	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+		int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
 			return -1;
-		out[i] = (unsigned char)v;
+		out[i] = (unsigned char)(hi << 4 | lo);
 	}
 	*len = n / 2;
 	return 0;

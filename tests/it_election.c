@@ -27,7 +27,7 @@ void lease_payload_set_and_shown(void **state)
 	size_t len = 99;
 	o.payload = "hello";
 	o.payload_len = 5;
-	assert_int_equal(lks_lease_acquire(&l, f->c, "p", 10000, 0, &o), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "p", 120000, 0, &o), LKS_OK);
 	assert_int_equal(lks_lease_payload(other, "p", &info, back, sizeof back, &len), LKS_OK);
 	assert_true(info.held);
 	assert_int_equal(info.fence, lks_lease_fence(l));

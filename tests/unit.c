@@ -849,6 +849,23 @@ static void rows_and_ints(void **state)
 	assert_null(lks_rows_get(&r, 0, 0));
 	lks_rows_clear(&r);
 	lks_rows_clear(NULL);
+	/* hex both ways, every byte value; upper case read too; not hex refused */
+	unsigned char all[256], back[256];
+	size_t n = 0;
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	char *hex = lks_hex_of(all, sizeof all);
+	assert_non_null(hex);
+	assert_int_equal(strlen(hex), 512);
+	assert_int_equal(lks_unhex(hex, back, &n), 0);
+	assert_int_equal(n, 256);
+	assert_memory_equal(back, all, 256);
+	free(hex);
+	assert_int_equal(lks_unhex("0aFF", back, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(back[1], 0xff);
+	assert_int_equal(lks_unhex("0g", back, &n), -1);
+	assert_int_equal(lks_unhex("abc", back, &n), -1);
 }
 
 /* ---- the acquire loop's decisions, on the in-memory backend ------------ */
