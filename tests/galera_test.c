@@ -589,6 +589,144 @@ static int setup(void **state)
 	return 0;
 }
 
+/* ---- semaphores, sets, renewer and election across nodes ------------- */
+
+typedef struct prim_worker {
+	pthread_t th;
+	int node, id;
+	atomic_int *sem_inside, *set_inside;
+	int sem_max_seen, overlaps, errors, grants;
+} prim_worker;
+
+static int sem_max;
+static pthread_mutex_t prim_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *prim_loop(void *arg)
+{
+	prim_worker *w = arg;
+	lks_conn *c = NULL;
+	const char *sets[3][2] = {{"g:s0", "g:s1"}, {"g:s1", "g:s2"}, {"g:s2", "g:s0"}};
+	if (lks_conn_open(&c, urls[w->node]) != LKS_OK) {
+		w->errors++;
+		lks_conn_close(c);
+		return NULL;
+	}
+	for (int i = 0; i < 12; i++) {
+		lks_lease *l = NULL, *set[2] = {NULL, NULL};
+		int rc = lks_semaphore_acquire(&l, c, "g:sem", 2, 20000, 60000, NULL);
+		if (rc == LKS_OK) {
+			int now = atomic_fetch_add(w->sem_inside, 1) + 1;
+			pthread_mutex_lock(&prim_mu);
+			if (now > sem_max)
+				sem_max = now;
+			pthread_mutex_unlock(&prim_mu);
+			usleep(2000); /* work while holding a permit */
+			atomic_fetch_sub(w->sem_inside, 1);
+			if (lks_lease_release(c, l) != LKS_OK)
+				w->errors++;
+			lks_lease_free(l);
+			w->grants++;
+		} else if (rc != LKS_ETRANSIENT) {
+			fprintf(stderr, "ERROR: semaphore on node %d: %s\n", w->node + 1, lks_conn_errmsg(c));
+			w->errors++;
+		}
+		/* overlapping sets of two names, from every node */
+		rc = lks_lease_acquire_all(set, c, sets[(w->id + i) % 3], 2, 20000, 60000, NULL);
+		if (rc == LKS_OK) {
+			if (atomic_fetch_add(&w->set_inside[(w->id + i) % 3], 1) != 0)
+				w->overlaps++;
+			atomic_fetch_sub(&w->set_inside[(w->id + i) % 3], 1);
+			if (lks_lease_release_all(c, set, 2) != LKS_OK)
+				w->errors++;
+			lks_lease_free(set[0]);
+			lks_lease_free(set[1]);
+		} else if (rc != LKS_ETRANSIENT) {
+			fprintf(stderr, "ERROR: set on node %d: %s\n", w->node + 1, lks_conn_errmsg(c));
+			w->errors++;
+		}
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+static void count_lost(const lks_lease *l, int status, void *arg)
+{
+	(void)l;
+	(void)status;
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* The new primitives through every node: a semaphore of 2 permits never
+ * has 3 holders; sets of names overlapping across nodes never share a name;
+ * a renewer on node 1 keeps 50 leases past their TTL; a leader elected
+ * through node 1 is seen, with its value, through node 2. */
+static void primitives_across_nodes(void **state)
+{
+	prim_worker w[NODES * 2];
+	atomic_int sem_inside = 0, lost = 0;
+	static atomic_int set_inside[3];
+	lks_conn *c1 = open_node(0), *c2 = open_node(1);
+	lks_renewer *r = NULL;
+	lks_renewer_options ro = LKS_RENEWER_OPTIONS_INIT;
+	static lks_lease *held[50];
+	lks_lease *office = NULL;
+	lks_lease_info leader = LKS_LEASE_INFO_INIT, seen = LKS_LEASE_INFO_INIT;
+	char value[32], name[32];
+	size_t len = 0;
+	int64_t t0;
+	(void)state;
+	for (int i = 0; i < NODES * 2; i++) {
+		w[i] = (prim_worker){.node = i % NODES, .id = i, .sem_inside = &sem_inside,
+		                     .set_inside = set_inside};
+		pthread_create(&w[i].th, NULL, prim_loop, &w[i]);
+	}
+	/* meanwhile: the renewer on node 1 */
+	ro.on_lost = count_lost;
+	ro.arg = &lost;
+	assert_int_equal(lks_renewer_start(&r, c1, NULL, &ro), LKS_OK);
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof name, "g:renew:%d", i);
+		if (lks_lease_acquire(&held[i], c1, name, 2000, 10000, NULL) != LKS_OK)
+			fail_msg("acquire %s on node 1: %s", name, lks_conn_errmsg(c1));
+		assert_int_equal(lks_renewer_add(r, held[i]), LKS_OK);
+	}
+	t0 = mono_ms();
+	for (int i = 0; i < NODES * 2; i++)
+		pthread_join(w[i].th, NULL);
+	while (mono_ms() - t0 < 5000) /* well past every TTL */
+		usleep(50000);
+	assert_int_equal(atomic_load(&lost), 0);
+	for (int i = 0; i < 50; i++) {
+		assert_false(lks_lease_is_lost(held[i]));
+		assert_int_equal(lks_lease_release(c1, held[i]), LKS_OK);
+		lks_lease_free(held[i]);
+	}
+	lks_renewer_stop(r);
+	int grants = 0;
+	for (int i = 0; i < NODES * 2; i++) {
+		assert_int_equal(w[i].errors, 0);
+		assert_int_equal(w[i].overlaps, 0);
+		grants += w[i].grants;
+	}
+	assert_true(sem_max <= 2);
+	/* election: office through node 1, seen through node 2 */
+	assert_int_equal(lks_election_campaign(&office, c1, "g:office", "n1", 2, 20000, 10000, NULL), LKS_OK);
+	seen.held = 0;
+	seen.fence = 0;
+	assert_int_equal(lks_election_observe(c2, "g:office", &seen, 10000, &leader, value, sizeof value, &len),
+	                 LKS_OK);
+	assert_true(leader.held);
+	assert_int_equal(leader.fence, lks_lease_fence(office));
+	assert_int_equal(len, 2);
+	assert_int_equal(lks_election_resign(c1, office), LKS_OK);
+	lks_lease_free(office);
+	print_message("    %d semaphore grants through 3 nodes, at most %d holders of 2 permits;"
+	              " 50 leases kept by one renewer; a leader seen across nodes\n",
+	              grants, sem_max);
+	lks_conn_close(c1);
+	lks_conn_close(c2);
+}
+
 /* lockstock check through a node: the operator's verdict on the cluster */
 static const char *cli_path;
 
@@ -606,6 +744,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(contended_load),
 		cmocka_unit_test(check_command_through_a_node),
+		cmocka_unit_test(primitives_across_nodes),
 		cmocka_unit_test(stale_holder_on_lagging_node),
 		cmocka_unit_test(reads_see_latest_on_lagging_node),
 		cmocka_unit_test(once_across_nodes),
