@@ -734,11 +734,15 @@ LKS_API int lks_lease_payload(lks_conn *c, const char *name, lks_lease_info *inf
  * auto-renew or a renewer, which report a lost term. leader reads who leads
  * now (held = 0: nobody), the term and the value in one statement. observe
  * blocks until the leader differs from *seen (another term, or held
- * changed; seen NULL: at once), or LKS_TIMEOUT after wait_ms, reading the
- * row every 50 ms and at the leader's expiry (no NOTIFY: it works through
- * transaction poolers). Changes come in term order; terms that began and
- * ended between two reads are not seen. proclaim changes the value (fenced:
- * LKS_LOST when the term is over), resign releases.
+ * changed; seen NULL: at once), or LKS_TIMEOUT after wait_ms. Between
+ * reads it waits in the name's waiting room, where the leader keeps the
+ * name's baton for its term: a resign (or the leader's session ending)
+ * wakes it within a round trip; otherwise it reads every 50 ms and at the
+ * leader's expiry (always so where the waiting room is off: poolers,
+ * grant=single). No NOTIFY: it works through transaction poolers. Changes
+ * come in term order; terms that began and ended between two reads are not
+ * seen (a term above the last seen + 1 says so). proclaim changes the value
+ * (fenced: LKS_LOST when the term is over), resign releases.
  */
 LKS_API int lks_election_campaign(lks_lease **out, lks_conn *c, const char *name,
                                   const void *value, size_t len, int64_t ttl_ms,

@@ -12,6 +12,8 @@
 #   sets_bench:  semaphores against a lease and a hand-written slot table,
 #                all-or-nothing sets against sorted single acquires, and
 #                one renewer against single renewals;
+#   election_bench: a killed leader's hand-over against its TTL, observe
+#                after a resign in the name's line against polling;
 #   bench:       CAS and lease overhead against the raw client libraries.
 # Usage: scripts/bench.sh [seconds per lease_bench run, default 3]
 export LKS_DURABLE=${LKS_DURABLE:-1}
@@ -28,6 +30,8 @@ for db in postgresql mysql; do
 	"$LKS_ROOT/build-release/bench/purge_bench" "$db"
 	echo
 	"$LKS_ROOT/build-release/bench/sets_bench" "$db" "${1:-3}"
+	echo
+	"$LKS_ROOT/build-release/bench/election_bench" "$db" 20
 	echo
 	"$LKS_ROOT/build-release/bench/bench" "$db" 3000
 	echo

@@ -9,10 +9,15 @@
  * An election is a lease whose payload is the leader's value: campaign is
  * an acquire (waiting in the name's line) with the value, the term is the
  * fence (it only grows, so the leader can fence its writes with it),
- * proclaim sets the payload, resign releases. observe polls the row (one
- * primary-key read) until the term or the held state changes: no NOTIFY,
- * so it works through transaction poolers, and releases of other leases
- * cost nothing.
+ * proclaim sets the payload, resign releases.
+ *
+ * observe reads the row (one primary-key read) until the term or the held
+ * state changes. Between reads it waits in the name's waiting room: the
+ * leader keeps the name's baton for its term (campaign asks for it), so a
+ * resign, or the leader's session ending, wakes the observer at once; it
+ * gives the baton back and reads. Where the waiting room is off (poolers,
+ * grant=single) it reads every OBSERVE_POLL_US instead. No NOTIFY: it would
+ * serialize commits, and it does not cross transaction poolers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +180,9 @@ int lks_election_campaign(lks_lease **out, lks_conn *c, const char *name, const 
 	o.version = LKS_LEASE_ACQUIRE_OPTIONS_VERSION;
 	o.payload = value ? value : "";
 	o.payload_len = len;
+	/* the leader keeps the baton for its term, so observers wake at its
+	 * resign (see observe) */
+	o.wake_on_release = 1;
 	if (len && !value)
 		return lks_set_error(c, LKS_EINVAL, "value is NULL");
 	return lks_lease_acquire(out, c, name, ttl_ms, wait_ms, &o);
@@ -194,12 +202,28 @@ int lks_election_leader(lks_conn *c, const char *name, lks_lease_info *leader, v
 	return rc;
 }
 
+/* Between two reads of an unchanged term: in the name's line, woken when
+ * the leader gives its baton back (resign, or its session ends), for at
+ * most pause_us; the baton goes back at once, it only wakes us (*woken). */
+static int observe_wait(lks_conn *c, uint64_t key, int64_t pause_us, bool *woken)
+{
+	int got = 0, rc;
+	*woken = false;
+	if ((rc = c->ops->baton_wait(c, key, pause_us, &got)) || !got)
+		return rc;
+	*woken = true;
+	return c->ops->baton_give(c, key);
+}
+
 int lks_election_observe(lks_conn *c, const char *name, const lks_lease_info *seen,
                          int64_t wait_ms, lks_lease_info *leader, void *value, size_t valuesz,
                          size_t *value_len)
 {
 	lks_lease_info now;
+	char t[QMAX];
+	uint64_t key;
 	int64_t deadline;
+	bool woken = false;
 	int rc = lks_conn_check(c);
 	if (value_len)
 		*value_len = 0;
@@ -208,6 +232,9 @@ int lks_election_observe(lks_conn *c, const char *name, const lks_lease_info *se
 	if (wait_ms < 0 || wait_ms > LKS_LEASE_TTL_MAX_MS)
 		return lks_set_error(c, LKS_EINVAL, "wait must be 0..%lld ms, got %lld",
 		                     (long long)LKS_LEASE_TTL_MAX_MS, (long long)wait_ms);
+	if ((rc = lks_lease_table_q(c, t)))
+		return rc;
+	key = lks_baton_key(t, name);
 	deadline = lks_now_us() + wait_ms * 1000;
 	for (;;) {
 		int64_t left, pause;
@@ -222,13 +249,22 @@ int lks_election_observe(lks_conn *c, const char *name, const lks_lease_info *se
 		if (left <= 0)
 			return lks_set_error(c, LKS_TIMEOUT, "election %s: no change of leader in %lld ms",
 			                     name, (long long)wait_ms);
-		/* next read: soon, and at the leader's expiry at the latest */
+		/* next read: at a resign, soon, and at the leader's expiry at
+		 * the latest */
 		pause = OBSERVE_POLL_US;
 		if (now.held && now.remaining_ms * 1000 < pause)
 			pause = now.remaining_ms * 1000 + 1000;
 		if (pause > left)
 			pause = left;
-		lks_sleep_us(pause);
+		/* a wake without a change: the baton was free, the leader holds
+		 * none (a plain acquire, a session gone before its TTL); and
+		 * nobody leading holds no baton either: read again after a pause */
+		if (woken || !now.held || !c->ops->baton_supported(c)) {
+			woken = false;
+			lks_sleep_us(pause);
+		} else if ((rc = observe_wait(c, key, pause, &woken))) {
+			return rc;
+		}
 	}
 }
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "it.h"
 
@@ -191,6 +193,105 @@ void election_terms_values_and_observe(void **state)
 	lks_lease_free(lb);
 	lks_lease_free(lc);
 	lks_conn_close(b);
+	lks_conn_close(w);
+}
+
+/* A leader SIGKILLed in office: no resign, its session gone. An observer
+ * sees the office change; a waiting candidate takes office at the dead
+ * leader's expiry on the server's clock (not before), with a greater term;
+ * the dead term's value is never shown as the new leader's. */
+void election_killed_leader_replaced_at_ttl(void **state)
+{
+	fx *f = *state;
+	lks_conn *w = t_open(f->url);
+	lks_lease_info seen = LKS_LEASE_INFO_INIT, now = LKS_LEASE_INFO_INIT;
+	lks_lease *l = NULL;
+	int fds[2], status;
+	int64_t term = -1;
+	char value[64];
+	size_t len = 0;
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		lks_conn *c = NULL;
+		lks_lease *cl = NULL;
+		int64_t t = -1;
+		close(fds[0]);
+		if (lks_conn_open(&c, f->url) == LKS_OK &&
+		    lks_election_campaign(&cl, c, "killed", "dead", 4, 1500, 0, NULL) == LKS_OK)
+			t = lks_lease_fence(cl);
+		if (write(fds[1], &t, sizeof t) != sizeof t)
+			_exit(3);
+		for (;;)
+			pause(); /* in office until killed */
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &term, sizeof term), (ssize_t)sizeof term);
+	close(fds[0]);
+	assert_true(term > 0);
+	assert_int_equal(lks_election_leader(w, "killed", &seen, value, sizeof value, &len), LKS_OK);
+	assert_true(seen.held);
+	assert_int_equal(seen.fence, term);
+	assert_memory_equal(value, "dead", 4);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	t_exec(f->c, "CREATE TABLE dead_term AS SELECT expires_at FROM lks_lease WHERE name = 'killed'");
+	/* the observer: the dead term ends (nobody) or the next begins */
+	assert_int_equal(lks_election_observe(w, "killed", &seen, 60000, &now, value, sizeof value, &len),
+	                 LKS_OK);
+	assert_true(!now.held || now.fence > term);
+	assert_int_equal(lks_election_campaign(&l, f->c, "killed", "next", 4, 60000, 60000, NULL), LKS_OK);
+	assert_true(lks_lease_fence(l) > term);
+	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_lease l, dead_term d WHERE"
+	                              " l.name = 'killed' AND l.acquired_at >= d.expires_at"),
+	                 1);
+	t_exec(f->c, "DROP TABLE dead_term");
+	assert_int_equal(lks_election_leader(w, "killed", &now, value, sizeof value, &len), LKS_OK);
+	assert_int_equal(now.fence, lks_lease_fence(l));
+	assert_int_equal(len, 4);
+	assert_memory_equal(value, "next", 4);
+	assert_int_equal(lks_election_resign(f->c, l), LKS_OK);
+	lks_lease_free(l);
+	lks_conn_close(w);
+}
+
+/* A resign wakes an observer waiting in the name's line: it returns with
+ * nobody in office, then with the next term; many rounds, observed in
+ * order, never a term twice. (How fast is bench/sets_bench's figure.) */
+void election_observer_follows_resigns(void **state)
+{
+	fx *f = *state;
+	lks_conn *w = t_open(f->url);
+	lks_lease_info seen = LKS_LEASE_INFO_INIT, now = LKS_LEASE_INFO_INIT;
+	char value[16];
+	size_t len;
+	int64_t last = 0;
+	for (int i = 0; i < 20; i++) {
+		lks_lease *l = NULL;
+		char v[16];
+		snprintf(v, sizeof v, "r%d", i);
+		assert_int_equal(lks_election_campaign(&l, f->c, "follow", v, strlen(v), 60000, 0, NULL),
+		                 LKS_OK);
+		assert_int_equal(lks_election_observe(w, "follow", i ? &seen : NULL, 60000, &now, value,
+		                                      sizeof value, &len),
+		                 LKS_OK);
+		assert_true(now.held);
+		assert_true(now.fence > last);
+		assert_int_equal(now.fence, lks_lease_fence(l));
+		assert_int_equal(len, strlen(v));
+		assert_memory_equal(value, v, len);
+		last = now.fence;
+		seen = now;
+		assert_int_equal(lks_election_resign(f->c, l), LKS_OK);
+		lks_lease_free(l);
+		assert_int_equal(lks_election_observe(w, "follow", &seen, 60000, &now, value,
+		                                      sizeof value, &len),
+		                 LKS_OK);
+		assert_false(now.held);
+		seen = now;
+	}
 	lks_conn_close(w);
 }
 
