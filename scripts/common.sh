@@ -662,6 +662,21 @@ for n in 1 2; do
 done
 exit 1
 CTL
+	# replication stop|kill: pause, or kill, the replica's WAL receiver (a
+	# slow network, then the WAL in flight lost with the primary)
+	cat > "$dir/replication" <<CTL
+#!/bin/sh
+# kill: the receiver stop paused (the leader may be gone from the list by now)
+[ "\$1" = kill ] && exec kill -KILL "\$(cat "$dir/walreceiver.pid")"
+port=\$("$dir/list" | python3 -c 'import json,sys; print([x["Host"].split(":")[1] for x in json.load(sys.stdin) if x["Role"] == "Leader"][0])')
+for n in 1 2; do
+	grep -q "^  listen: 127.0.0.1:\$port\$" "$dir/node\$n/patroni.yml" && continue
+	pid=\$(pgrep -P "\$(head -1 "$dir/node\$n/data/postmaster.pid")" -f walreceiver) || exit 1
+	echo \$pid > "$dir/walreceiver.pid"
+	exec kill -STOP \$pid
+done
+exit 1
+CTL
 	cat > "$dir/switchover" <<CTL
 #!/bin/sh
 exec patronictl -c "$dir/node1/patroni.yml" switchover --force >/dev/null
@@ -676,11 +691,11 @@ for n in 1 2; do
 done
 kill "\$(cat "$dir/etcd.pid")" 2>/dev/null
 CTL
-	chmod 755 "$dir/kill" "$dir/switchover" "$dir/stop"
+	chmod 755 "$dir/kill" "$dir/switchover" "$dir/stop" "$dir/replication"
 	LKS_PATRONI_STARTED="${LKS_PATRONI_STARTED:-} $dir/stop"
 	var=$(echo "$mode" | tr 'a-z' 'A-Z')
 	export "LKS_PATRONI_${var}_URL=${url/\/postgres?//lockstock?}"
 	export "LKS_PATRONI_${var}_KILL=$dir/kill" "LKS_PATRONI_${var}_SWITCHOVER=$dir/switchover"
-	export "LKS_PATRONI_${var}_LIST=$dir/list"
+	export "LKS_PATRONI_${var}_LIST=$dir/list" "LKS_PATRONI_${var}_REPLICATION=$dir/replication"
 	log "Patroni cluster ($mode) on 127.0.0.1:${ports[1]} and 127.0.0.1:${ports[2]}, etcd 127.0.0.1:$ep ($name)"
 }

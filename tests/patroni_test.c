@@ -12,7 +12,10 @@
  * lost, and no worker believes it holds its lease while the server says
  * otherwise (each is kept, renewed on the new primary, or reported lost).
  * Asynchronous: it reports fences granted again and acknowledged writes
- * lost, and fails on nothing but a broken client. */
+ * lost, and fails on nothing but a broken client. Then lockstock check
+ * runs on the cluster as it is, and once more through a failover that
+ * loses what was in flight to the replica: the asynchronous cluster's
+ * lost grants must show in its verdict, the synchronous one must pass. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -32,7 +35,7 @@
 #define WORKERS 16
 #define MAX_WRITES 100000
 
-static const char *url, *kill_cmd, *switch_cmd, *list_cmd, *cli_path;
+static const char *url, *kill_cmd, *switch_cmd, *list_cmd, *repl_cmd, *cli_path;
 static bool sync_mode;
 static atomic_bool stop;
 static atomic_int phase; /* 0 before the kill, 1 after, 2 after the switchover */
@@ -392,11 +395,66 @@ static void check_command_on_the_cluster(void **state)
 		assert_true(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
 }
 
+/* a number field of check's JSON line, -1 when absent */
+static long long json_field(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	return (p = strstr(json, pat)) ? atoll(p + strlen(pat)) : -1;
+}
+
+/* lockstock check running while a failover loses what was in flight to
+ * the replica: its WAL receiver is paused (a slow network), the primary's
+ * postmaster SIGKILLed, the receiver killed, Patroni promotes. check must
+ * see what the asynchronous cluster lost (fences handed out again, or
+ * acknowledged writes gone: verdict violated, exit 1) and find nothing
+ * wrong on the synchronous one (a commit waits for the replica). */
+static void check_during_a_lossy_failover(void **state)
+{
+	char cmd[2048], line[4096] = "";
+	FILE *out;
+	int st;
+	(void)state;
+	wait_healthy();
+	snprintf(cmd, sizeof cmd, "LOCKSTOCK_URL='%s' %s check --duration 20s --workers 4 --ttl 2s --json",
+	         url, cli_path);
+	out = popen(cmd, "r");
+	assert_non_null(out);
+	usleep(3000 * 1000); /* check is granting and writing by now */
+	char c2[1100];
+	snprintf(c2, sizeof c2, "%s stop", repl_cmd);
+	run(c2);
+	usleep(400 * 1000);
+	run(kill_cmd);
+	snprintf(c2, sizeof c2, "%s kill", repl_cmd);
+	run(c2);
+	while (fgets(line, sizeof line, out) && line[0] != '{')
+		;
+	st = pclose(out);
+	print_message("    lockstock check during the failover: exit %d: %s",
+	              WIFEXITED(st) ? WEXITSTATUS(st) : -1, line);
+	assert_true(WIFEXITED(st));
+	long long twice = json_field(line, "fences_granted_twice");
+	long long missing = json_field(line, "acknowledged_writes_missing");
+	assert_true(twice >= 0 && missing >= 0);
+	assert_true(json_field(line, "grants") > 0);
+	if (sync_mode) {
+		assert_int_equal(WEXITSTATUS(st), 0);
+		assert_non_null(strstr(line, "\"verdict\":\"ok\""));
+	} else {
+		assert_int_equal(WEXITSTATUS(st), 1);
+		assert_non_null(strstr(line, "\"verdict\":\"violated\""));
+		assert_true(twice + missing > 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	tap_stdout();
 	const struct CMUnitTest tests[] = {cmocka_unit_test(failover_under_patroni),
-	                                   cmocka_unit_test(check_command_on_the_cluster)};
+	                                   cmocka_unit_test(check_command_on_the_cluster),
+	                                   cmocka_unit_test(check_during_a_lossy_failover)};
 	char name[64];
 	const char *mode = argc == 3 ? argv[1] : "";
 	cli_path = argc == 3 ? argv[2] : NULL;
@@ -409,9 +467,10 @@ int main(int argc, char **argv)
 	kill_cmd = getenv(sync_mode ? "LKS_PATRONI_SYNC_KILL" : "LKS_PATRONI_ASYNC_KILL");
 	switch_cmd = getenv(sync_mode ? "LKS_PATRONI_SYNC_SWITCHOVER" : "LKS_PATRONI_ASYNC_SWITCHOVER");
 	list_cmd = getenv(sync_mode ? "LKS_PATRONI_SYNC_LIST" : "LKS_PATRONI_ASYNC_LIST");
-	if (!url || !kill_cmd || !switch_cmd || !list_cmd) {
+	repl_cmd = getenv(sync_mode ? "LKS_PATRONI_SYNC_REPLICATION" : "LKS_PATRONI_ASYNC_REPLICATION");
+	if (!url || !kill_cmd || !switch_cmd || !list_cmd || !repl_cmd) {
 		/* never turn a missing server into skipped tests */
-		fprintf(stderr, "FAILED: LKS_PATRONI_%s_URL, _KILL, _SWITCHOVER and _LIST are not set;"
+		fprintf(stderr, "FAILED: LKS_PATRONI_%s_URL, _KILL, _SWITCHOVER, _LIST and _REPLICATION are not set;"
 		                " scripts/test.sh starts the Patroni cluster\n", sync_mode ? "SYNC" : "ASYNC");
 		return 1;
 	}

@@ -2,8 +2,11 @@
  * writes on scratch tables of the deployment the URL names (a primary, a
  * pooler, a cluster node, during a failover drill) and check from the
  * database what the workers were told: never two holders, each worker's
- * fences strictly increasing and no fence granted twice, the guarded
- * counter equal to the logged writes, no acknowledged write missing.
+ * fences strictly increasing and no fence granted twice (across all
+ * workers, as they were told: a failover that lost grants hands their
+ * fences out again, and the log lost their rows with them), the guarded
+ * counter equal to the logged writes, no acknowledged write missing (the
+ * worker's own row with that fence).
  * Prints a verdict and the figures (text or --json); exits 1 on any
  * violation. Connection losses are retried (a failover drill), counted. */
 #include <getopt.h>
@@ -32,6 +35,8 @@ typedef struct check_worker {
 	int id;
 	int64_t *acks; /* fences of acknowledged writes, in order */
 	int nacks;
+	int64_t *granted; /* every fence granted, in order */
+	int ngranted;
 	int64_t grants, unknown, refused, reconnects, busy, regressions, errors;
 	int64_t last_fence;
 } check_worker;
@@ -86,6 +91,8 @@ static void *check_loop(void *arg)
 			continue;
 		}
 		w->grants++;
+		if (w->ngranted < ACKS_MAX)
+			w->granted[w->ngranted++] = lks_lease_fence(l);
 		if (atomic_fetch_add(&w->ck->inside, 1) != 0)
 			atomic_fetch_add(&w->ck->overlaps, 1);
 		if (lks_lease_fence(l) <= w->last_fence)
@@ -107,6 +114,32 @@ static void *check_loop(void *arg)
 	}
 	lks_conn_close(c);
 	return NULL;
+}
+
+static int cmp_fence(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Fences handed out more than once, over every worker's grants. */
+static int64_t granted_twice(check_worker *ws, long workers)
+{
+	size_t n = 0, k = 0;
+	int64_t twice = 0, *all;
+	for (long i = 0; i < workers; i++)
+		n += (size_t)ws[i].ngranted;
+	if (!n || !(all = malloc(n * sizeof *all)))
+		return 0;
+	for (long i = 0; i < workers; i++) {
+		memcpy(all + k, ws[i].granted, (size_t)ws[i].ngranted * sizeof *all);
+		k += (size_t)ws[i].ngranted;
+	}
+	qsort(all, n, sizeof *all, cmp_fence);
+	for (size_t i = 1; i < n; i++)
+		twice += all[i] == all[i - 1];
+	free(all);
+	return twice;
 }
 
 static int64_t one(lks_conn *c, const char *sql, int *rc)
@@ -152,7 +185,7 @@ int cli_check(int argc, char **argv)
 	cli_common co = {0};
 	checker ck = {0};
 	int64_t duration_ms = 5000, grants = 0, acked = 0, unknown = 0, refused = 0, reconnects = 0;
-	int64_t regressions = 0, errors = 0, missing = 0, counter, logged, distinct;
+	int64_t regressions = 0, errors = 0, missing = 0, counter, logged, distinct, told_twice = 0;
 	long workers = 8;
 	bool json = false;
 	char err[128], *end;
@@ -206,12 +239,20 @@ int cli_check(int argc, char **argv)
 	ck.end_ms = now_ms() + duration_ms;
 	for (long i = 0; i < workers; i++) {
 		ws[i] = (check_worker){.ck = &ck, .id = (int)i};
-		if (!(ws[i].acks = malloc(sizeof *ws[i].acks * ACKS_MAX))) {
+		ws[i].acks = malloc(sizeof *ws[i].acks * ACKS_MAX);
+		ws[i].granted = malloc(sizeof *ws[i].granted * ACKS_MAX);
+		if (!ws[i].acks || !ws[i].granted) {
+			for (long k = 0; k <= i; k++) {
+				free(ws[k].acks);
+				free(ws[k].granted);
+			}
 			cli_error("check: out of memory");
+			lks_conn_close(c);
 			return EXIT_FAILURE_DB;
 		}
-		pthread_create(&ws[i].th, NULL, check_loop, &ws[i]);
 	}
+	for (long i = 0; i < workers; i++)
+		pthread_create(&ws[i].th, NULL, check_loop, &ws[i]);
 	for (long i = 0; i < workers; i++)
 		pthread_join(ws[i].th, NULL);
 	/* the database's view, on a connection that finds the primary now */
@@ -221,6 +262,7 @@ int cli_check(int argc, char **argv)
 	counter = one(c, "SELECT n FROM lks_check_counter", &rc);
 	logged = one(c, "SELECT count(*) FROM lks_check_log", &rc);
 	distinct = one(c, "SELECT count(DISTINCT fence) FROM lks_check_log", &rc);
+	told_twice = granted_twice(ws, workers);
 	for (long i = 0; i < workers && rc == LKS_OK; i++) {
 		check_worker *w = &ws[i];
 		grants += w->grants;
@@ -231,18 +273,22 @@ int cli_check(int argc, char **argv)
 		regressions += w->regressions;
 		errors += w->errors;
 		for (int k = 0; k < w->nacks && rc == LKS_OK; k++) {
-			char sql[128];
-			snprintf(sql, sizeof sql, "SELECT count(*) FROM lks_check_log WHERE fence = %lld",
-			         (long long)w->acks[k]);
+			char sql[160];
+			snprintf(sql, sizeof sql, "SELECT count(*) FROM lks_check_log WHERE worker = %d"
+			         " AND fence = %lld", w->id, (long long)w->acks[k]);
 			missing += one(c, sql, &rc) == 0;
 		}
-		free(w->acks);
+	}
+	for (long i = 0; i < workers; i++) {
+		free(ws[i].acks);
+		free(ws[i].granted);
 	}
 	if (rc) {
 		lks_conn_close(c);
 		return cli_exit_for(rc);
 	}
-	int64_t overlaps = atomic_load(&ck.overlaps), twice = logged - distinct;
+	int64_t overlaps = atomic_load(&ck.overlaps);
+	int64_t twice = told_twice > logged - distinct ? told_twice : logged - distinct;
 	bool ok = overlaps == 0 && regressions == 0 && twice == 0 && missing == 0 && counter == logged &&
 	          errors == 0 && grants > 0;
 	if (json)
