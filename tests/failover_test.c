@@ -152,8 +152,9 @@ static void failover_under_load(void **state)
 	assert_int_equal(lks_conn_exec(admin, "CREATE TABLE fo_counter (n bigint NOT NULL)"), LKS_OK);
 	assert_int_equal(lks_conn_exec(admin, "INSERT INTO fo_counter VALUES (0)"), LKS_OK);
 	assert_int_equal(lks_conn_exec(admin, "CREATE TABLE fo_log (fence bigint NOT NULL)"), LKS_OK);
-	/* a lease kept across the failover by auto-renew on the same URL */
-	assert_int_equal(lks_lease_acquire(&kept, admin, "fo-kept", 8000, 0, NULL), LKS_OK);
+	/* a lease kept across the failover by auto-renew on the same URL (a TTL
+	 * longer than any failover here, even on a loaded machine) */
+	assert_int_equal(lks_lease_acquire(&kept, admin, "fo-kept", 30000, 0, NULL), LKS_OK);
 	ao.interval_ms = 1000;
 	assert_int_equal(lks_lease_autorenew_start(kept, admin, NULL, &ao), LKS_OK);
 
@@ -232,7 +233,7 @@ static void failover_under_load(void **state)
 	              (long long)(ok > counter ? ok - counter : ok_missing), (long long)reconnects);
 
 	/* auto-renew found the new primary through the multi-host URL */
-	int renew = lks_lease_renew(admin, kept, 8000);
+	int renew = lks_lease_renew(admin, kept, 30000);
 	print_message("    lease kept by auto-renew across the failover: %s\n",
 	              renew == LKS_OK && !lks_lease_is_lost(kept) ? "still held" : lks_strerror(renew));
 	assert_true(before > 0 && after > 0);

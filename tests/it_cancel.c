@@ -190,17 +190,6 @@ static void *wait_in_room(void *arg)
 	return NULL;
 }
 
-/* Wait on observed state: sql (one integer) reaches want; 60 s means hung. */
-static void wait_for(lks_conn *c, const char *sql, int64_t want)
-{
-	for (int i = 0; i < 6000; i++) {
-		if (t_int1(c, sql) == want)
-			return;
-		usleep(10000);
-	}
-	fail_msg("still not %lld after 60 s: %s", (long long)want, sql);
-}
-
 /* The head of the line holds the name's baton and sleeps between polls; a
  * trip that lands in that sleep gives the baton back (MariaDB kept it for
  * the connection's life: every later hand-off waited about 1 s). */
@@ -227,7 +216,7 @@ void canceled_head_gives_its_place_back(void **state)
 		snprintf(sql, sizeof sql, "SELECT COALESCE(IS_USED_LOCK('lks:%016llx'), 0) = %lld",
 		         (unsigned long long)lks_baton_key("`lks_lease`", "room"), (long long)id);
 	pthread_create(&th, NULL, wait_in_room, &w);
-	wait_for(f->c, sql, 1); /* it is the head: it holds the baton */
+	t_wait_for(f->c, sql, 1); /* it is the head: it holds the baton */
 	lks_cancel_trip(w.token);
 	pthread_join(th, NULL);
 	assert_int_equal(w.rc, LKS_CANCELED);
@@ -268,7 +257,7 @@ void shared_token_ends_every_wait(void **state)
 		else
 			snprintf(sql, sizeof sql, "SELECT count(*) FROM information_schema.PROCESSLIST"
 			                          " WHERE INFO LIKE 'SELECT COALESCE(GET_LOCK(%%'");
-		wait_for(f->c, sql, N - 1);
+		t_wait_for(f->c, sql, N - 1);
 	}
 	lks_cancel_trip(token);
 	for (int i = 0; i < N; i++) {
@@ -358,11 +347,11 @@ void trip_returns_while_postgres_is_silent(void **state)
 	pthread_t hth;
 	head.c = t_open(f->url);
 	pthread_create(&hth, NULL, wait_in_room, &head);
-	wait_for(f->c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", 1);
+	t_wait_for(f->c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", 1);
 	pthread_create(&th, NULL, wait_in_room, &w);
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
 	                          " AND NOT granted AND pid = %d", (int)backend);
-	wait_for(f->c, sql, 1);
+	t_wait_for(f->c, sql, 1);
 	assert_int_equal(stop_process(backend, SIGSTOP), 0);
 	assert_int_equal(stop_process(postmaster, SIGSTOP), 0);
 	pthread_create(&tt, NULL, trip_it, &tr);
@@ -499,7 +488,7 @@ void canceled_grant_never_completes_later(void **state)
 	else
 		snprintf(sql, sizeof sql, "SELECT count(*) FROM information_schema.PROCESSLIST"
 		                          " WHERE ID = %lld AND COMMAND <> 'Sleep'", (long long)id);
-	wait_for(obs, sql, 0);
+	t_wait_for(obs, sql, 0);
 	assert_int_equal(lks_lease_inspect(obs, "ghost", &info), LKS_OK);
 	assert_false(info.held);
 	lks_lease_free(s.l);

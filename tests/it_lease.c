@@ -553,7 +553,7 @@ typedef struct waiter {
 	const char *url;
 	pthread_barrier_t ready; /* connected: the wait is about to start */
 	int rc;
-	int64_t waited_us;
+	int64_t waited_us, queued;
 	lks_lease *l;
 } waiter;
 
@@ -571,6 +571,7 @@ static void *wait_for_lease(void *arg)
 	pthread_barrier_wait(&w->ready);
 	w->rc = lks_lease_acquire(&w->l, c, "handoff", 5000, 30000, &o);
 	w->waited_us = st.waited_us;
+	w->queued = st.queued;
 	lks_conn_close(c);
 	return NULL;
 }
@@ -589,15 +590,18 @@ void lease_release_wakes_waiter(void **state)
 	pthread_barrier_init(&w.ready, NULL, 2);
 	pthread_create(&th, NULL, wait_for_lease, &w);
 	pthread_barrier_wait(&w.ready);
-	usleep(300 * 1000);
+	/* released once the waiter is seen in line (behind a pooler it polls,
+	 * which the server cannot show apart from other statements) */
+	if (!T_POOLED)
+		t_wait_in_line(f->c, 1);
 	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
 	pthread_join(th, NULL);
 	pthread_barrier_destroy(&w.ready);
 	assert_int_equal(w.rc, LKS_OK);
 	assert_true(lks_lease_fence(w.l) == lks_lease_fence(a) + 1);
-	assert_true(w.waited_us >= 250000); /* it did wait for the release */
-	print_message("    acquired %lld ms after it started waiting (released at 300 ms)\n",
-	              (long long)w.waited_us / 1000);
+	if (!T_POOLED)
+		assert_true(w.queued >= 1); /* it did wait in line for the release */
+	print_message("    acquired %lld ms after it started waiting\n", (long long)w.waited_us / 1000);
 	/* the release woke it, long before the poll at its deadline (30 s);
 	 * the bound tells the two paths apart, it times nothing. Behind a
 	 * pooler wake_on_release falls back to polls */

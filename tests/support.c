@@ -193,3 +193,22 @@ int fx_teardown(void **state)
 	free(f);
 	return 0;
 }
+
+void t_wait_for(lks_conn *c, const char *sql, int64_t want)
+{
+	for (int i = 0; i < 6000; i++) {
+		if (t_int1(c, sql) == want)
+			return;
+		usleep(10000);
+	}
+	fail_msg("still not %lld after 60 s: %s", (long long)want, sql);
+}
+
+void t_wait_in_line(lks_conn *c, int64_t n)
+{
+	t_wait_for(c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                  ? "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+	                  : "SELECT count(*) FROM information_schema.PROCESSLIST"
+	                    " WHERE INFO LIKE 'SELECT COALESCE(GET_LOCK(%'",
+	           n);
+}

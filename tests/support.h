@@ -32,6 +32,11 @@ lks_conn *t_open(const char *url);
 int t_int(lks_conn *c, int64_t *out, const char *sql, const lks_value *p, size_t n);
 int64_t t_int1(lks_conn *c, const char *sql); /* asserts success */
 void t_exec(lks_conn *c, const char *sql);    /* asserts success */
+/* Waits on observed state: sql (one integer) reaches want; 60 s means hung. */
+void t_wait_for(lks_conn *c, const char *sql, int64_t want);
+/* Waits until n connections wait in a waiting room's line (blocked on a
+ * baton: pg_locks / PROCESSLIST). */
+void t_wait_in_line(lks_conn *c, int64_t n);
 int64_t t_session_id(lks_conn *c);
 void t_kill_session(const char *url, int64_t id);
 const char *t_sleep_sql(void); /* a statement that sleeps 5 s */
