@@ -52,7 +52,12 @@ static void cancel_one_wait(fx *f, lks_conn *holder_c, int waiting_room)
 	w.token = token;
 	w.c = t_open(f->url);
 	pthread_create(&th, NULL, wait_60s, &w);
-	usleep(500 * 1000); /* in line, or asleep between polls */
+	/* in line (seen on the server); a poller's sleep between polls cannot
+	 * be seen: a trip before its first poll ends the call all the same */
+	if (waiting_room)
+		t_wait_in_line(f->c, 1);
+	else
+		usleep(500 * 1000);
 	tripped = mono_us();
 	lks_cancel_trip(token);
 	pthread_join(th, NULL);
@@ -110,8 +115,8 @@ void acquire_wait_is_canceled(void **state)
 static int always_conflict(lks_conn *c, int attempt, void *arg)
 {
 	(void)c;
-	(void)attempt;
-	(void)arg;
+	if (arg)
+		atomic_fetch_add((atomic_int *)arg, 1);
 	return LKS_CONFLICT;
 }
 
@@ -119,6 +124,7 @@ typedef struct retrier {
 	lks_conn *c;
 	lks_cancel *token;
 	lks_retry_stats st;
+	atomic_int attempts;
 	int rc;
 	int64_t returned_us;
 } retrier;
@@ -132,7 +138,7 @@ static void *retry_forever(void *arg)
 	o.base_delay_us = 2000000; /* long backoff sleeps */
 	o.max_delay_us = 5000000;
 	o.cancel = r->token;
-	r->rc = lks_retry(r->c, &o, always_conflict, NULL, &r->st);
+	r->rc = lks_retry(r->c, &o, always_conflict, &r->attempts, &r->st);
 	r->returned_us = mono_us();
 	return NULL;
 }
@@ -147,7 +153,10 @@ void retry_loop_is_canceled(void **state)
 	lks_retry_stats st;
 	assert_int_equal(lks_cancel_new(&r.token), LKS_OK);
 	pthread_create(&th, NULL, retry_forever, &r);
-	usleep(300 * 1000);
+	/* the first attempt failed: it sleeps its backoff (2 s or more) */
+	for (int i = 0; i < 6000 && !atomic_load(&r.attempts); i++)
+		usleep(10000);
+	assert_true(atomic_load(&r.attempts) >= 1);
 	tripped = mono_us();
 	lks_cancel_trip(r.token);
 	pthread_join(th, NULL);

@@ -495,7 +495,12 @@ void autorenew_reports_server_gone(void **state)
 	atomic_store(&lost_calls, 0);
 	ao.on_lost = on_lost;
 	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
-	usleep(800 * 1000); /* at least one renewal */
+	/* at least one renewal: the time left jumps up (60 s means hung) */
+	int64_t left = lks_lease_remaining_ms(l);
+	for (int i = 0; i < 6000 && lks_lease_remaining_ms(l) <= left; i++) {
+		left = lks_lease_remaining_ms(l) < left ? lks_lease_remaining_ms(l) : left;
+		usleep(10 * 1000);
+	}
 	assert_false(lks_lease_is_lost(l));
 	t_ctl("stop");
 	/* behind PgBouncer the renewal waits for a server connection until
@@ -636,8 +641,7 @@ void lease_fence_guess_never_decides(void **state)
 	/* taken by the other and left to expire: taken over with the next fence */
 	b = must_acquire(other, "guess", 300, 0);
 	assert_int_equal(lks_lease_fence(b), f0 + 3);
-	usleep(400 * 1000);
-	a = must_acquire(f->c, "guess", 5000, 0);
+	a = must_acquire(f->c, "guess", 5000, 60000); /* at b's expiry */
 	assert_int_equal(lks_lease_fence(a), f0 + 4);
 	assert_int_equal(lks_lease_release(other, b), LKS_LOST);
 	lks_lease_free(b);

@@ -155,10 +155,10 @@ void queue_survives_killed_waiter_and_holder(void **state)
 	pthread_barrier_init(&ready, NULL, 2); /* main + one waiter, twice */
 	pthread_create(&tb, NULL, queued_thread, &b);
 	pthread_barrier_wait(&ready);
-	usleep(100 * 1000);
+	t_wait_in_line(f->c, 1); /* b in the line, then c behind it */
 	pthread_create(&tc, NULL, queued_thread, &c);
 	pthread_barrier_wait(&ready);
-	usleep(200 * 1000); /* both in the line */
+	t_wait_in_line(f->c, 2);
 	t_kill_session(f->url, b.session);
 	pthread_join(tb, NULL);
 	assert_int_equal(b.rc, LKS_ECONN);
