@@ -351,13 +351,15 @@ static void *take_over(void *arg)
 	if (atomic_load(&r->step) < 0)
 		return NULL; /* the stale holder never got inside its write */
 	/* A's lease (600 ms) expires inside its write; then node 3 commits a
-	 * large transaction that nodes 1 and 2 apply before anything after it */
+	 * large transaction that nodes 1 and 2 apply before anything after it.
+	 * The takeover waits up to 20 s: under the ThreadSanitizer pass a wait
+	 * of 5 s once ran out while node 2 applied it. */
 	while (mono_ms() < r->a_expired_ms)
 		usleep(5000);
 	if (lks_conn_exec(t->big, "UPDATE g_big SET v = v + 1"))
 		fail_msg("big transaction: %s", lks_conn_errmsg(t->big));
 	atomic_store(&r->step, 2);
-	r->b_rc = lks_lease_acquire(&l, t->b, "g:stale", 5000, 5000, NULL);
+	r->b_rc = lks_lease_acquire(&l, t->b, "g:stale", 5000, 20000, NULL);
 	if (r->b_rc == LKS_OK) {
 		r->b_fence = lks_lease_fence(l);
 		atomic_store(&r->step, 3);
