@@ -27,6 +27,8 @@
 #define QMAX (2 * LKS_IDENT_MAX + 8)
 /* how often observe reads the row while nothing changes */
 #define OBSERVE_POLL_US 50000
+/* a wake that showed no change reads once more this soon */
+#define OBSERVE_REREAD_US 2000
 
 int lks_payload_column(lks_conn *c, const char *t)
 {
@@ -223,7 +225,7 @@ int lks_election_observe(lks_conn *c, const char *name, const lks_lease_info *se
 	char t[QMAX];
 	uint64_t key;
 	int64_t deadline;
-	bool woken = false;
+	int woken = 0; /* reads since a wake that showed no change */
 	int rc = lks_conn_check(c);
 	if (value_len)
 		*value_len = 0;
@@ -256,14 +258,22 @@ int lks_election_observe(lks_conn *c, const char *name, const lks_lease_info *se
 			pause = now.remaining_ms * 1000 + 1000;
 		if (pause > left)
 			pause = left;
-		/* a wake without a change: the baton was free, the leader holds
+		/* a wake without a change: the release may not be committed
+		 * yet (MariaDB gives the baton back inside its UPDATE): read once
+		 * more soon. Still none: the baton was free, the leader holds
 		 * none (a plain acquire, a session gone before its TTL); and
-		 * nobody leading holds no baton either: read again after a pause */
-		if (woken || !now.held || !c->ops->baton_supported(c)) {
-			woken = false;
+		 * nobody leading holds no baton either: read after a pause */
+		if (woken == 1) {
+			woken = 2;
+			lks_sleep_us(pause < OBSERVE_REREAD_US ? pause : OBSERVE_REREAD_US);
+		} else if (woken || !now.held || !c->ops->baton_supported(c)) {
+			woken = 0;
 			lks_sleep_us(pause);
-		} else if ((rc = observe_wait(c, key, pause, &woken))) {
-			return rc;
+		} else {
+			bool got;
+			if ((rc = observe_wait(c, key, pause, &got)))
+				return rc;
+			woken = got;
 		}
 	}
 }
