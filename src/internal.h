@@ -66,7 +66,7 @@ static inline void lks_grant_clear(lks_grant *g)
 }
 
 /*
- * The waiting room (see lease.c): a session-level server lock per lease name,
+ * The waiting room (see lease_acquire.c): a session-level server lock per lease name,
  * the "baton". The holder keeps it while it holds the lease; waiters block on
  * it in the server instead of polling, and the release hands it to the first
  * in line. It is only an optimisation: the lease row alone decides grants.

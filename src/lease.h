@@ -1,4 +1,4 @@
-/* The lease object, shared by lease.c and autorenew.c. */
+/* The lease object, shared by the lease files and autorenew.c. */
 #ifndef LKS_LEASE_H
 #define LKS_LEASE_H
 #include <pthread.h>
@@ -38,6 +38,15 @@ struct lks_lease {
 	/* the lks_renewer renewing it, or NULL */
 	_Atomic(lks_renewer *) renewer;
 };
+
+/* lease.c's helpers for the other lease files: a TTL's bounds, a lease
+ * argument, the batons a connection holds (a holder's, registered so that
+ * free, release and the session's end give it back) */
+int lks_lease_check_ttl(lks_conn *c, int64_t ttl_ms);
+int lks_lease_check(lks_conn *c, const lks_lease *lease);
+void lks_baton_register(lks_conn *c, lks_lease *l);
+/* gives the baton back without losing the error the caller will see */
+void lks_baton_give_quietly(lks_conn *c, uint64_t baton);
 
 /* after a renewal that the server said left remaining_us */
 void lks_lease_set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us);
