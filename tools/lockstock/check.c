@@ -25,7 +25,10 @@ enum { CHECK_URL = 256, CHECK_WORKERS, CHECK_DURATION, CHECK_TTL, CHECK_JSON, CH
 
 typedef struct checker {
 	const char *url;
-	int64_t ttl_ms, end_ms;
+	int64_t ttl_ms, duration_ms, end_ms;
+	/* the workload starts once every worker is connected (the clock does
+	 * not count slow connects: TLS, SCRAM, a cluster's failover) */
+	pthread_barrier_t connected, started;
 	atomic_int inside, overlaps;
 } checker;
 
@@ -71,7 +74,11 @@ static void *check_loop(void *arg)
 {
 	check_worker *w = arg;
 	lks_conn *c = NULL;
-	if (lks_conn_open(&c, w->ck->url) || lks_lease_set_table(c, LEASE_TABLE)) {
+	bool opened = lks_conn_open(&c, w->ck->url) == LKS_OK && lks_lease_set_table(c, LEASE_TABLE) == LKS_OK;
+	if (pthread_barrier_wait(&w->ck->connected) == PTHREAD_BARRIER_SERIAL_THREAD)
+		w->ck->end_ms = now_ms() + w->ck->duration_ms;
+	pthread_barrier_wait(&w->ck->started);
+	if (!opened) {
 		w->errors++;
 		lks_conn_close(c);
 		return NULL;
@@ -236,7 +243,9 @@ int cli_check(int argc, char **argv)
 		return cli_exit_for(rc);
 	}
 	ck.url = co.url ? co.url : getenv("LOCKSTOCK_URL");
-	ck.end_ms = now_ms() + duration_ms;
+	ck.duration_ms = duration_ms;
+	pthread_barrier_init(&ck.connected, NULL, (unsigned)workers);
+	pthread_barrier_init(&ck.started, NULL, (unsigned)workers);
 	for (long i = 0; i < workers; i++) {
 		ws[i] = (check_worker){.ck = &ck, .id = (int)i};
 		ws[i].acks = malloc(sizeof *ws[i].acks * ACKS_MAX);
@@ -255,6 +264,8 @@ int cli_check(int argc, char **argv)
 		pthread_create(&ws[i].th, NULL, check_loop, &ws[i]);
 	for (long i = 0; i < workers; i++)
 		pthread_join(ws[i].th, NULL);
+	pthread_barrier_destroy(&ck.connected);
+	pthread_barrier_destroy(&ck.started);
 	/* the database's view, on a connection that finds the primary now */
 	for (int i = 0; i < 300 && lks_conn_reset(c) != LKS_OK; i++)
 		usleep(100000);
