@@ -185,7 +185,7 @@ static int stall_3s(lks_conn *c, int64_t fence, void *arg)
 {
 	int64_t n;
 	(void)fence;
-	(void)arg;
+	atomic_store((atomic_int *)arg, 1); /* the guard holds the lease row now */
 	sleep(3);
 	return lks_conn_query_int(c, "UPDATE stall_target SET n = n + 1", NULL, 0, &n);
 }
@@ -196,14 +196,14 @@ typedef struct staller {
 	lks_conn *c;
 	pthread_barrier_t *in;
 	int rc;
-	atomic_int done;
+	atomic_int inside, done;
 } staller;
 
 static void *stall_thread(void *arg)
 {
 	staller *s = arg;
 	pthread_barrier_wait(s->in);
-	s->rc = lks_lease_fenced_write(s->c, s->l, stall_3s, NULL);
+	s->rc = lks_lease_fenced_write(s->c, s->l, stall_3s, &s->inside);
 	atomic_store(&s->done, 1);
 	return NULL;
 }
@@ -230,7 +230,10 @@ void queue_wait_is_bounded_by_deadline(void **state)
 	s.in = &in;
 	pthread_create(&th, NULL, stall_thread, &s);
 	pthread_barrier_wait(&in);
-	usleep(100 * 1000); /* the fenced write holds its share lock now */
+	/* the fenced write holds the lease row: its callback has begun */
+	for (int i = 0; i < 6000 && !atomic_load(&s.inside); i++)
+		usleep(10000);
+	assert_int_equal(atomic_load(&s.inside), 1);
 	start = now_ms();
 	rc = lks_lease_acquire(&b, other, "stall", 5000, 1000, NULL);
 	stall_over = atomic_load(&s.done);
