@@ -103,6 +103,8 @@ int lks_my_lease_force_release(lks_conn *c, const char *t, const char *name,
                                bool with_owner, lks_rows *out);
 void lks_my_interrupt(lks_conn *c);
 int lks_my_after_cancel(lks_conn *c, const char *t, const char *name, const char *holder);
+/* ROLLBACK of an open transaction that keeps the error the caller sees */
+void lks_my_rollback_keeping_error(lks_conn *c);
 int lks_my_set_prepare(lks_conn *c, bool on);
 lks_overflow lks_my_overflow_part(lks_conn *c, const char *server, const char *table_q,
                                   const char *key_q, const char *version_q,

@@ -1,22 +1,7 @@
-/* PostgreSQL backend: the lease statements (grant, renew, release, the
- * fenced-write guard, inspect, force release) and the waiting room's
- * advisory-lock batons. */
+/* PostgreSQL backend: the lease statements that grant and keep a lease
+ * (grant, a semaphore's grant, renew, release, the fenced-write guard).
+ * Reads and administration: lease_admin.c; batons: baton.c. */
 #include "pg.h"
-
-/* Whether this session holds the baton (pg_locks shows a bigint key as
- * classid = high 32 bits, objid = low 32 bits, objsubid = 1). */
-int lks_pg_baton_held(lks_conn *c, uint64_t baton, int *held)
-{
-	lks_value k[2] = {LKS_INT((int64_t)(baton >> 32)), LKS_INT((int64_t)(baton & 0xffffffffu))};
-	int64_t n = 0;
-	int rc = lks_query_int(c,
-	                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-	                            " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
-	                            " AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
-	                            k, 2, &n);
-	*held = n > 0;
-	return rc;
-}
 
 /* The plain UPDATE that grants a free or expired lease (see lks_pg_lease_try);
  * a busy, locked or never-seen lease matches nothing here. The baton is
@@ -341,50 +326,6 @@ int lks_pg_lease_release(lks_conn *c, const char *t, const char *name,
 	return released == 1 ? LKS_OK : LKS_LOST;
 }
 
-/* Session locks stay on one server connection: not behind a pooler; and
- * grant=single (engines without advisory locks) polls. */
-bool lks_pg_baton_supported(lks_conn *c)
-{
-	return !ST(c)->unprepared && !ST(c)->single_grant;
-}
-
-/* Wait in the server's lock queue (first come, first served). lock_timeout
- * is set by the inner query, which runs before the outer one takes the lock:
- * a subquery with a volatile target list is never flattened. */
-int lks_pg_baton_wait(lks_conn *c, uint64_t baton, int64_t timeout_us, int *got)
-{
-	char timeout[32];
-	lks_value p[2] = {LKS_INT((int64_t)baton), LKS_TEXT(timeout)};
-	lks_rows r;
-	int rc;
-	snprintf(timeout, sizeof timeout, "%lldms",
-	         (long long)(timeout_us > 1000 ? timeout_us / 1000 : 1));
-	*got = 0;
-	rc = lks_pg_query(c,
-	                  "SELECT pg_advisory_lock($1::bigint) IS NOT NULL"
-	                  " FROM (SELECT set_config('lock_timeout', $2::text, true)) s",
-	                  p, 2, &r);
-	if (rc == LKS_ETRANSIENT && !strcmp(c->sqlstate, "55P03")) {
-		/* Timed out, unless the lock was granted just as the timeout
-		 * fired: PostgreSQL then keeps it and still reports the error. */
-		lks_clear_error(c);
-		return lks_pg_baton_held(c, baton, got);
-	}
-	if (rc == LKS_OK)
-		*got = r.nrows == 1;
-	lks_rows_clear(&r);
-	return rc;
-}
-
-int lks_pg_baton_give(lks_conn *c, uint64_t baton)
-{
-	lks_value k = LKS_INT((int64_t)baton);
-	lks_rows r;
-	int rc = lks_pg_query(c, "SELECT pg_advisory_unlock($1::bigint)", &k, 1, &r);
-	lks_rows_clear(&r);
-	return rc;
-}
-
 int lks_pg_lease_guard(lks_conn *c, const char *t, const char *name,
                          const char *holder, int64_t fence)
 {
@@ -405,55 +346,6 @@ int lks_pg_lease_guard(lks_conn *c, const char *t, const char *name,
 		            " AND expires_at > clock_timestamp() FOR SHARE",
 		            t);
 	return lks_query_grant(c, &q, p, 3, NULL);
-}
-
-#define PG_SELECT_ROW \
-	"SELECT name, coalesce(holder, ''), fence," \
-	" CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US " ELSE 0 END," \
-	" (expires_at > clock_timestamp())::int, %s FROM %s"
-
-int lks_pg_lease_select(lks_conn *c, const char *t, const char *name, bool with_owner,
-                        lks_rows *out)
-{
-	lks_sql q = {.len = 0};
-	lks_value p = LKS_TEXT(name);
-	lks_sql_add(&q, PG_SELECT_ROW, with_owner ? "owner" : "NULL::text", t);
-	if (name)
-		lks_sql_add(&q, " WHERE name = $1");
-	else
-		lks_sql_add(&q, " WHERE expires_at > clock_timestamp() ORDER BY name");
-	return lks_pg_query(c, q.buf, &p, name ? 1 : 0, out);
-}
-
-/* The payload is stored behind the holder id of the grant that wrote it,
- * so a later grant never shows a stale one and no grant statement has to
- * clear it (as the owner label). */
-int lks_pg_lease_set_payload(lks_conn *c, const char *t, const char *name, const char *holder,
-                             int64_t fence, const char *hex)
-{
-	lks_sql q = {.len = 0};
-	lks_value p[4] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(fence), LKS_TEXT(hex)};
-	lks_sql_add(&q,
-	            "UPDATE %s SET payload = convert_to($2, 'UTF8') || decode($4, 'hex')"
-	            " WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at > clock_timestamp()",
-	            t);
-	return lks_query_grant(c, &q, p, 4, NULL);
-}
-
-/* rows: as lease_select (no owner), then the payload (hex) of the current
- * grant, NULL when none */
-int lks_pg_lease_get_payload(lks_conn *c, const char *t, const char *name, bool with_owner,
-                             lks_rows *out)
-{
-	lks_sql q = {.len = 0};
-	lks_value p = LKS_TEXT(name);
-#define PG_PAYLOAD \
-	"CASE WHEN expires_at > clock_timestamp() AND holder IS NOT NULL" \
-	" AND substring(payload FROM 1 FOR 32) = convert_to(holder, 'UTF8')" \
-	" THEN encode(substring(payload FROM 33), 'hex') END"
-	lks_sql_add(&q, PG_SELECT_ROW " WHERE name = $1",
-	            with_owner ? "owner, " PG_PAYLOAD : "NULL::text, " PG_PAYLOAD, t);
-	return lks_pg_query(c, q.buf, &p, 1, out);
 }
 
 /* A semaphore's grant in one statement, as a hand-written slot table
@@ -502,37 +394,4 @@ int lks_pg_semaphore_grab(lks_conn *c, const char *t, const char *prefix, int pe
 	}
 	lks_rows_clear(&r);
 	return LKS_OK;
-}
-
-/* The rows of a semaphore's slots prefix0 .. prefix(permits-1) that exist;
- * index lookups of the primary key, whatever the column's collation. */
-int lks_pg_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,
-                              bool with_owner, lks_rows *out)
-{
-	lks_sql q = {.len = 0};
-	lks_value p[2] = {LKS_TEXT(prefix), LKS_INT(permits)};
-	lks_sql_add(&q, PG_SELECT_ROW, with_owner ? "owner" : "NULL::text", t);
-	lks_sql_add(&q, " WHERE name = ANY (SELECT $1::text || k::text"
-	                " FROM generate_series(0, $2::int - 1) k)");
-	return lks_pg_query(c, q.buf, p, 2, out);
-}
-
-/* The row before, locked; then freed with its fence advanced. One
- * statement: the CTE's FOR UPDATE waits for a fenced write in flight. */
-int lks_pg_lease_force_release(lks_conn *c, const char *t, const char *name,
-                               bool with_owner, lks_rows *out)
-{
-	lks_sql q = {.len = 0}, old = {.len = 0};
-	lks_value p = LKS_TEXT(name);
-	lks_sql_add(&old, PG_SELECT_ROW " WHERE name = $1 FOR UPDATE",
-	            with_owner ? "owner" : "NULL::text", t);
-	lks_sql_add(&q,
-	            "WITH old AS (%s), u AS (UPDATE %s SET holder = NULL, fence = fence + 1,"
-	            " expires_at = clock_timestamp() WHERE name = $1 AND EXISTS (SELECT 1 FROM old)"
-	            " AND expires_at > clock_timestamp() RETURNING 1)"
-	            " SELECT * FROM old",
-	            old.buf, t);
-	if (q.overflow)
-		return lks_set_error(c, LKS_EINVAL, "statement too long");
-	return lks_pg_query(c, q.buf, &p, 1, out);
 }
