@@ -196,31 +196,13 @@ void election_terms_values_and_observe(void **state)
 	lks_conn_close(w);
 }
 
-/* A leader in office in a child process until killed: its term. */
-static pid_t fork_leader(const char *url, int64_t *term)
+/* the child's part: in office as "dead" (out[0]: its term) */
+static void take_office(lks_conn *c, int64_t out[2], void *arg)
 {
-	int fds[2];
-	assert_int_equal(pipe(fds), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		lks_conn *c = NULL;
-		lks_lease *cl = NULL;
-		int64_t t = -1;
-		close(fds[0]);
-		if (lks_conn_open(&c, url) == LKS_OK &&
-		    lks_election_campaign(&cl, c, "killed", "dead", 4, 1500, 0, NULL) == LKS_OK)
-			t = lks_lease_fence(cl);
-		if (write(fds[1], &t, sizeof t) != sizeof t)
-			_exit(3);
-		for (;;)
-			pause(); /* in office until killed */
-	}
-	close(fds[1]);
-	assert_int_equal(read(fds[0], term, sizeof *term), (ssize_t)sizeof *term);
-	close(fds[0]);
-	assert_true(*term > 0);
-	return pid;
+	lks_lease *l = NULL;
+	(void)arg;
+	if (lks_election_campaign(&l, c, "killed", "dead", 4, 1500, 0, NULL) == LKS_OK)
+		out[0] = lks_lease_fence(l);
 }
 
 /* Leaders SIGKILLed in office, three times: no resign, the session gone.
@@ -235,11 +217,13 @@ void election_killed_leader_replaced_at_ttl(void **state)
 	for (int round = 0; round < 3; round++) {
 		lks_lease_info seen = LKS_LEASE_INFO_INIT, now = LKS_LEASE_INFO_INIT;
 		lks_lease *l = NULL;
-		int64_t term = -1;
+		int64_t got[2];
 		int status;
 		char value[64];
 		size_t len = 0;
-		pid_t pid = fork_leader(f->url, &term);
+		pid_t pid = t_fork_holder(f->url, take_office, NULL, got);
+		int64_t term = got[0];
+		assert_true(term > 0);
 		assert_true(term > last);
 		assert_int_equal(lks_election_leader(w, "killed", &seen, value, sizeof value, &len), LKS_OK);
 		assert_true(seen.held);

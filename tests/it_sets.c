@@ -178,37 +178,28 @@ void semaphore_expiry_and_changed_limit(void **state)
 	lks_conn_close(other);
 }
 
+/* the child's part: a permit of "crash" (out: its slot and fence) */
+static void take_permit(lks_conn *c, int64_t out[2], void *arg)
+{
+	lks_lease *l = NULL;
+	(void)arg;
+	if (lks_semaphore_acquire(&l, c, "crash", 2, 1500, 0, NULL) == LKS_OK) {
+		out[0] = lks_lease_slot(l);
+		out[1] = lks_lease_fence(l);
+	}
+}
+
 /* A holder SIGKILLed while it holds a permit: its permit comes back at its
  * TTL on the server's clock (never before: the new grant starts at or after
  * the dead one's expiry), to the same slot, with a greater fence. */
 void semaphore_killed_holders_permit_returns(void **state)
 {
 	fx *f = *state;
-	int fds[2], status;
-	int64_t got[2] = {-1, -1}; /* slot, fence */
+	int status;
+	int64_t got[2]; /* slot, fence */
 	lks_lease *mine = must_sem(f->c, "crash", 2, 60000, 0), *x = NULL;
 	char sql[256];
-	assert_int_equal(pipe(fds), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		lks_conn *c = NULL;
-		lks_lease *l = NULL;
-		int64_t out[2] = {-1, -1};
-		close(fds[0]);
-		if (lks_conn_open(&c, f->url) == LKS_OK &&
-		    lks_semaphore_acquire(&l, c, "crash", 2, 1500, 0, NULL) == LKS_OK) {
-			out[0] = lks_lease_slot(l);
-			out[1] = lks_lease_fence(l);
-		}
-		if (write(fds[1], out, sizeof out) != sizeof out)
-			_exit(3);
-		for (;;)
-			pause(); /* holding its permit until killed */
-	}
-	close(fds[1]);
-	assert_int_equal(read(fds[0], got, sizeof got), (ssize_t)sizeof got);
-	close(fds[0]);
+	pid_t pid = t_fork_holder(f->url, take_permit, NULL, got);
 	assert_true(got[1] > 0);
 	assert_int_equal(got[0], 1 - lks_lease_slot(mine));
 	kill(pid, SIGKILL);

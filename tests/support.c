@@ -212,3 +212,26 @@ void t_wait_in_line(lks_conn *c, int64_t n)
 	                    " WHERE INFO LIKE 'SELECT COALESCE(GET_LOCK(%'",
 	           n);
 }
+
+int t_fork_holder(const char *url, t_holder_fn fn, void *arg, int64_t out[2])
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	int pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		lks_conn *c = NULL;
+		int64_t got[2] = {-1, -1};
+		close(fds[0]);
+		if (lks_conn_open(&c, url) == LKS_OK)
+			fn(c, got, arg);
+		if (write(fds[1], got, sizeof got) != sizeof got)
+			_exit(3);
+		for (;;)
+			pause(); /* holding until killed */
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], out, 2 * sizeof *out), (ssize_t)(2 * sizeof *out));
+	close(fds[0]);
+	return pid;
+}

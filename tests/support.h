@@ -32,6 +32,11 @@ lks_conn *t_open(const char *url);
 int t_int(lks_conn *c, int64_t *out, const char *sql, const lks_value *p, size_t n);
 int64_t t_int1(lks_conn *c, const char *sql); /* asserts success */
 void t_exec(lks_conn *c, const char *sql);    /* asserts success */
+/* A holder in a child process, to be SIGKILLed: the child opens url, runs
+ * fn (which fills out[0..1], -1 on failure), sends out to the parent and
+ * pauses until killed. Returns its pid with out filled. */
+typedef void (*t_holder_fn)(lks_conn *c, int64_t out[2], void *arg);
+int t_fork_holder(const char *url, t_holder_fn fn, void *arg, int64_t out[2]);
 /* Waits on observed state: sql (one integer) reaches want; 60 s means hung. */
 void t_wait_for(lks_conn *c, const char *sql, int64_t want);
 /* Waits until n connections wait in a waiting room's line (blocked on a
