@@ -181,15 +181,18 @@ static void sigkilled_run_is_taken_over(void **state)
 	const char *a_args[] = {"run", "crashy", "--ttl", "2s", "--owner", "replica-a", "--", "sh", "-c", script, NULL};
 	const char *b_args[] = {"run", "crashy", "--wait", "10s", "--owner", "replica-b", "--pass-url", "--", cli, "list", NULL};
 	proc a = start(f->url, a_args), b;
-	int64_t t0;
 	wait_file(up);
 	assert_int_equal(lks_lease_inspect(f->c, "crashy", &info), LKS_OK);
 	assert_string_equal(info.owner, "replica-a");
 	kill(a.pid, SIGKILL);
 	assert_int_equal(finish(&a), 128 + SIGKILL); /* and its command */
-	t0 = now_ms();
+	t_exec(f->c, "CREATE TABLE crashy_expiry AS SELECT expires_at FROM lks_lease WHERE name = 'crashy'");
 	assert_int_equal(run(f->url, b_args, &b), 0);
-	assert_true(now_ms() - t0 >= 500); /* it waited for the expiry */
+	/* it waited for the expiry: granted at or after it, on the server's clock */
+	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_lease l, crashy_expiry e WHERE"
+	                              " l.name = 'crashy' AND l.acquired_at >= e.expires_at"),
+	                 1);
+	t_exec(f->c, "DROP TABLE crashy_expiry");
 	assert_non_null(strstr(slurp(b.out), "crashy\treplica-b\t"));
 	assert_null(strstr(slurp(b.out), "replica-a"));
 	unlink(up);
