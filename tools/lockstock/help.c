@@ -344,7 +344,7 @@ static const char purge_page[] =
 "DESCRIPTION\n"
 "    Deletes the rows of leases that have been free (released or expired)\n"
 "    for more than D on the server's clock, in short transactions of at\n"
-"    most --batch rows (default 1000). Names used once (request ids, once\n"
+"    most --batch rows (default 100). Names used once (request ids, once\n"
 "    keys, job ids) otherwise grow the table without bound. Fences stay\n"
 "    strictly increasing: the table keeps a fence floor, raised before any\n"
 "    row goes, and a name used again starts above it. Held leases are never\n"
