@@ -329,7 +329,7 @@ static const char once_page[] =
 "    (scope, key, code, failed, fence, completed_at, result_hex). forget\n"
 "    deletes one record: the key runs again on its next call. purge deletes\n"
 "    the records completed more than D ago, in short transactions of at\n"
-"    most --batch rows (default 1000) that skip rows a run holds.\n"
+"    most --batch rows (default 100) that skip rows a run holds.\n"
 "\n"
 "EXIT STATUS\n"
 "    0 done; 1 inspect/forget: no such record; 64, 69, 70 as for all.\n";

@@ -115,7 +115,7 @@ static int once_parse(int argc, char **argv, once_opts *o)
 	};
 	char err[128], *end;
 	int opt;
-	o->batch = 1000;
+	o->batch = 100; /* as lockstock purge: short transactions beside live traffic */
 	o->limit = 1000; /* list: an operator's screenful, not the whole table */
 	opterr = 0;
 	optind = 1;
