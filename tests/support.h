@@ -37,6 +37,13 @@ void t_exec(lks_conn *c, const char *sql);    /* asserts success */
  * pauses until killed. Returns its pid with out filled. */
 typedef void (*t_holder_fn)(lks_conn *c, int64_t out[2], void *arg);
 int t_fork_holder(const char *url, t_holder_fn fn, void *arg, int64_t out[2]);
+/* call must return LKS_OK; otherwise fail with the handle's message */
+#define T_OK(c, call)                                                                    \
+	do {                                                                             \
+		int t_rc_ = (call);                                                      \
+		if (t_rc_ != LKS_OK)                                                     \
+			fail_msg("%s: %s (%s)", #call, lks_strerror(t_rc_), lks_conn_errmsg(c)); \
+	} while (0)
 /* Waits on observed state: sql (one integer) reaches want; 60 s means hung. */
 void t_wait_for(lks_conn *c, const char *sql, int64_t want);
 /* Waits until n connections wait in a waiting room's line (blocked on a
