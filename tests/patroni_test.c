@@ -366,6 +366,13 @@ static void failover_under_patroni(void **state)
 	assert_true(ok > 0 && hot_grants > 0);
 	assert_int_equal(logged, counter); /* one transaction writes both */
 	assert_int_equal(believes_wrong, 0); /* asynchronous too: a lease is never silently kept */
+	/* a lease shorter than the failover could not be renewed through it
+	 * (no primary took writes for failover_ms): each was reported lost */
+	if (failover_ms > 3000)
+		for (int i = 0; i < WORKERS; i++)
+			if (workers[i].ttl_ms < 10000 && workers[i].lost_reports < 1)
+				fail_msg("worker %d's lease of %lld ms was never reported lost through a failover of"
+				         " %lld ms", i, (long long)workers[i].ttl_ms, (long long)failover_ms);
 	if (sync_mode) {
 		assert_int_equal(hot_twice, 0);
 		assert_int_equal(ok_missing, 0);
