@@ -297,7 +297,7 @@ void lease_paused_holder_cannot_write(void **state)
 	a = must_acquire(f->c, "res", 300, 0);
 	assert_int_equal(lks_lease_fenced_write(f->c, a, write_owner, &wa), LKS_OK);
 	usleep(450 * 1000); /* A stalls past its TTL */
-	b = must_acquire(other, "res", 5000, 0);
+	b = must_acquire(other, "res", 5000, 60000); /* at A's expiry */
 	assert_int_equal(lks_lease_fenced_write(other, b, write_owner, &wb), LKS_OK);
 	/* A wakes up and writes: rejected, nothing changes */
 	assert_int_equal(lks_lease_fenced_write(f->c, a, write_owner, &wa), LKS_LOST);
