@@ -5,13 +5,34 @@ fails, either with "# SKIP" is skipped; a test without TAP output is one
 case (its exit status). A test meson did not pass (failed, timed out, a
 crash after its last case) counts at least one failure, and so does a test
 that printed no case: a suite that ran nothing must never look green.
-Prints "PASSED FAILED SKIPPED", then "failed TEST" for each failing test."""
+Prints "PASSED FAILED SKIPPED", then "failed TEST" for each failing test
+and "case TEST: LINE" for each failing case with its diagnostics, so the
+end of a long run still names what failed and why."""
 import json
 import re
 import sys
 
 CASE = re.compile(r"^(not )?ok \d+[^#]*(#\s*(\w+))?", re.IGNORECASE)
 PLAN = re.compile(r"^1\.\.\d+")
+STDERR_SAYS = re.compile(r"^(ERROR|FAILED)|SUMMARY: \w+Sanitizer|runtime error:")
+
+
+def failing_cases(test, limit=8):
+    """The "not ok" lines of a test and the diagnostic lines after each."""
+    out = []
+    lines = (test.get("stdout") or "").splitlines()
+    for i, line in enumerate(lines):
+        m = CASE.match(line)
+        if not m or not m.group(1) or (m.group(3) or "").upper() == "SKIP":
+            continue
+        out.append(line.strip())
+        for diag in lines[i + 1:i + 1 + limit]:
+            if not diag.lstrip().startswith("#"):
+                break
+            out.append("  " + diag.strip())
+    # cmocka prints fail_msg() and print_error() on stderr; sanitizers too
+    said = [l.strip() for l in (test.get("stderr") or "").splitlines() if STDERR_SAYS.search(l)]
+    return out + ["  stderr: " + l for l in said[:limit]]
 
 
 def count(test):
@@ -50,18 +71,22 @@ def main(path):
     except OSError as e:
         print(0, 1, 0)
         print("failed", f"(no meson log: {e})")
+        print("case", f"(no meson log: {e})")
         return
     if not tests:
-        bad.append("(no test ran)")
+        bad.append(("(no test ran)", [], "none"))
         totals[1] += 1
     for t in tests:
         p, f, k = count(t)
         totals = [totals[0] + p, totals[1] + f, totals[2] + k]
         if f:
-            bad.append(t.get("name", "?"))
+            bad.append((t.get("name", "?"), failing_cases(t), t.get("result", "?")))
     print(*totals)
-    for name in bad:
+    for name, _, _ in bad:
         print("failed", name)
+    for name, cases, result in bad:
+        for line in cases or [f"(no failing case printed; meson: {result})"]:
+            print(f"case {name}: {line}")
 
 
 if __name__ == "__main__":

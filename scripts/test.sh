@@ -135,12 +135,12 @@ stream() {
 	STREAMS+=("$pass-$name:$!:$dir/meson-logs/$pass-$name${setup:+-valgrind}.json")
 }
 
-PASSED=0 FAILED=0 SKIPPED=0 SUITES_FAILED=()
+PASSED=0 FAILED=0 SKIPPED=0 SUITES_FAILED=() CASES_FAILED=()
 # wait_streams: waits for every stream, prints its report, counts the TAP
 # cases of each test from meson's log; a test that failed, timed out or
 # printed no case counts as failed
 wait_streams() {
-	local st name pid json rc counts p f k
+	local st name pid json rc counts p f k line
 	for st in "${STREAMS[@]}"; do
 		IFS=: read -r name pid json <<<"$st"
 		rc=0
@@ -150,6 +150,8 @@ wait_streams() {
 		counts=$(python3 "$LKS_ROOT/scripts/tapcount.py" "$json")
 		read -r p f k <<<"${counts%%$'\n'*}"
 		echo "${counts#*$'\n'}" | sed -n 's/^failed /  failed: /p'
+		while IFS= read -r line; do CASES_FAILED+=("$name/${line#case }"); done \
+			< <(echo "${counts#*$'\n'}" | grep '^case ')
 		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 		PASSED=$((PASSED + p)) FAILED=$((FAILED + f)) SKIPPED=$((SKIPPED + k))
 		[ "$f" -eq 0 ] || SUITES_FAILED+=("$name")
@@ -189,6 +191,8 @@ rm -rf "$LOGS"
 echo
 if [ ${#SUITES_FAILED[@]} -gt 0 ]; then
 	log "failed: ${SUITES_FAILED[*]}"
+	# repeated last: a long run's output may be cut to its end
+	printf '  %s\n' "${CASES_FAILED[@]}"
 fi
 echo "tests: $PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" -eq 0 ]
