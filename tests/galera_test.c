@@ -597,11 +597,27 @@ typedef struct prim_worker {
 	pthread_t th;
 	int node, id;
 	atomic_int *sem_inside, *set_inside;
-	int sem_max_seen, overlaps, errors, grants;
+	int sem_max_seen, overlaps, errors, grants, reconnects;
 } prim_worker;
 
 static int sem_max;
 static pthread_mutex_t prim_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A connection the node closed (on a starved machine a Galera node may end
+ * a session it aborted) is an outage, not a wrong answer: reconnect, count
+ * it and say so, up to 3 times; the invariants are asserted all the same. */
+static bool reconnect(prim_worker *w, lks_conn **c, const char *what)
+{
+	fprintf(stderr, "# %s on node %d: connection lost (%s); reconnecting\n", what, w->node + 1,
+	        lks_conn_errmsg(*c));
+	lks_conn_close(*c);
+	*c = NULL;
+	if (++w->reconnects > 3 || lks_conn_open(c, urls[w->node]) != LKS_OK) {
+		w->errors++;
+		return false;
+	}
+	return true;
+}
 
 static void *prim_loop(void *arg)
 {
@@ -616,6 +632,11 @@ static void *prim_loop(void *arg)
 	for (int i = 0; i < 12; i++) {
 		lks_lease *l = NULL, *set[2] = {NULL, NULL};
 		int rc = lks_semaphore_acquire(&l, c, "g:sem", 2, 20000, 60000, NULL);
+		if (rc == LKS_ECONN) {
+			if (!reconnect(w, &c, "semaphore"))
+				break;
+			continue;
+		}
 		if (rc == LKS_OK) {
 			int now = atomic_fetch_add(w->sem_inside, 1) + 1;
 			pthread_mutex_lock(&prim_mu);
@@ -634,6 +655,11 @@ static void *prim_loop(void *arg)
 		}
 		/* overlapping sets of two names, from every node */
 		rc = lks_lease_acquire_all(set, c, sets[(w->id + i) % 3], 2, 20000, 60000, NULL);
+		if (rc == LKS_ECONN) {
+			if (!reconnect(w, &c, "set"))
+				break;
+			continue;
+		}
 		if (rc == LKS_OK) {
 			if (atomic_fetch_add(&w->set_inside[(w->id + i) % 3], 1) != 0)
 				w->overlaps++;
@@ -682,20 +708,21 @@ static void primitives_across_nodes(void **state)
 		                     .set_inside = set_inside};
 		pthread_create(&w[i].th, NULL, prim_loop, &w[i]);
 	}
-	/* meanwhile: the renewer on node 1 */
+	/* meanwhile: the renewer on node 1, TTL 6 s: a renewal every 2 s
+	 * rides out a stall of a few seconds on a starved machine */
 	ro.on_lost = count_lost;
 	ro.arg = &lost;
 	assert_int_equal(lks_renewer_start(&r, c1, NULL, &ro), LKS_OK);
 	for (int i = 0; i < 50; i++) {
 		snprintf(name, sizeof name, "g:renew:%d", i);
-		if (lks_lease_acquire(&held[i], c1, name, 2000, 10000, NULL) != LKS_OK)
+		if (lks_lease_acquire(&held[i], c1, name, 6000, 10000, NULL) != LKS_OK)
 			fail_msg("acquire %s on node 1: %s", name, lks_conn_errmsg(c1));
 		assert_int_equal(lks_renewer_add(r, held[i]), LKS_OK);
 	}
 	t0 = mono_ms();
 	for (int i = 0; i < NODES * 2; i++)
 		pthread_join(w[i].th, NULL);
-	while (mono_ms() - t0 < 5000) /* well past every TTL */
+	while (mono_ms() - t0 < 13000) /* past two TTLs of every lease */
 		usleep(50000);
 	assert_int_equal(atomic_load(&lost), 0);
 	for (int i = 0; i < 50; i++) {
@@ -704,12 +731,14 @@ static void primitives_across_nodes(void **state)
 		lks_lease_free(held[i]);
 	}
 	lks_renewer_stop(r);
-	int grants = 0;
+	int grants = 0, reconnects = 0;
 	for (int i = 0; i < NODES * 2; i++) {
 		assert_int_equal(w[i].errors, 0);
 		assert_int_equal(w[i].overlaps, 0);
 		grants += w[i].grants;
+		reconnects += w[i].reconnects;
 	}
+	assert_true(grants > 0);
 	assert_true(sem_max <= 2);
 	/* election: office through node 1, seen through node 2 */
 	assert_int_equal(lks_election_campaign(&office, c1, "g:office", "n1", 2, 20000, 10000, NULL), LKS_OK);
@@ -722,9 +751,9 @@ static void primitives_across_nodes(void **state)
 	assert_int_equal(len, 2);
 	assert_int_equal(lks_election_resign(c1, office), LKS_OK);
 	lks_lease_free(office);
-	print_message("    %d semaphore grants through 3 nodes, at most %d holders of 2 permits;"
-	              " 50 leases kept by one renewer; a leader seen across nodes\n",
-	              grants, sem_max);
+	print_message("    %d semaphore grants through 3 nodes, at most %d holders of 2 permits"
+	              " (%d reconnects); 50 leases kept by one renewer; a leader seen across nodes\n",
+	              grants, sem_max, reconnects);
 	lks_conn_close(c1);
 	lks_conn_close(c2);
 }
