@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "lockstock.h"
+#include "stats.h"
 
 #define MAX_OBSERVERS 16
 #define TTL_MS 1000
@@ -51,19 +52,6 @@ static lks_conn *open_conn(void)
 	if (lks_conn_open(&c, url) != LKS_OK)
 		die(c, "open");
 	return c;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double p)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	int i = (int)(p * (n - 1) + 0.5);
-	return v[i];
 }
 
 /* ---- hand-over after a kill --------------------------------------------- */
@@ -143,8 +131,8 @@ static void handover(void)
 		total[i] = k.returned_ms - killed;
 		late[i] = total[i] - (double)info.remaining_ms;
 	}
-	double t50 = pct(total, n, 0.5), t99 = pct(total, n, 0.99), tmax = total[n - 1];
-	double l50 = pct(late, n, 0.5), l99 = pct(late, n, 0.99);
+	double t50 = bench_pct(total, n, 0.5), t99 = bench_pct(total, n, 0.99), tmax = total[n - 1];
+	double l50 = bench_pct(late, n, 0.5), l99 = bench_pct(late, n, 0.99);
 	printf("hand-over (TTL %d ms, %d kills): kill -> new leader p50 %.1f ms, p99 %.1f ms,"
 	       " max %.1f ms; after the dead term's expiry p50 %.1f ms, p99 %.1f ms\n",
 	       TTL_MS, n, t50, t99, tmax, l50, l99);
@@ -222,7 +210,7 @@ static void observe_bench(int observers, bool line)
 	}
 	printf("observe after resign, %2d observer%s, %s: p50 %.2f ms, p99 %.2f ms\n", observers,
 	       observers == 1 ? " " : "s", line ? "line (campaign's default)" : "poll (no waiting room)",
-	       pct(lat, n, 0.5), pct(lat, n, 0.99));
+	       bench_pct(lat, n, 0.5), bench_pct(lat, n, 0.99));
 	for (int j = 0; j < observers; j++)
 		lks_conn_close(w[j].c);
 	lks_conn_close(leader);

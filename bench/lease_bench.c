@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include "lockstock-mysql.h"
 #include "lockstock-pg.h"
+#include "stats.h"
 
 #define ROUNDS 3
 /* part 1 alternates the variants in shorter runs: this machine drifts by
@@ -61,21 +62,6 @@ static lks_conn *open_conn(void)
 	if (lks_conn_open(&c, url) || lks_lease_set_table(c, BENCH_LEASE_TABLE))
 		die(c, "open");
 	return c;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double p)
-{
-	if (n == 0)
-		return 0;
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	int i = (int)(p * (n - 1) + 0.5);
-	return v[i];
 }
 
 /* ---- 1. distinct names ------------------------------------------------ */
@@ -262,7 +248,7 @@ static void distinct_names(void)
 			}
 		double m[V_COUNT];
 		for (int v = 0; v < V_COUNT; v++)
-			m[v] = pct(r[v], CYCLE_ROUNDS, 0.5);
+			m[v] = bench_pct(r[v], CYCLE_ROUNDS, 0.5);
 		printf("   %-8d %18.0f %22.0f %16.0f %9.2fx\n", counts[ci], m[V_LOCKSTOCK], m[V_SHEDLOCK],
 		       m[V_SESSION], m[V_LOCKSTOCK] / m[V_SHEDLOCK]);
 	}
@@ -377,8 +363,8 @@ static hot_result run_hot(int workers)
 	res.goodput = purchases / elapsed;
 	res.grants_per = purchases ? (double)grants / purchases : 0;
 	res.queued_per = purchases ? (double)queued / purchases : 0;
-	res.p50 = pct(all, nall, 0.5);
-	res.p99 = pct(all, nall, 0.99);
+	res.p50 = bench_pct(all, nall, 0.5);
+	res.p99 = bench_pct(all, nall, 0.99);
 	res.max = nall ? all[nall - 1] : 0;
 	res.exact = after - before == purchases;
 	free(all);
@@ -494,7 +480,7 @@ static void run_handoff(const char *label, int room, int wake, int drop_baton)
 		n += hl[i].n;
 		pthread_mutex_destroy(&hl[i].mu);
 	}
-	double p50 = pct(all, n, 0.5), p95 = pct(all, n, 0.95), p99 = pct(all, n, 0.99);
+	double p50 = bench_pct(all, n, 0.5), p95 = bench_pct(all, n, 0.95), p99 = bench_pct(all, n, 0.99);
 	printf("   %-34s %8d %9.2f %9.2f %9.2f %9.2f\n", label, n, p50, p95, p99, n ? all[n - 1] : 0);
 }
 
@@ -611,7 +597,7 @@ static void run_raw_handoff(void)
 	}
 	lks_conn_exec(c, "DROP TABLE raw_handoff");
 	lks_conn_close(c);
-	double p50 = pct(all, n, 0.5), p95 = pct(all, n, 0.95), p99 = pct(all, n, 0.99);
+	double p50 = bench_pct(all, n, 0.5), p95 = bench_pct(all, n, 0.95), p99 = bench_pct(all, n, 0.99);
 	printf("   %-34s %8d %9.2f %9.2f %9.2f %9.2f\n", "(raw libpq: unlock -> grant chain)", n, p50,
 	       p95, p99, n ? all[n - 1] : 0);
 }
@@ -635,7 +621,7 @@ static void handoff(void)
 			lks_lease_release(c, l);
 			lks_lease_free(l);
 		}
-		double p50 = pct(t, 50, 0.5);
+		double p50 = bench_pct(t, 50, 0.5);
 		printf("   %-34s %8d %9.2f\n", "(floor: one durable grant alone)", 50, p50);
 		lks_conn_close(c);
 	}
@@ -722,7 +708,7 @@ static void fence_guards(lks_conn *c)
 				r[g][round] = run_guard(g ? "write" : "lock", l, counts[ci]);
 			}
 		for (int g = 0; g < 2; g++)
-			m[g] = pct(r[g], ROUNDS, 0.5);
+			m[g] = bench_pct(r[g], ROUNDS, 0.5);
 		printf("   %-12d %14.0f %14.0f %9.2fx\n", counts[ci], m[0], m[1], m[1] / m[0]);
 	}
 	printf("   The write guard (writes = writes + 1) is what a Galera node uses (fence-guard=auto);\n"
@@ -832,9 +818,8 @@ static void run_cancel(const char *label, int mode, lks_conn *raw_holder)
 	pthread_join(th, NULL);
 	pthread_barrier_destroy(&w.bar);
 	lks_cancel_free(w.token);
-	qsort(ms, (size_t)n, sizeof ms[0], cmp_double);
-	printf("   %-40s %4d %9.3f %9.3f %9.3f%s\n", label, n, pct(ms, n, 0.5), pct(ms, n, 0.99),
-	       n ? ms[n - 1] : 0, wrong ? "  (some calls were not canceled)" : "");
+	double p50 = bench_pct(ms, n, 0.5), p99 = bench_pct(ms, n, 0.99); /* sorted now */
+	printf("   %-40s %4d %9.3f %9.3f %9.3f%s\n", label, n, p50, p99, n ? ms[n - 1] : 0, wrong ? "  (some calls were not canceled)" : "");
 }
 
 static void cancel_latency(void)

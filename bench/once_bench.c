@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include "lockstock.h"
+#include "stats.h"
 
 #define ROUNDS 3
 #define MAX_THREADS 16
@@ -169,12 +170,6 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* ops/s and p99 (ms) of one run of v at n threads */
 static double measure(variant v, int n, double *p99_ms)
 {
@@ -199,15 +194,9 @@ static double measure(variant v, int n, double *p99_ms)
 		free(w[i].lat);
 	}
 	pthread_barrier_destroy(&start);
-	qsort(all, (size_t)nall, sizeof *all, cmp_double);
-	*p99_ms = nall ? all[(int)(0.99 * (nall - 1))] * 1000 : 0;
+	*p99_ms = bench_pct(all, nall, 0.99) * 1000;
 	free(all);
 	return ops / run_seconds;
-}
-
-static int cmp_rate(const void *a, const void *b)
-{
-	return cmp_double(a, b);
 }
 
 int main(int argc, char **argv)
@@ -251,8 +240,8 @@ int main(int argc, char **argv)
 			}
 		}
 		for (int v = 0; v < V_COUNT; v++) {
-			qsort(rate[v], ROUNDS, sizeof(double), cmp_rate);
-			qsort(p99[v], ROUNDS, sizeof(double), cmp_rate);
+			qsort(rate[v], ROUNDS, sizeof(double), bench_cmp_double);
+			qsort(p99[v], ROUNDS, sizeof(double), bench_cmp_double);
 			med[v] = rate[v][ROUNDS / 2];
 			medp[v] = p99[v][ROUNDS / 2];
 		}

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 #include "lockstock.h"
+#include "stats.h"
 
 #define MAX_WORKERS 64
 #define LAT_CAP 400000
@@ -249,12 +250,6 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 typedef struct result {
 	double ops_s, p99_ms, stmts;
 } result;
@@ -283,9 +278,8 @@ static result measure(variant v, int n)
 		free(w[i].lat);
 	}
 	pthread_barrier_destroy(&start);
-	qsort(all, (size_t)nall, sizeof *all, cmp_double);
 	r.ops_s = ops / run_seconds;
-	r.p99_ms = nall ? all[(size_t)(nall * 0.99)] * 1000 : 0;
+	r.p99_ms = bench_pct(all, nall, 0.99) * 1000;
 	r.stmts = ops ? (double)statements / ops : 0;
 	free(all);
 	return r;
