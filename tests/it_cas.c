@@ -292,7 +292,7 @@ void statements_prepared_once(void **state)
 		for (int i = 0; i < 50; i++) {
 			lks_value q = LKS_INT(i);
 			assert_int_equal(lks_cas_update(f->c, &item1, v, cols, &q, 1, &v), LKS_OK);
-			assert_int_equal(lks_lease_acquire(&l, f->c, "p", 1000, 0, NULL), LKS_OK);
+			assert_int_equal(lks_lease_acquire(&l, f->c, "p", 30000, 0, NULL), LKS_OK);
 			assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
 			lks_lease_free(l);
 		}

@@ -344,7 +344,7 @@ void lease_install_checks_existing_table(void **state)
 	/* the default table, created by install, passes its own check */
 	assert_int_equal(lks_lease_set_table(f->c, LKS_LEASE_TABLE_DEFAULT), LKS_OK);
 	assert_int_equal(lks_lease_install(f->c), LKS_OK);
-	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 1000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "ok", 30000, 0, NULL), LKS_OK);
 	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
 	lks_lease_free(l);
 }
@@ -375,7 +375,7 @@ void overflow_is_attributed(void **state)
 	assert_non_null(strstr(lks_conn_errmsg(f->c), "version"));
 	assert_int_equal(t_int1(f->c, "SELECT qty FROM ovf"), 0);
 	/* a fence at INT64_MAX */
-	assert_int_equal(lks_lease_acquire(&l, f->c, "maxed", 1000, 0, NULL), LKS_OK);
+	assert_int_equal(lks_lease_acquire(&l, f->c, "maxed", 30000, 0, NULL), LKS_OK);
 	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
 	lks_lease_free(l);
 	l = NULL;

@@ -547,7 +547,7 @@ void lease_table_from_sql_file(void **state)
 		lks_lease_acquire_options o = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 		lks_lease *owned = NULL;
 		o.owner = "from-file";
-		assert_int_equal(lks_lease_acquire(&owned, f->c, "owned", 1000, 0, &o), LKS_OK);
+		assert_int_equal(lks_lease_acquire(&owned, f->c, "owned", 30000, 0, &o), LKS_OK);
 		assert_int_equal(lks_lease_release(f->c, owned), LKS_OK);
 		lks_lease_free(owned);
 	}
@@ -557,7 +557,7 @@ void lease_table_from_sql_file(void **state)
 		assert_int_equal(t_int1(f->c, "SELECT count(*) FROM pg_constraint"
 		                              " WHERE conrelid = 'lks_lease'::regclass AND contype = 'c'"),
 		                 0);
-	lks_lease *l = must_acquire(f->c, "from-file", 1000, 0);
+	lks_lease *l = must_acquire(f->c, "from-file", 30000, 0);
 	assert_int_equal(lks_lease_fence(l), 1);
 	assert_int_equal(lks_lease_release(f->c, l), LKS_OK);
 	lks_lease_free(l);

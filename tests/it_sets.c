@@ -117,7 +117,7 @@ void semaphore_bad_input_changes_nothing(void **state)
 	assert_int_equal(t_int1(f->c, "SELECT count(*) FROM lks_lease WHERE name <> ''"), 0);
 	/* the largest limit and name work */
 	longname[LKS_SEMAPHORE_NAME_MAX] = '\0';
-	l = must_sem(f->c, longname, LKS_SEMAPHORE_PERMITS_MAX, 1000, 0);
+	l = must_sem(f->c, longname, LKS_SEMAPHORE_PERMITS_MAX, 60000, 0);
 	assert_true(lks_lease_slot(l) >= 0 && lks_lease_slot(l) < LKS_SEMAPHORE_PERMITS_MAX);
 	assert_int_equal(lks_semaphore_list(f->c, longname, LKS_SEMAPHORE_PERMITS_MAX, count_held, &held),
 	                 LKS_OK);
