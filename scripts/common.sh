@@ -616,6 +616,7 @@ YML
 	for n in 1 2; do
 		runuser -u postgres -- patroni "$dir/node$n/patroni.yml" >"$dir/node$n/patroni.log" 2>&1 &
 		echo $! > "$dir/node$n/patroni.pid"
+		disown $! # its stop is a SIGKILL: no "Killed" notice from this shell
 		[ $n = 1 ] && sleep 2 # node1 bootstraps; node2 then clones it
 	done
 	cat > "$dir/list" <<CTL
