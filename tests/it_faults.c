@@ -470,8 +470,19 @@ static void call_while_stopped(fx *f, const char *url, stopped_op op)
 	assert_null(got);
 	/* the connection was closed: it says so until reset */
 	assert_int_equal(lks_lease_inspect(c, "stopped-held", &info), LKS_ECONN);
-	assert_int_equal(lks_conn_reset(c), LKS_OK);
-	assert_int_equal(lks_lease_inspect(c, "stopped-held", &info), LKS_OK);
+	/* reset brings it back. A server just resumed on a loaded machine may
+	 * take longer than the 2 s op timeout over its first statements (under
+	 * ASan beside other suites it did): a connection lost that way again
+	 * is reset again, up to 10 times, and said */
+	for (int i = 0;; i++) {
+		assert_int_equal(lks_conn_reset(c), LKS_OK);
+		rc = lks_lease_inspect(c, "stopped-held", &info);
+		if (rc != LKS_ECONN || i == 10)
+			break;
+		print_message("    the resumed server did not answer within 2 s (%s); reset again\n",
+		              lks_conn_errmsg(c));
+	}
+	assert_int_equal(rc, LKS_OK);
 	assert_true(info.held);
 	lks_lease_free(mine);
 	lks_conn_close(c);
