@@ -16,6 +16,10 @@ LKS_PACKAGES=(gcc g++ pkg-config meson ninja-build libcmocka-dev libpq-dev
               python3-etcd python3-psycopg2 python3-dnspython)
 
 log() { printf '[lockstock] %s\n' "$*" >&2; }
+# as_postgres CMD...: CMD as the postgres user, from / : a clone in a 0700
+# directory (root's home) is no working directory for the postgres user,
+# and Patroni's workers chdir to theirs and die
+as_postgres() { (cd / && exec runuser -u postgres -- "$@"); }
 die() { printf '[lockstock] ERROR: %s\n' "$*" >&2; exit 1; }
 
 ensure_packages() {
@@ -115,12 +119,13 @@ start_postgres() {
 	port=$(free_port)
 	echo "$pw" > "$LKS_TMP/$name-pw"
 	chown -R postgres: "$dir" "$LKS_TMP/$name-pw"
-	runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U lks --pwfile="$LKS_TMP/$name-pw" \
+	as_postgres "$bin/initdb" -D "$dir/data" -U lks --pwfile="$LKS_TMP/$name-pw" \
 		--auth-local=trust --auth-host=scram-sha-256 >"$LKS_TMP/$name-initdb.log" 2>&1 ||
 		{ cat "$LKS_TMP/$name-initdb.log" >&2; die "initdb failed"; }
 	# a script the tests use to stop, start or restart the server
 	cat > "$ctl" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 # usage: pgctl start|stop|restart|pause|resume   (stop is immediate: a crash,
 # not a shutdown; pause SIGSTOPs the server and its backends, resume goes on)
 case "\$1" in
@@ -139,7 +144,7 @@ CTL
 	chmod 755 "$ctl"
 	"$ctl" start >/dev/null || { cat "$dir/log" >&2; die "PostgreSQL did not start"; }
 	LKS_PG_STARTED="$LKS_PG_STARTED $ctl"
-	runuser -u postgres -- psql -h "$dir" -p "$port" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
+	as_postgres psql -h "$dir" -p "$port" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
 		die "cannot create database lockstock"
 	export LKS_PG_URL="postgresql://lks:$pw@127.0.0.1:$port/lockstock"
 	export LKS_PG_CTL="$ctl"
@@ -193,6 +198,7 @@ mariadb_server() {
 		{ cat "$LKS_TMP/$name-install.log" >&2; die "mariadb-install-db failed"; }
 	cat > "$LKS_TMP/${name}ctl" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 # usage: ${name}ctl start|stop|restart|pause|resume   (stop is SIGKILL: a crash,
 # not a shutdown; pause is SIGSTOP, resume SIGCONT)
 stop() {
@@ -297,6 +303,7 @@ wsrep-sst-receive-address = 127.0.0.1:$sport
 CNF
 		cat > "$dir/ctl" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 # usage: ctl start [--wsrep-new-cluster]|stop|pause|resume   (stop is SIGKILL)
 case "\$1" in
 start)
@@ -398,7 +405,7 @@ pg_pair() {
 	p2=$(free_port)
 	echo lkspw > "$dir/pw"
 	chown -R postgres: "$dir"
-	runuser -u postgres -- "$bin/initdb" -D "$dir/primary" -U lks --pwfile="$dir/pw" \
+	as_postgres "$bin/initdb" -D "$dir/primary" -U lks --pwfile="$dir/pw" \
 		--auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log" >&2; die "initdb ($name) failed"; }
 	echo "host replication lks 127.0.0.1/32 scram-sha-256" >> "$dir/primary/pg_hba.conf"
@@ -414,43 +421,47 @@ synchronous_commit = on
 shared_buffers = 32MB
 max_connections = 100
 CONF
-	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w start >/dev/null ||
+	as_postgres "$bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w start >/dev/null ||
 		{ cat "$dir/primary.log" >&2; die "primary ($name) did not start"; }
-	runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
+	as_postgres psql -h "$dir" -p "$p1" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
 		die "cannot create database lockstock ($name)"
-	runuser -u postgres -- env PGPASSWORD=lkspw "$bin/pg_basebackup" -h 127.0.0.1 -p "$p1" -U lks \
+	as_postgres env PGPASSWORD=lkspw "$bin/pg_basebackup" -h 127.0.0.1 -p "$p1" -U lks \
 		-D "$dir/standby" -R -X stream -c fast -d "application_name=standby1" >"$dir/basebackup.log" 2>&1 ||
 		{ cat "$dir/basebackup.log" >&2; die "pg_basebackup ($name) failed"; }
 	sed -i "s/^port = $p1/port = $p2/" "$dir/standby/postgresql.conf"
-	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w start >/dev/null ||
+	as_postgres "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w start >/dev/null ||
 		{ cat "$dir/standby.log" >&2; die "standby ($name) did not start"; }
 	if [ "$mode" = sync ]; then # now commits wait for it; until it is the synchronous one
-		runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -qc \
+		as_postgres psql -h "$dir" -p "$p1" -U lks -d postgres -qc \
 			"ALTER SYSTEM SET synchronous_standby_names = '$sync_names'" -c "SELECT pg_reload_conf()" >/dev/null ||
 			die "cannot make the standby synchronous ($name)"
 		for i in $(seq 1 100); do
-			[ "$(runuser -u postgres -- psql -h "$dir" -p "$p1" -U lks -d postgres -Atc \
+			[ "$(as_postgres psql -h "$dir" -p "$p1" -U lks -d postgres -Atc \
 				"SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")" = 1 ] && break
 			sleep 0.1
 		done
 	fi
 	cat > "$dir/crash" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate -w stop >/dev/null
 CTL
 	cat > "$dir/promote" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 exec runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -w promote >/dev/null
 CTL
 	# replication stop|kill: pause the standby's WAL receiver (a slow
 	# network); kill it, dropping what it had not read (a partition)
 	cat > "$dir/replication" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 pid=\$(pgrep -P "\$(head -1 "$dir/standby/postmaster.pid")" -f walreceiver)
 [ -n "\$pid" ] && exec kill -\$(echo "\$1" | tr a-z A-Z) \$pid
 CTL
 	cat > "$dir/stop" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate stop
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -m immediate stop
 CTL
@@ -498,7 +509,7 @@ query_wait_timeout = 2
 INI
 	printf '"lks" "lkspw"\n' > "$dir/userlist.txt"
 	chown -R postgres: "$dir"
-	runuser -u postgres -- /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 ||
+	as_postgres /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini" >"$dir/start.log" 2>&1 ||
 		{ cat "$dir/start.log" "$dir/pgbouncer.log" >&2; die "PgBouncer did not start"; }
 	LKS_BOUNCER_PIDFILE="$dir/pgbouncer.pid"
 	for i in $(seq 1 50); do
@@ -547,6 +558,21 @@ patroni_cluster() {
 	[ "$mode" = sync ] && sync=true
 	ep=$(free_port)
 	pp=$(free_port)
+	# stopped on every exit path from here, a cluster that did not form too
+	cat > "$dir/stop" <<CTL
+#!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
+for n in 1 2; do kill "\$(cat "$dir/node\$n/patroni.pid")" 2>/dev/null; done
+sleep 1
+for n in 1 2; do
+	kill -KILL "\$(cat "$dir/node\$n/patroni.pid")" 2>/dev/null
+	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/node\$n/data" -m immediate stop >/dev/null 2>&1
+done
+pkill -KILL -f "patroni $dir/node" 2>/dev/null
+kill "\$(cat "$dir/etcd.pid")" 2>/dev/null
+CTL
+	chmod 755 "$dir/stop"
+	LKS_PATRONI_STARTED="${LKS_PATRONI_STARTED:-} $dir/stop"
 	etcd --name e1 --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$ep" \
 		--advertise-client-urls "http://127.0.0.1:$ep" --listen-peer-urls "http://127.0.0.1:$pp" \
 		--initial-advertise-peer-urls "http://127.0.0.1:$pp" --initial-cluster "e1=http://127.0.0.1:$pp" \
@@ -614,13 +640,14 @@ YML
 	done
 	chown -R postgres: "$dir"
 	for n in 1 2; do
-		runuser -u postgres -- patroni "$dir/node$n/patroni.yml" >"$dir/node$n/patroni.log" 2>&1 &
+		as_postgres patroni "$dir/node$n/patroni.yml" >"$dir/node$n/patroni.log" 2>&1 &
 		echo $! > "$dir/node$n/patroni.pid"
 		disown $! # its stop is a SIGKILL: no "Killed" notice from this shell
 		[ $n = 1 ] && sleep 2 # node1 bootstraps; node2 then clones it
 	done
 	cat > "$dir/list" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 exec patronictl -c "$dir/node1/patroni.yml" list -f json
 CTL
 	chmod 755 "$dir/list"
@@ -642,19 +669,20 @@ sys.exit(0 if ok else 1)' "$( [ "$mode" = sync ] && echo 'Sync Standby' || echo 
 		sleep 0.1
 	done
 	if [ -z "$formed" ]; then
-		"$dir/list" >&2
-		tail -50 "$dir"/node*/patroni.log "$dir/etcd.log" >&2
+		"$dir/list" >&2 || true
+		tail -n 50 "$dir"/node*/patroni.log "$dir/etcd.log" >&2 || true
 		die "Patroni cluster ($name) did not form"
 	fi
 	local url="postgresql://lks:lkspw@127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}/postgres?target_session_attrs=read-write&connect_timeout=3"
 	local leader_port
 	leader_port=$("$dir/list" | python3 -c 'import json,sys; print([x["Host"].split(":")[1] for x in json.load(sys.stdin) if x["Role"] == "Leader"][0])')
-	runuser -u postgres -- psql -h "$dir/node$( [ "$leader_port" = "${ports[1]}" ] && echo 1 || echo 2)" \
+	as_postgres psql -h "$dir/node$( [ "$leader_port" = "${ports[1]}" ] && echo 1 || echo 2)" \
 		-p "$leader_port" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
 		die "cannot create database lockstock ($name)"
 	# kill: SIGKILL the primary's postmaster (Patroni itself keeps running)
 	cat > "$dir/kill" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 port=\$("$dir/list" | python3 -c 'import json,sys; print([x["Host"].split(":")[1] for x in json.load(sys.stdin) if x["Role"] == "Leader"][0])')
 for n in 1 2; do
 	if grep -q "^  listen: 127.0.0.1:\$port\$" "$dir/node\$n/patroni.yml"; then
@@ -667,6 +695,7 @@ CTL
 	# slow network, then the WAL in flight lost with the primary)
 	cat > "$dir/replication" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 # kill: the receiver stop paused (the leader may be gone from the list by now)
 [ "\$1" = kill ] && exec kill -KILL "\$(cat "$dir/walreceiver.pid")"
 port=\$("$dir/list" | python3 -c 'import json,sys; print([x["Host"].split(":")[1] for x in json.load(sys.stdin) if x["Role"] == "Leader"][0])')
@@ -680,20 +709,10 @@ exit 1
 CTL
 	cat > "$dir/switchover" <<CTL
 #!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 exec patronictl -c "$dir/node1/patroni.yml" switchover --force >/dev/null
 CTL
-	cat > "$dir/stop" <<CTL
-#!/bin/sh
-for n in 1 2; do kill "\$(cat "$dir/node\$n/patroni.pid")" 2>/dev/null; done
-sleep 1
-for n in 1 2; do
-	kill -KILL "\$(cat "$dir/node\$n/patroni.pid")" 2>/dev/null
-	runuser -u postgres -- "$bin/pg_ctl" -D "$dir/node\$n/data" -m immediate stop >/dev/null 2>&1
-done
-kill "\$(cat "$dir/etcd.pid")" 2>/dev/null
-CTL
-	chmod 755 "$dir/kill" "$dir/switchover" "$dir/stop" "$dir/replication"
-	LKS_PATRONI_STARTED="${LKS_PATRONI_STARTED:-} $dir/stop"
+	chmod 755 "$dir/kill" "$dir/switchover" "$dir/replication"
 	var=$(echo "$mode" | tr 'a-z' 'A-Z')
 	export "LKS_PATRONI_${var}_URL=${url/\/postgres?//lockstock?}"
 	export "LKS_PATRONI_${var}_KILL=$dir/kill" "LKS_PATRONI_${var}_SWITCHOVER=$dir/switchover"

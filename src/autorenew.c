@@ -71,6 +71,49 @@ static void bound_to_deadline(lks_lease *l)
 		c->op_timeout_us = l->renew_op_timeout_us;
 }
 
+/* A hook runs on the renew thread: calls it makes on its own lease must
+ * not join or free the thread from under itself. */
+static bool on_renew_thread(const lks_lease *l)
+{
+	return l->renewing && pthread_equal(pthread_self(), l->thread);
+}
+
+static void stop_from_hook(lks_lease *l, bool free_after)
+{
+	pthread_mutex_lock(&l->mu);
+	l->stop = true;
+	l->free_on_exit = l->free_on_exit || free_after;
+	pthread_mutex_unlock(&l->mu);
+}
+
+bool lks_lease_autorenew_defer_free(lks_lease *l)
+{
+	if (!on_renew_thread(l))
+		return false;
+	stop_from_hook(l, true);
+	return true;
+}
+
+static void release_renewal(lks_lease *l)
+{
+	pthread_cond_destroy(&l->cv);
+	lks_conn_close(l->renew_conn);
+	l->renew_conn = NULL;
+	lks_free_secret(l->renew_url); /* it may hold a password */
+	l->renew_url = NULL;
+	l->renewing = false;
+}
+
+/* The loop ended after a hook freed the lease: nobody will join this
+ * thread, and the lease is this thread's to free. */
+static void *free_after_hook(lks_lease *l)
+{
+	pthread_detach(pthread_self());
+	release_renewal(l);
+	lks_lease_free(l);
+	return NULL;
+}
+
 static void *renew_loop(void *arg)
 {
 	lks_lease *l = arg;
@@ -91,6 +134,8 @@ static void *renew_loop(void *arg)
 				renew_event(l, rc == LKS_OK ? LKS_EVENT_RENEWED : LKS_EVENT_RENEW_FAILED,
 				            lks_now_us() - t0, rc);
 		}
+		if (wait_stop(l, 0)) /* a hook stopped or freed it */
+			break;
 		if (rc == LKS_OK) {
 			pause = interval;
 			continue;
@@ -123,7 +168,7 @@ static void *renew_loop(void *arg)
 			break;
 		}
 	}
-	return NULL;
+	return l->free_on_exit ? free_after_hook(l) : NULL;
 }
 
 /* The renew connection's URL: the caller's, with a connect timeout of a
@@ -228,17 +273,18 @@ void lks_lease_autorenew_stop(lks_lease *l)
 		lks_renewer_forget(l);
 	if (!l || !l->renewing)
 		return;
+	if (on_renew_thread(l)) {
+		/* from the lease's own hook: the loop ends once the hook returns;
+		 * the thread is joined by a later stop or free */
+		stop_from_hook(l, false);
+		return;
+	}
 	pthread_mutex_lock(&l->mu);
 	l->stop = true;
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
 	pthread_join(l->thread, NULL);
-	pthread_cond_destroy(&l->cv);
-	lks_conn_close(l->renew_conn);
-	l->renew_conn = NULL;
-	lks_free_secret(l->renew_url); /* it may hold a password */
-	l->renew_url = NULL;
-	l->renewing = false;
+	release_renewal(l);
 }
 
 int lks_lease_autorenew_options_init(lks_lease_autorenew_options *opts, unsigned int version)

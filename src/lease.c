@@ -263,7 +263,7 @@ int lks_lease_release(lks_conn *c, lks_lease *lease)
 
 void lks_lease_free(lks_lease *lease)
 {
-	if (!lease)
+	if (!lease || lks_lease_autorenew_defer_free(lease))
 		return;
 	lks_lease_autorenew_stop(lease);
 	if (lease->baton_conn) {

@@ -27,6 +27,7 @@ struct lks_lease {
 	/* auto-renew */
 	bool renewing;
 	bool stop;
+	bool free_on_exit; /* lks_lease_free from a hook on the renew thread */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -47,6 +48,10 @@ int lks_lease_check(lks_conn *c, const lks_lease *lease);
 void lks_baton_register(lks_conn *c, lks_lease *l);
 /* gives the baton back without losing the error the caller will see */
 void lks_baton_give_quietly(lks_conn *c, uint64_t baton);
+
+/* lks_lease_free called from a hook on the lease's own renew thread: the
+ * thread frees the lease once the hook returns; true when deferred so */
+bool lks_lease_autorenew_defer_free(lks_lease *l);
 
 /* after a renewal that the server said left remaining_us */
 void lks_lease_set_deadline(lks_lease *l, int64_t sent_us, int64_t remaining_us);

@@ -335,11 +335,6 @@ typedef struct redaction {
 	bool *hide, *public_text;
 } redaction;
 
-static bool is_alnum(char ch)
-{
-	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-}
-
 /* Where pattern occurs in the message, flag its bytes [off, off + len). */
 static void flag_within(const redaction *r, bool *flags, const char *pattern, size_t plen,
                         size_t off, size_t len)
@@ -351,19 +346,20 @@ static void flag_within(const redaction *r, bool *flags, const char *pattern, si
 		memset(flags + (hit - r->msg) + off, 1, len);
 }
 
-/* The secret as text of its own: every occurrence not glued to letters or
- * digits (a password "1" is not the 1 in "127.0.0.1") and not spelled
- * inside a public part (a password equal to the user name leaves "user
- * 'app'" alone). Where the URL itself is quoted, mark_userinfo and
- * mark_password_params hide the password by position instead. */
-static void mark_word(const redaction *r, const char *secret, size_t len)
+/* The secret where a message quotes it as a token of its own ("S3cret%zz"
+ * in libpq's bad-escape message), and not inside a public part (a password
+ * equal to the user name leaves "user 'app'" alone). Never as a bare word:
+ * a password "server" must not mask "Is the server running". Where the URL
+ * itself is quoted, mark_userinfo and mark_password_params hide the
+ * password by position. */
+static void mark_quoted(const redaction *r, const char *secret, size_t len)
 {
 	if (len == 0)
 		return;
 	for (const char *hit = r->msg; (hit = memmem(hit, r->n - (size_t)(hit - r->msg), secret, len));
 	     hit++) {
 		size_t at = (size_t)(hit - r->msg), i;
-		if ((at > 0 && is_alnum(hit[-1])) || (at + len < r->n && is_alnum(hit[len])))
+		if (at == 0 || at + len >= r->n || (hit[-1] != '"' && hit[-1] != '\'') || hit[len] != hit[-1])
 			continue;
 		for (i = 0; i < len && r->public_text[at + i]; i++)
 			;
@@ -393,7 +389,7 @@ static size_t userinfo_start(const char *url)
 
 /* user:password@ as typed: where the message quotes it, the password's
  * position is known; elsewhere the password (to the last '@', and to the
- * first, for an unencoded '@' in it) is hidden as a word. A URL that does
+ * first, for an unencoded '@' in it) is hidden where quoted. A URL that does
  * not parse loses its whole userinfo. */
 static void mark_userinfo(const redaction *r, const char *url, bool parsed)
 {
@@ -410,10 +406,10 @@ static void mark_userinfo(const redaction *r, const char *url, bool parsed)
 	if (last > colon + 1) {
 		flag_within(r, r->hide, userinfo, (size_t)(last + 1 - userinfo),
 		            (size_t)(colon + 1 - userinfo), (size_t)(last - colon - 1));
-		mark_word(r, colon + 1, (size_t)(last - colon - 1));
+		mark_quoted(r, colon + 1, (size_t)(last - colon - 1));
 	}
 	if (first && first > colon + 1)
-		mark_word(r, colon + 1, (size_t)(first - colon - 1));
+		mark_quoted(r, colon + 1, (size_t)(first - colon - 1));
 }
 
 /* A password= value in a query string or a key/value connection string
@@ -437,7 +433,7 @@ static void mark_password_params(const redaction *r, const char *url)
 			end = v + strcspn(v, "& \t;");
 		}
 		flag_within(r, r->hide, p, (size_t)(end - p), (size_t)(v - p), (size_t)(end - v));
-		mark_word(r, v, (size_t)(end - v));
+		mark_quoted(r, v, (size_t)(end - v));
 	}
 }
 
@@ -445,11 +441,14 @@ static void mark_password_params(const redaction *r, const char *url)
  * Where the URL keeps its secret: the password as the parser reads it
  * (decoded) and as typed, and any password= parameter value. Where the
  * message quotes the URL (or its userinfo or parameter) the password is
- * hidden by its position; elsewhere, where it stands as a word of its own
- * and is not the text of the user, host, port or database. A URL that does
- * not parse (unknown scheme, one slash, no scheme, a bad escape) loses its
- * whole userinfo, user name too: when the parser cannot say where the
- * password ends, nothing before the last '@' is shown. Every occurrence is
+ * hidden by its position; elsewhere only where a message quotes it as a
+ * token of its own ("..." or '...') and it is not the text of the user,
+ * host, port or database, never as a bare word (a password "server" would
+ * give itself away by masking "Is the server running"). A URL that does
+ * not parse (unknown scheme, one slash, no scheme, a bad escape) is never
+ * echoed, and loses its whole userinfo wherever a part of it is quoted:
+ * when the parser cannot say where the password ends, nothing before the
+ * last '@' is shown. Every occurrence is
  * found in the original message first, then each hidden run becomes "***",
  * so one mask cannot break up another secret.
  */
@@ -484,11 +483,16 @@ void lks_redact(char *msg, const char *url_in)
 			mark_public(&r, port);
 		}
 		if (u.password)
-			mark_word(&r, u.password, strlen(u.password));
+			mark_quoted(&r, u.password, strlen(u.password));
 		lks_url_free(&u);
 	}
 	mark_userinfo(&r, url, parsed);
 	mark_password_params(&r, url);
+	/* a URL that did not parse is never echoed: nothing says where its
+	 * secrets end (a key=value conninfo has no scheme or '@': its
+	 * password= is hidden by position) */
+	if (!parsed && (userinfo_start(url) > 0 || strchr(url, '@')))
+		flag_within(&r, r.hide, url, strlen(url), 0, strlen(url));
 	/* rewrite in place: output never runs ahead of input ("***" replaces
 	 * a run only when the run is at least that long) */
 	for (size_t i = 0; i < n;) {

@@ -1,6 +1,7 @@
 /* Integration: event and log hooks (issue #10, item 4). */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -222,4 +223,52 @@ void hooks_may_call_other_handles(void **state)
 	lks_conn_close(c);
 	lks_conn_close(oh.other);
 	lks_conn_close(rh.other);
+}
+
+/* #29 item 11: an auto-renew hook that stops or frees its own lease (the
+ * renew thread cannot join itself) is harmless: stop ends the renewals
+ * after the hook, free frees the lease once the hook has returned. Under
+ * ASan and valgrind a use after free fails the test. */
+typedef struct self_hook {
+	lks_lease *l;
+	bool free_it;
+	atomic_int calls;
+} self_hook;
+
+static void stop_own_lease(const lks_event *ev, void *arg)
+{
+	self_hook *h = arg;
+	if (ev->kind != LKS_EVENT_RENEWED || atomic_load(&h->calls))
+		return;
+	if (h->free_it)
+		lks_lease_free(h->l);
+	else
+		lks_lease_autorenew_stop(h->l);
+	atomic_fetch_add(&h->calls, 1);
+}
+
+void hooks_may_stop_or_free_their_lease(void **state)
+{
+	fx *f = *state;
+	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	for (int free_it = 0; free_it < 2; free_it++) {
+		self_hook h = {.free_it = free_it};
+		T_OK(f->c, lks_lease_acquire(&h.l, f->c, "selfhook", 30000, 0, NULL));
+		ro.interval_ms = 50;
+		ro.on_event = stop_own_lease;
+		ro.arg = &h;
+		T_OK(f->c, lks_lease_autorenew_start(h.l, f->c, NULL, &ro));
+		for (int i = 0; i < 6000 && !atomic_load(&h.calls); i++)
+			usleep(10000); /* observed state: the hook ran; 60 s means hung */
+		assert_int_equal(atomic_load(&h.calls), 1);
+		if (!free_it) {
+			/* still held: the release joins the stopped thread */
+			T_OK(f->c, lks_lease_release(f->c, h.l));
+			lks_lease_free(h.l);
+		} else {
+			/* freed by its thread; the grant runs out or is forced */
+			T_OK(f->c, lks_lease_force_release(f->c, "selfhook", &info));
+		}
+	}
 }

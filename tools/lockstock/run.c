@@ -190,6 +190,13 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		cli_error("run: give --once KEY or --once-per PERIOD, not both");
 		return EXIT_USAGE;
 	}
+	/* each permit is a lease of its own: N holders would each find the key
+	 * not done and run the command N times at once */
+	if (o->permits && (o->once || o->once_per)) {
+		cli_error("run: --once and --once-per take a plain lease, not --permits: every permit"
+		          " holder would run the job");
+		return EXIT_USAGE;
+	}
 	if (o->ttl_ms < 3) {
 		cli_error("run: --ttl must be at least 3ms: the lease is renewed every third of it");
 		return EXIT_USAGE;
@@ -463,7 +470,7 @@ int cli_run(int argc, char **argv)
 	size_t nl = 0, nb = 0;
 	lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
-	char **env = NULL, *bufs[8 + 3 * LKS_LEASE_SET_MAX], *url_copy = NULL;
+	char **env = NULL, *bufs[8 + 3 * LKS_LEASE_SET_MAX];
 	const char *url;
 	int rc, ws, status, own = 0, status_fd = -1;
 	int64_t started, poll_ms;
@@ -477,17 +484,6 @@ int cli_run(int argc, char **argv)
 	    (status_fd = open(o.status_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
 		cli_error("run: --status-file %s: %s", o.status_file, strerror(errno));
 		return EXIT_USAGE;
-	}
-	if (o.co.url) {
-		/* --url stays readable in /proc/PID/cmdline for the whole run:
-		 * keep a copy and blank the argument */
-		size_t n = strlen(o.co.url);
-		if (!(url_copy = strdup(o.co.url))) {
-			cli_error("run: out of memory");
-			return EXIT_FAILURE_DB;
-		}
-		memset((char *)o.co.url, '*', n);
-		o.co.url = url_copy;
 	}
 	note_inherited_fds();
 	note_ignored_signals();
@@ -659,10 +655,6 @@ out:
 		 * lockstock's look alike otherwise */
 		dprintf(status_fd, "%s %d\n", own ? "command" : "lockstock", status);
 		close(status_fd);
-	}
-	if (url_copy) {
-		explicit_bzero(url_copy, strlen(url_copy));
-		free(url_copy);
 	}
 	free(env);
 	for (size_t i = 0; i < nb; i++)
