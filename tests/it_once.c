@@ -184,6 +184,33 @@ void once_install_refuses_wrong_shape(void **state)
 	                                                 : "CREATE TABLE once_cols (scope VARBINARY(255))");
 	assert_int_equal(lks_once_install(f->c, "once_cols"), LKS_EINVAL);
 	assert_non_null(strstr(lks_conn_errmsg(f->c), "without column"));
+	/* #29 item 2: keys shorter than the longest key lockstock writes fail
+	 * at the record's INSERT, or are cut and never found again */
+	if (T_BACKEND == LKS_BACKEND_MYSQL) {
+		t_exec(f->c, "CREATE TABLE once_short (scope VARBINARY(255), request_key VARBINARY(16),"
+		             " fingerprint VARBINARY(1024), code INT, result MEDIUMBLOB, fence BIGINT,"
+		             " failed TINYINT, completed_at DATETIME(6), PRIMARY KEY (scope, request_key))");
+		assert_int_equal(lks_once_install(f->c, "once_short"), LKS_EINVAL);
+		assert_non_null(strstr(lks_conn_errmsg(f->c), "request_key is varbinary(16)"));
+	}
+	/* #29 item 3: a steps table without its key would keep a second row
+	 * per key, and a retry would load the older step */
+	t_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                 ? "CREATE TABLE once_st_steps (scope text, request_key text, step text,"
+	                   " data bytea, fence bigint, saved_at timestamptz)"
+	                 : "CREATE TABLE once_st_steps (scope VARBINARY(255), request_key VARBINARY(255),"
+	                   " step VARBINARY(64), data MEDIUMBLOB, fence BIGINT, saved_at DATETIME(6))");
+	assert_int_equal(lks_once_install(f->c, "once_st"), LKS_EINVAL);
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "once steps table"));
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "primary key"));
+	if (T_BACKEND == LKS_BACKEND_MYSQL) {
+		t_exec(f->c, "DROP TABLE once_st_steps");
+		t_exec(f->c, "CREATE TABLE once_st_steps (scope VARBINARY(255), request_key VARBINARY(255),"
+		             " step VARBINARY(8), data MEDIUMBLOB, fence BIGINT, saved_at DATETIME(6),"
+		             " PRIMARY KEY (scope, request_key))");
+		assert_int_equal(lks_once_install(f->c, "once_st"), LKS_EINVAL);
+		assert_non_null(strstr(lks_conn_errmsg(f->c), "step is varbinary(8)"));
+	}
 }
 
 typedef struct dup_caller {

@@ -2,6 +2,7 @@
  * text: bytes as hex, decoded by the server; times on UTC_TIMESTAMP(6). */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
@@ -19,31 +20,57 @@ static void split_table(const char *t, char *schema, char *table, size_t n)
 	snprintf(table, n, "%s", dot ? dot + 1 : plain);
 }
 
-/* The columns with their types, byte-exact keys, and exactly (scope,
- * request_key) as the primary key. */
-static int check_schema(lks_conn *c, const char *t)
+/* A column lockstock writes: its type and, for VARBINARY, the length every
+ * value it writes needs (a shorter column fails the INSERT, or under a
+ * non-strict sql_mode cuts the key so that it is never found again). */
+typedef struct column {
+	const char *name, *type;
+	long min_length; /* 0: the type says it all */
+} column;
+
+/* The table's columns with their types and lengths, DATETIME(6) times, and
+ * exactly (scope, request_key) as the primary key: the key's uniqueness is
+ * what makes a run (and a step) once. */
+static int check_table(lks_conn *c, const char *what, const char *t, const column *want, size_t n)
 {
-	static const char *const want[][2] = {
-		{"scope", "varbinary"}, {"request_key", "varbinary"}, {"fingerprint", "varbinary"},
-		{"code", "int"}, {"result", "mediumblob"}, {"fence", "bigint"},
-		{"failed", "tinyint"}, {"completed_at", "datetime"},
-	};
 	char schema[LKS_IDENT_MAX * 2 + 2], table[LKS_IDENT_MAX * 2 + 2];
 	lks_rows r;
 	int64_t pk = 0;
 	int rc;
 	split_table(t, schema, table, sizeof schema);
-	lks_value p[2] = {LKS_TEXT(table), LKS_TEXT(schema)};
+	lks_value p[3] = {LKS_TEXT(table), LKS_TEXT(schema), LKS_TEXT(schema)};
 	rc = c->ops->query(c,
-	                   "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE), COALESCE(DATETIME_PRECISION, -1)"
+	                   "SELECT LOWER(COLUMN_NAME), LOWER(DATA_TYPE), COALESCE(DATETIME_PRECISION, -1),"
+	                   " COALESCE(CHARACTER_MAXIMUM_LENGTH, -1)"
 	                   " FROM information_schema.COLUMNS WHERE TABLE_NAME = ?"
 	                   " AND TABLE_SCHEMA = IF(? = '', DATABASE(), ?)",
-	                   (lks_value[]){p[0], p[1], p[1]}, 3, &r);
+	                   p, 3, &r);
 	if (rc)
 		return rc;
-	rc = lks_schema_columns(c, "once", t, &r, want, sizeof want / sizeof *want);
-	if (rc == LKS_OK && strcmp(lks_rows_get(&r, lks_rows_find(&r, 0, "completed_at"), 2), "6"))
-		rc = lks_set_error(c, LKS_EINVAL, "once table %s: completed_at must be DATETIME(6)", t);
+	if (r.nrows == 0)
+		rc = lks_set_error(c, LKS_EINVAL, "%s table %s does not exist: run lks_once_install (or"
+		                                  " lockstock install --once) once", what, t);
+	for (size_t w = 0; w < n && rc == LKS_OK; w++) {
+		int found = lks_rows_find(&r, 0, want[w].name);
+		if (found < 0) {
+			rc = lks_set_error(c, LKS_EINVAL, "%s table %s exists without column %s", what, t,
+			                   want[w].name);
+			break;
+		}
+		const char *type = lks_rows_get(&r, found, 1);
+		long length = atol(lks_rows_get(&r, found, 3));
+		if (strcmp(type, want[w].type))
+			rc = lks_set_error(c, LKS_EINVAL, "%s table %s: column %s is %s, expected %s", what, t,
+			                   want[w].name, type, want[w].type);
+		else if (want[w].min_length > 0 && length < want[w].min_length)
+			rc = lks_set_error(c, LKS_EINVAL,
+			                   "%s table %s: column %s is %s(%ld), expected %s(%ld) or longer"
+			                   " (longer values would fail or be cut)",
+			                   what, t, want[w].name, type, length, type, want[w].min_length);
+		else if (!strcmp(type, "datetime") && strcmp(lks_rows_get(&r, found, 2), "6"))
+			rc = lks_set_error(c, LKS_EINVAL, "%s table %s: %s must be DATETIME(6)", what, t,
+			                   want[w].name);
+	}
 	lks_rows_clear(&r);
 	if (rc)
 		return rc;
@@ -54,11 +81,39 @@ static int check_schema(lks_conn *c, const char *t)
 	                        " AND MAX(SUB_PART) IS NULL"
 	                        " AND GROUP_CONCAT(LOWER(COLUMN_NAME) ORDER BY SEQ_IN_INDEX) ="
 	                        " 'scope,request_key') k",
-	                        (lks_value[]){p[0], p[1], p[1]}, 3, &pk);
+	                        p, 3, &pk);
 	if (rc == LKS_OK && pk != 1)
-		rc = lks_set_error(c, LKS_EINVAL, "once table %s: the primary key is not exactly"
-		                                  " (scope, request_key)", t);
+		rc = lks_set_error(c, LKS_EINVAL, "%s table %s: the primary key is not exactly"
+		                                  " (scope, request_key)", what, t);
 	return rc;
+}
+
+static int check_schema(lks_conn *c, const char *t)
+{
+	static const column want[] = {
+		{"scope", "varbinary", LKS_LEASE_NAME_MAX},
+		{"request_key", "varbinary", LKS_ONCE_KEY_MAX},
+		{"fingerprint", "varbinary", LKS_ONCE_FINGERPRINT_MAX},
+		{"code", "int", 0},
+		{"result", "mediumblob", 0},
+		{"fence", "bigint", 0},
+		{"failed", "tinyint", 0},
+		{"completed_at", "datetime", 0},
+	};
+	return check_table(c, "once", t, want, sizeof want / sizeof *want);
+}
+
+static int check_steps(lks_conn *c, const char *st)
+{
+	static const column want[] = {
+		{"scope", "varbinary", LKS_LEASE_NAME_MAX},
+		{"request_key", "varbinary", LKS_ONCE_KEY_MAX},
+		{"step", "varbinary", LKS_ONCE_STEP_MAX},
+		{"data", "mediumblob", 0},
+		{"fence", "bigint", 0},
+		{"saved_at", "datetime", 0},
+	};
+	return check_table(c, "once steps", st, want, sizeof want / sizeof *want);
 }
 
 int lks_my_once_install(lks_conn *c, const char *t)
@@ -162,7 +217,8 @@ int lks_my_once_steps_install(lks_conn *c, const char *st)
 	            "    PRIMARY KEY (scope, request_key)\n"
 	            ") ENGINE=InnoDB",
 	            st);
-	return c->ops->exec(c, q.buf);
+	int rc = c->ops->exec(c, q.buf);
+	return rc ? rc : check_steps(c, st);
 }
 
 int lks_my_once_step_put(lks_conn *c, const char *st, const char *scope, const char *key,

@@ -4,28 +4,28 @@
 #include <string.h>
 #include "internal.h"
 
-/* An existing table must have the columns with their types, and exactly
- * (scope, request_key) as its primary key: the record's uniqueness is what
- * makes a run once. */
-static int check_schema(lks_conn *c, const char *t)
+/* An existing table must have the columns with their types, keys that
+ * compare byte for byte, and exactly (scope, request_key) as its primary
+ * key: the key's uniqueness is what makes a run (and a step) once. */
+static int check_table(lks_conn *c, const char *what, const char *t,
+                       const char *const (*want)[2], size_t n)
 {
-	static const char *const want[][2] = {
-		{"scope", "text"}, {"request_key", "text"}, {"fingerprint", "bytea"},
-		{"code", "integer"}, {"result", "bytea"}, {"fence", "bigint"},
-		{"failed", "boolean"}, {"completed_at", "timestamp with time zone"},
-	};
 	lks_value p = LKS_TEXT(t);
 	lks_rows r;
 	int64_t pk = 0;
 	int rc = lks_pg_columns(c, t, &r);
 	if (rc)
 		return rc;
-	rc = lks_schema_columns(c, "once", t, &r, want, sizeof want / sizeof *want);
+	if (r.nrows == 0)
+		rc = lks_set_error(c, LKS_EINVAL, "%s table %s does not exist: run lks_once_install (or"
+		                                  " lockstock install --once) once", what, t);
+	if (rc == LKS_OK)
+		rc = lks_schema_columns(c, what, t, &r, want, n);
 	for (size_t w = 0; w < 2 && rc == LKS_OK; w++)
 		if (strcmp(lks_rows_get(&r, lks_rows_find(&r, 0, want[w][0]), 2), "1"))
-			rc = lks_set_error(c, LKS_EINVAL, "once table %s: column %s has a nondeterministic"
+			rc = lks_set_error(c, LKS_EINVAL, "%s table %s: column %s has a nondeterministic"
 			                                  " collation; keys must compare byte for byte",
-			                   t, want[w][0]);
+			                   what, t, want[w][0]);
 	lks_rows_clear(&r);
 	if (rc)
 		return rc;
@@ -37,9 +37,28 @@ static int check_schema(lks_conn *c, const char *t)
 	                        " AND a0.attname = 'scope' AND a1.attname = 'request_key'",
 	                        &p, 1, &pk);
 	if (rc == LKS_OK && pk != 1)
-		rc = lks_set_error(c, LKS_EINVAL, "once table %s: the primary key is not exactly"
-		                                  " (scope, request_key)", t);
+		rc = lks_set_error(c, LKS_EINVAL, "%s table %s: the primary key is not exactly"
+		                                  " (scope, request_key)", what, t);
 	return rc;
+}
+
+static int check_schema(lks_conn *c, const char *t)
+{
+	static const char *const want[][2] = {
+		{"scope", "text"}, {"request_key", "text"}, {"fingerprint", "bytea"},
+		{"code", "integer"}, {"result", "bytea"}, {"fence", "bigint"},
+		{"failed", "boolean"}, {"completed_at", "timestamp with time zone"},
+	};
+	return check_table(c, "once", t, want, sizeof want / sizeof *want);
+}
+
+static int check_steps(lks_conn *c, const char *st)
+{
+	static const char *const want[][2] = {
+		{"scope", "text"}, {"request_key", "text"}, {"step", "text"},
+		{"data", "bytea"}, {"fence", "bigint"}, {"saved_at", "timestamp with time zone"},
+	};
+	return check_table(c, "once steps", st, want, sizeof want / sizeof *want);
 }
 
 int lks_pg_once_install(lks_conn *c, const char *t)
@@ -152,7 +171,8 @@ int lks_pg_once_steps_install(lks_conn *c, const char *st)
 	            "    PRIMARY KEY (scope, request_key)\n"
 	            ")",
 	            st);
-	return c->ops->exec(c, q.buf);
+	int rc = c->ops->exec(c, q.buf);
+	return rc ? rc : check_steps(c, st);
 }
 
 int lks_pg_once_step_put(lks_conn *c, const char *st, const char *scope, const char *key,
