@@ -15,7 +15,7 @@ lks_conn *lks_conn_new(void)
 	lks_conn *c = calloc(1, sizeof *c);
 	if (c) {
 		strcpy(c->lease_table, LKS_LEASE_TABLE_DEFAULT);
-		c->owner_col = c->payload_col = -1;
+		c->owner_col = c->payload_col = c->base_col = -1;
 		c->op_timeout_us = LKS_OP_TIMEOUT_DEFAULT_S * 1000000LL;
 	}
 	return c;
@@ -74,7 +74,7 @@ int lks_conn_reset(lks_conn *c)
 	ops = c->ops;
 	ops->close(c);
 	c->backend = NULL;
-	c->owner_col = c->payload_col = -1;
+	c->owner_col = c->payload_col = c->base_col = -1;
 	lks_clear_error(c);
 	url = c->url;
 	c->url = NULL;

@@ -104,6 +104,7 @@ struct lks_conn {
 	char lease_table[LKS_IDENT_MAX * 2 + 2];
 	int owner_col;        /* lease table has the owner column: -1 not known yet */
 	int payload_col;      /* ... the payload column: -1 not known yet */
+	int base_col;         /* ... the base column (the fence floor's guard): -1 not known yet */
 	int64_t op_timeout_us; /* longest wait for one answer; 0: none */
 	int64_t clock_offset_us; /* lks_conn_set_clock_offset: added to lease margins */
 	lks_event_fn event_fn; /* hooks (NULL: none) */
@@ -268,6 +269,12 @@ struct lks_backend_ops {
 	int (*once_step_delete)(lks_conn *c, const char *steps_q, const char *scope, const char *key);
 	/* whether the lease table has the owner column */
 	int (*lease_has_owner)(lks_conn *c, const char *table_q, bool *has);
+	/* whether it has the base column, which new names are inserted with
+	 * (the fence they start at); lease_seal drops its default, so that a
+	 * client built before the fence floor, which inserts new names at
+	 * fence 1, fails instead of sending a purged name's fence back */
+	int (*lease_has_base)(lks_conn *c, const char *table_q, bool *has);
+	int (*lease_seal)(lks_conn *c, const char *table_q);
 	/* payloads: the column; set (hex) on the current grant (LKS_LOST when
 	 * it is not); get rows as lease_select, then the current grant's
 	 * payload (hex, NULL when none) */
@@ -364,10 +371,14 @@ int lks_my_once_step_delete(lks_conn *c, const char *s, const char *scope, const
 
 /* the backends' lease-table cleanup SQL */
 int lks_pg_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
+int lks_pg_lease_has_base(lks_conn *c, const char *t, bool *has);
+int lks_pg_lease_seal(lks_conn *c, const char *t);
 int lks_pg_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
                              int64_t bound, int batch, int64_t *deleted, bool *more, char *next,
                              size_t nextsz);
 int lks_my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
+int lks_my_lease_has_base(lks_conn *c, const char *t, bool *has);
+int lks_my_lease_seal(lks_conn *c, const char *t);
 int lks_my_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
                              int64_t bound, int batch, int64_t *deleted, bool *more, char *next,
                              size_t nextsz);

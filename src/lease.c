@@ -19,7 +19,7 @@ int lks_lease_set_table(lks_conn *c, const char *table)
 	if (!lks_ident_valid(table))
 		return lks_set_error(c, LKS_EINVAL, "lease table name is not a plain identifier");
 	snprintf(c->lease_table, sizeof c->lease_table, "%s", table);
-	c->owner_col = c->payload_col = -1;
+	c->owner_col = c->payload_col = c->base_col = -1;
 	return LKS_OK;
 }
 
@@ -54,7 +54,7 @@ int lks_lease_install(lks_conn *c)
 	int rc = lks_conn_check(c);
 	if (rc || (rc = table_q(c, t)))
 		return rc;
-	c->owner_col = c->payload_col = -1;
+	c->owner_col = c->payload_col = c->base_col = -1;
 	return c->ops->lease_install(c, t);
 }
 
@@ -64,9 +64,12 @@ static int owner_column(lks_conn *c, const char *t, bool *has)
 {
 	int rc;
 	if (c->owner_col < 0) {
-		if ((rc = c->ops->lease_has_owner(c, t, has)))
+		bool base = false;
+		if ((rc = c->ops->lease_has_owner(c, t, has)) ||
+		    (rc = c->ops->lease_has_base(c, t, &base)))
 			return rc;
 		c->owner_col = *has;
+		c->base_col = base;
 	}
 	*has = c->owner_col == 1;
 	return LKS_OK;

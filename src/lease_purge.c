@@ -26,9 +26,12 @@ int lks_lease_purge(lks_conn *c, int64_t older_than_ms, int batch, int64_t *dele
 	if (c->ops->in_transaction(c))
 		return lks_set_error(c, LKS_EINVAL,
 		                     "lease purge needs a handle without an open transaction");
-	/* First the floor, in its own transaction: every row deleted below has
-	 * a fence at or under it, so a name used again starts above them. */
-	if ((rc = c->ops->lease_floor_raise(c, t, &bound)))
+	/* First the seal: from now on a client built before the fence floor
+	 * (which inserts a new name at fence 1) fails instead of sending a
+	 * purged name's fence back. Then the floor, in its own transaction:
+	 * every row deleted below has a fence at or under it, so a name used
+	 * again starts above them. */
+	if ((rc = c->ops->lease_seal(c, t)) || (rc = c->ops->lease_floor_raise(c, t, &bound)))
 		return rc;
 	do {
 		/* a batch that met a grant in flight (lock timeout, deadlock,

@@ -90,6 +90,7 @@ int main(int argc, char **argv)
 		T(once_purge_in_batches),
 		T(lease_purge_keeps_fences_increasing),
 		T(lease_purge_races_grants),
+		T(lease_purge_refuses_older_clients),
 		T(lease_purge_bad_input_changes_nothing),
 		T(once_holder_killed_inside_callback),
 		T(once_stalled_holder_is_lost),

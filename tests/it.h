@@ -103,5 +103,6 @@ void lease_without_waiting_room_names_no_advisory_lock(void **state);
 void clock_offset_shortens_the_holders_deadline(void **state);
 void lease_purge_keeps_fences_increasing(void **state);
 void lease_purge_races_grants(void **state);
+void lease_purge_refuses_older_clients(void **state);
 void lease_purge_bad_input_changes_nothing(void **state);
 #endif

@@ -189,3 +189,48 @@ void lease_purge_bad_input_changes_nothing(void **state)
 	assert_int_equal(lks_lease_purge(f->c, 0, 10, &deleted), LKS_OK);
 	assert_int_equal(deleted, 1);
 }
+
+/* #29 item 4: a client built before the fence floor inserts a name it has
+ * no row for at fence 1. Once a purge has run, such an insert fails, so a
+ * purged name's fence never goes back; and the names this version inserts
+ * say where they started (base). The old client's statement is run as it
+ * was. */
+void lease_purge_refuses_older_clients(void **state)
+{
+	fx *f = *state;
+	lks_lease *l;
+	int64_t deleted = 0, last = 0;
+	for (int i = 0; i < 5; i++) {
+		T_OK(f->c, lks_lease_acquire(&l, f->c, "oldclient", 30000, 0, NULL));
+		last = lks_lease_fence(l);
+		T_OK(f->c, lks_lease_release(f->c, l));
+		lks_lease_free(l);
+	}
+	assert_true(last >= 5);
+	/* before any purge an older client still works (a rolling upgrade) */
+	t_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                 ? "INSERT INTO lks_lease (name, holder, fence, acquired_at, expires_at)"
+	                   " VALUES ('oldfirst', NULL, 1, NULL, 'epoch')"
+	                 : "INSERT INTO lks_lease (name, holder, fence, acquired_at, expires_at)"
+	                   " VALUES ('oldfirst', NULL, 1, NULL, '1970-01-01')");
+	T_OK(f->c, lks_lease_purge(f->c, 0, 100, &deleted));
+	assert_true(deleted >= 1);
+	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_lease WHERE name = 'oldclient'"), 0);
+	/* the older client's insert of the purged name now fails */
+	assert_int_not_equal(lks_conn_exec(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                     ? "INSERT INTO lks_lease (name, holder, fence, acquired_at, expires_at)"
+	                       " VALUES ('oldclient', 'h', 1, clock_timestamp(), clock_timestamp() + interval '30 seconds')"
+	                     : "INSERT INTO lks_lease (name, holder, fence, acquired_at, expires_at)"
+	                       " VALUES ('oldclient', 'h', 1, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL 30 SECOND)"),
+	                     LKS_OK);
+	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_lease WHERE name = 'oldclient'"), 0);
+	/* this version's grant starts above the floor, and says so */
+	T_OK(f->c, lks_lease_acquire(&l, f->c, "oldclient", 30000, 0, NULL));
+	assert_true(lks_lease_fence(l) > last);
+	assert_int_equal(t_int1(f->c, "SELECT base FROM lks_lease WHERE name = 'oldclient'"),
+	                 lks_lease_fence(l));
+	T_OK(f->c, lks_lease_release(f->c, l));
+	lks_lease_free(l);
+	/* a second purge has nothing more to seal */
+	T_OK(f->c, lks_lease_purge(f->c, 0, 100, &deleted));
+}

@@ -33,7 +33,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 		[LKS_BATON_NONE] = "? IS NOT NULL",
 		[LKS_BATON_PEEK] = "COALESCE(IS_USED_LOCK(?), CONNECTION_ID()) = CONNECTION_ID()",
 	};
-	lks_sql q = {.len = 0}, cond = {.len = 0}, own = {.len = 0};
+	lks_sql q = {.len = 0}, cond = {.len = 0}, own = {.len = 0}, base = {.len = 0};
 	char bn[24];
 	lks_value p[6] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_TEXT(bn), LKS_INT(ttl_us), LKS_TEXT(bn),
 	                  LKS_TEXT(owner_tag)};
@@ -46,20 +46,23 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	            LKS_BATON_STALE_MS * 1000);
 	if (owner_tag) /* the last parameter; assigned before expires_at, which cond reads */
 		lks_sql_add(&own, " owner = IF(%s, VALUES(owner), owner),", cond.buf);
+	if (c->base_col == 1) /* the last VALUES: no parameter after it */
+		lks_sql_add(&base, ", " MY_FLOOR_FENCE " + 1", t);
 	lks_sql_add(&q,
 	            "SET STATEMENT innodb_lock_wait_timeout = %d FOR"
-	            " INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
+	            " INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s%s)"
 	            " VALUES (?, ?, " MY_FLOOR_FENCE " + 1,"
 	            " IF(%s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) - INTERVAL 1 MICROSECOND),"
-	            " UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND%s)"
+	            " UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND%s%s)"
 	            " ON DUPLICATE KEY UPDATE holder = IF(%s, VALUES(holder), holder),"
 	            " fence = IF(%s, fence + 1, fence),"
 	            " acquired_at = IF(%s, UTC_TIMESTAMP(6), acquired_at),%s"
 	            " expires_at = IF(%s, VALUES(expires_at), expires_at)"
 	            " RETURNING holder, fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at),"
 	            " COALESCE(IS_USED_LOCK(?) = CONNECTION_ID(), 0)",
-	            lock_wait_us >= 1200000 ? 1 : 0, t, owner_tag ? ", owner" : "", t, baton_expr[mode],
-	            owner_tag ? ", ?" : "", cond.buf, cond.buf, cond.buf, own.buf, cond.buf);
+	            lock_wait_us >= 1200000 ? 1 : 0, t, owner_tag ? ", owner" : "",
+	            c->base_col == 1 ? ", base" : "", t, baton_expr[mode], owner_tag ? ", ?" : "",
+	            base.buf, cond.buf, cond.buf, cond.buf, own.buf, cond.buf);
 	if (owner_tag) { /* VALUES order: name, holder, baton, ttl, owner; then RETURNING's baton */
 		p[4] = LKS_TEXT(owner_tag);
 		p[5] = LKS_TEXT(bn);
@@ -159,7 +162,7 @@ int lks_my_lease_try(lks_conn *c, const char *t, const char *name,
                      lks_baton_mode mode, uint64_t baton, int64_t lock_wait_us,
                      lks_grant *g)
 {
-	lks_sql up = {.len = 0}, sel = {.len = 0}, ins = {.len = 0};
+	lks_sql up = {.len = 0}, sel = {.len = 0}, ins = {.len = 0}, base = {.len = 0};
 	lks_value pu[4] = {LKS_TEXT(holder), LKS_INT(ttl_us), LKS_TEXT(name)};
 	lks_value pn = LKS_TEXT(name);
 	lks_rows r;
@@ -195,11 +198,13 @@ int lks_my_lease_try(lks_conn *c, const char *t, const char *name,
 	            "SELECT fence, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)"
 	            " FROM %s WHERE name = ?",
 	            t);
+	if (c->base_col == 1)
+		lks_sql_add(&base, ", " MY_FLOOR_FENCE " + 1", t);
 	lks_sql_add(&ins,
-	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
-	            " VALUES (?, NULL, " MY_FLOOR_FENCE ", NULL, '1970-01-01')"
+	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
+	            " VALUES (?, NULL, " MY_FLOOR_FENCE ", NULL, '1970-01-01'%s)"
 	            " ON DUPLICATE KEY UPDATE name = name",
-	            t, t);
+	            t, c->base_col == 1 ? ", base" : "", t, base.buf);
 	for (int round = 0; round < 3; round++) {
 		if ((rc = lks_my_query(c, up.buf, pu, owner_tag ? 4 : 3, &r)))
 			return rc == LKS_ETRANSIENT ? (lks_clear_error(c), LKS_OK) : rc; /* locked: busy */

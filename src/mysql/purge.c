@@ -36,8 +36,8 @@ int lks_my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound)
 		return LKS_OK;
 	p = LKS_INT(*bound);
 	lks_sql_add(&up,
-	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at)"
-	            " VALUES (X'FF', NULL, ?, NULL, '1970-01-01')"
+	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at, base)"
+	            " VALUES (X'FF', NULL, ?, NULL, '1970-01-01', 1)"
 	            " ON DUPLICATE KEY UPDATE fence = GREATEST(fence, VALUES(fence))",
 	            t);
 	return lks_exec_params(c, &up, &p, 1, NULL);

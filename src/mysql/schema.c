@@ -45,7 +45,7 @@ static int my_lease_name_is_key(lks_conn *c, const char *table, int64_t *keys)
 }
 
 static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner,
-                                 bool *has_writes, bool *has_payload)
+                                 bool *has_writes, bool *has_payload, bool *has_base)
 {
 	static const char *const want[][2] = {
 		{"name", "varbinary"}, {"holder", "char"}, {"fence", "bigint"},
@@ -58,6 +58,7 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 	*has_owner = lks_rows_find(&r, 0, "owner") >= 0;
 	*has_writes = lks_rows_find(&r, 0, "writes") >= 0;
 	*has_payload = lks_rows_find(&r, 0, "payload") >= 0;
+	*has_base = lks_rows_find(&r, 0, "base") >= 0;
 	if (r.nrows == 0)
 		rc = lks_set_error(c, LKS_EINVAL,
 		                   "lease table %s does not exist: run lks_lease_install (or lockstock"
@@ -109,6 +110,7 @@ void lks_my_lease_ddl(const char *t, lks_sql *q)
 	            "    owner       VARBINARY(%d) NULL,\n"
 	            "    writes      BIGINT NOT NULL DEFAULT 0,\n"
 	            "    payload     BLOB NULL,\n"
+	            "    base        BIGINT NOT NULL DEFAULT 0,\n"
 	            "    CONSTRAINT lks_lease_name_nonempty CHECK (LENGTH(name) > 0),\n"
 	            "    CONSTRAINT lks_lease_fence_nonneg CHECK (fence >= 0)\n"
 	            ") ENGINE=InnoDB",
@@ -116,8 +118,8 @@ void lks_my_lease_ddl(const char *t, lks_sql *q)
 }
 
 /* Columns added since the first table: owner (labels), writes (the fenced
- * write's guard on Galera), payload. */
-#define ADDED_COLUMNS 3
+ * write's guard on Galera), payload, base (the fence floor's guard). */
+#define ADDED_COLUMNS 4
 static void add_column(lks_sql *q, size_t i, const char *sep, const char *if_not_exists)
 {
 	if (i == 0)
@@ -125,8 +127,10 @@ static void add_column(lks_sql *q, size_t i, const char *sep, const char *if_not
 		            LKS_OWNER_TAG_MAX);
 	else if (i == 1)
 		lks_sql_add(q, "%s ADD COLUMN %swrites BIGINT NOT NULL DEFAULT 0", sep, if_not_exists);
-	else
+	else if (i == 2)
 		lks_sql_add(q, "%s ADD COLUMN %spayload BLOB NULL", sep, if_not_exists);
+	else
+		lks_sql_add(q, "%s ADD COLUMN %sbase BIGINT NOT NULL DEFAULT 0", sep, if_not_exists);
 }
 
 int lks_my_lease_install(lks_conn *c, const char *t)
@@ -135,8 +139,8 @@ int lks_my_lease_install(lks_conn *c, const char *t)
 	lks_my_lease_ddl(t, &q);
 	bool has[ADDED_COLUMNS];
 	int rc = lks_my_exec(c, q.buf);
-	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has[0], &has[1], &has[2])) ||
-	    (has[0] && has[1] && has[2]))
+	if (rc || (rc = my_lease_check_schema(c, c->lease_table, &has[0], &has[1], &has[2], &has[3])) ||
+	    (has[0] && has[1] && has[2] && has[3]))
 		return rc;
 	/* A table from an older version: add the columns in place
 	 * (ALGORITHM=INSTANT: catalog only, no copy; a Galera cluster runs it on
@@ -168,14 +172,73 @@ int lks_my_lease_install(lks_conn *c, const char *t)
  * INSERT ... ON DUPLICATE KEY UPDATE would grant every acquirer). */
 int lks_my_lease_has_owner(lks_conn *c, const char *t, bool *has)
 {
-	bool writes, payload;
+	bool writes, payload, base;
 	(void)t;
-	return my_lease_check_schema(c, c->lease_table, has, &writes, &payload);
+	return my_lease_check_schema(c, c->lease_table, has, &writes, &payload, &base);
 }
 
 int lks_my_lease_has_payload(lks_conn *c, const char *t, bool *has)
 {
-	bool owner, writes;
+	bool owner, writes, base;
 	(void)t;
-	return my_lease_check_schema(c, c->lease_table, &owner, &writes, has);
+	return my_lease_check_schema(c, c->lease_table, &owner, &writes, has, &base);
+}
+
+int lks_my_lease_has_base(lks_conn *c, const char *t, bool *has)
+{
+	const char *table = c->lease_table, *dot = strchr(table, '.');
+	char schema[LKS_IDENT_MAX + 1] = "";
+	int64_t n = 0;
+	(void)t;
+	if (dot)
+		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
+	lks_value p[3] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema), LKS_TEXT(schema)};
+	int rc = lks_query_int(c,
+	                       "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_NAME = ?"
+	                       " AND TABLE_SCHEMA = IF(? = '', DATABASE(), ?) AND LOWER(COLUMN_NAME) = 'base'",
+	                       p, 3, &n);
+	*has = n > 0;
+	return rc;
+}
+
+/* base loses its default once, at the first purge: a catalog change
+ * (waiting at most 5 s for the metadata lock). An older client's insert then
+ * fails ("doesn't have a default value") under a strict sql_mode, the
+ * default; a session with a non-strict sql_mode would still insert base 0:
+ * upgrade every client before the first purge (GUIDE). */
+int lks_my_lease_seal(lks_conn *c, const char *t)
+{
+	const char *table = c->lease_table, *dot = strchr(table, '.');
+	char schema[LKS_IDENT_MAX + 1] = "";
+	lks_sql q = {.len = 0};
+	int64_t n = -1;
+	int rc;
+	if (dot)
+		snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
+	lks_value p[3] = {LKS_TEXT(dot ? dot + 1 : table), LKS_TEXT(schema), LKS_TEXT(schema)};
+	if ((rc = lks_query_int(c,
+	                        "SELECT COUNT(COLUMN_DEFAULT) FROM information_schema.COLUMNS"
+	                        " WHERE TABLE_NAME = ? AND TABLE_SCHEMA = IF(? = '', DATABASE(), ?)"
+	                        " AND LOWER(COLUMN_NAME) = 'base' HAVING COUNT(*) > 0",
+	                        p, 3, &n)))
+		return rc;
+	if (n < 0)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease table %s has no base column: run lks_lease_install (lockstock"
+		                     " install) with this version before the first purge",
+		                     t);
+	if (n == 0)
+		return LKS_OK;
+	if (ST(c)->returning) { /* MariaDB: SET STATEMENT */
+		lks_sql_add(&q, "SET STATEMENT lock_wait_timeout = 5 FOR ALTER TABLE %s ALTER COLUMN base"
+		                " DROP DEFAULT", t);
+		return lks_my_exec(c, q.buf);
+	}
+	lks_sql_add(&q, "ALTER TABLE %s ALTER COLUMN base DROP DEFAULT", t);
+	if ((rc = lks_my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5")))
+		return rc;
+	rc = lks_my_exec(c, q.buf);
+	if (lks_my_exec(c, "SET SESSION lock_wait_timeout = @lks_lwt") && !rc)
+		rc = c->err;
+	return rc;
 }

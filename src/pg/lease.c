@@ -70,6 +70,16 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
  * caller's time left: a poll overruns the deadline by at most this much. */
 #define LOCK_WAIT_FLOOR_US 50000
 
+/* The fence floor, read with a share lock (see above); a new name starts
+ * above it, and says so in base where the table has it. */
+#define PG_FLOOR_FENCE "coalesce((SELECT fence FROM %s WHERE name = '' FOR SHARE), 0)"
+
+static void base_value(lks_conn *c, const char *t, lks_sql *out)
+{
+	if (c->base_col == 1)
+		lks_sql_add(out, ", " PG_FLOOR_FENCE " + 1", t);
+}
+
 /*
  * grant=single: the same decision in statements that each modify the lease
  * table once at most (CockroachDB refuses two modifications of one table in
@@ -86,17 +96,20 @@ static int pg_lease_try_single(lks_conn *c, const char *t, const lks_value *p, s
 	lks_rows r;
 	int rc;
 	lks_value ins[5] = {p[0], p[1], p[2], p[5], np > 6 ? p[6] : LKS_NULLV};
+	lks_sql base = {.len = 0};
 	if ((rc = pg_lease_try_lean(c, t, p, np, LKS_BATON_NONE, g)) || g->granted)
 		return rc;
 	g->statements++;
+	base_value(c, t, &base);
 	lks_sql_add(&q,
-	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
-	            " SELECT $1, $2, coalesce((SELECT fence FROM %s WHERE name = '' FOR SHARE), 0) + 1,"
-	            " clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
+	            "INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s%s)"
+	            " SELECT $1, $2, " PG_FLOOR_FENCE " + 1,"
+	            " clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s%s"
 	            " FROM (SELECT set_config('lock_timeout', $4::text, true)) s"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
 	            " ON CONFLICT (name) DO NOTHING RETURNING fence, " REMAINING_US,
-	            t, np > 6 ? ", owner" : "", t, np > 6 ? ", $5" : "", t);
+	            t, np > 6 ? ", owner" : "", c->base_col == 1 ? ", base" : "", t,
+	            np > 6 ? ", $5" : "", base.buf, t);
 	if ((rc = lks_pg_query(c, q.buf, ins, np > 6 ? 5 : 4, &r)))
 		return rc;
 	if (r.nrows == 1) {
@@ -134,6 +147,7 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 	lks_value p[7] = {LKS_TEXT(name), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(mode),
 	                  LKS_INT((int64_t)baton), LKS_TEXT(timeout), LKS_TEXT(owner_tag)};
 	size_t np = owner_tag ? 7 : 6;
+	lks_sql base = {.len = 0};
 	bool lean_first = mode == LKS_BATON_WOKEN ||
 	                  ((mode == LKS_BATON_PEEK || mode == LKS_BATON_NONE) && !g->skip_lean);
 	lks_rows r;
@@ -160,6 +174,7 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 			return rc; /* LKS_ETRANSIENT: lease.c takes it as busy */
 		g->statements++;
 	}
+	base_value(c, t, &base);
 	lks_sql_add(&q,
 	            "WITH b AS (SELECT %s AS got,"
 	            " set_config('lock_timeout', $6::text, true) AS cfg),"
@@ -170,9 +185,9 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 	            " AND ((SELECT got OR $4::int = 2 FROM b)"
 	            " OR expires_at <= clock_timestamp() - interval '%d milliseconds')"
 	            " RETURNING fence, expires_at),"
-	            " i AS (INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s)"
-	            " SELECT $1, $2, coalesce((SELECT fence FROM %s WHERE name = '' FOR SHARE), 0) + 1,"
-	            " clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
+	            " i AS (INSERT INTO %s (name, holder, fence, acquired_at, expires_at%s%s)"
+	            " SELECT $1, $2, " PG_FLOOR_FENCE " + 1,"
+	            " clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond'%s%s"
 	            " WHERE NOT EXISTS (SELECT 1 FROM %s WHERE name = $1)"
 	            " ON CONFLICT (name) DO NOTHING RETURNING fence, expires_at)"
 	            " SELECT 1, fence, " REMAINING_US ", (SELECT got AND $4::int <> 3 FROM b), false FROM u"
@@ -189,7 +204,8 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 	                  " THEN pg_advisory_unlock($5::bigint) ELSE false END"
 	                  " ELSE pg_try_advisory_lock($5::bigint) END",
 	            t, owner_tag ? ", owner = $7" : "", LKS_BATON_STALE_MS, t,
-	            owner_tag ? ", owner" : "", t, owner_tag ? ", $7" : "", t, t, t);
+	            owner_tag ? ", owner" : "", c->base_col == 1 ? ", base" : "", t,
+	            owner_tag ? ", $7" : "", base.buf, t, t, t);
 	rc = lks_pg_query(c, q.buf, p, np, &r);
 	if (rc) /* LKS_ETRANSIENT: lease.c takes it as busy */
 		return rc;

@@ -16,8 +16,8 @@ int lks_pg_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound)
 	int rc;
 	lks_sql_add(&q,
 	            "WITH m AS (SELECT coalesce(max(fence), 0) AS m FROM %s WHERE name <> ''),"
-	            " up AS (INSERT INTO %s AS f (name, holder, fence, acquired_at, expires_at)"
-	            " SELECT '', NULL, m, NULL, 'epoch' FROM m"
+	            " up AS (INSERT INTO %s AS f (name, holder, fence, acquired_at, expires_at, base)"
+	            " SELECT '', NULL, m, NULL, 'epoch', 1 FROM m"
 	            " ON CONFLICT (name) DO UPDATE SET fence = excluded.fence"
 	            " WHERE f.fence < excluded.fence RETURNING 1)"
 	            " SELECT m, (SELECT count(*) FROM up) FROM m",

@@ -65,7 +65,8 @@ void lks_pg_lease_ddl(const char *t, lks_sql *q)
 	            "    acquired_at timestamptz,\n"
 	            "    expires_at  timestamptz NOT NULL,\n"
 	            "    owner       text,\n"
-	            "    payload     bytea\n"
+	            "    payload     bytea,\n"
+	            "    base        bigint NOT NULL DEFAULT 0\n"
 	            ")",
 	            t);
 }
@@ -86,6 +87,9 @@ static int pg_lease_migration(lks_conn *c, const char *t, char *out, size_t size
 	                      " CASE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
 	                      " AND attname = 'payload' AND NOT attisdropped)"
 	                      " THEN 'ADD COLUMN IF NOT EXISTS payload bytea' END,"
+	                      " CASE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
+	                      " AND attname = 'base' AND NOT attisdropped)"
+	                      " THEN 'ADD COLUMN IF NOT EXISTS base bigint NOT NULL DEFAULT 0' END,"
 	                      " (SELECT string_agg(format('DROP CONSTRAINT IF EXISTS %I', conname), ', ')"
 	                      " FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'c'"
 	                      " AND pg_get_constraintdef(oid) IN ("
@@ -153,4 +157,41 @@ int lks_pg_lease_has_owner(lks_conn *c, const char *t, bool *has)
 int lks_pg_lease_has_payload(lks_conn *c, const char *t, bool *has)
 {
 	return pg_has_column(c, t, "payload", has);
+}
+
+int lks_pg_lease_has_base(lks_conn *c, const char *t, bool *has)
+{
+	return pg_has_column(c, t, "base", has);
+}
+
+/* base loses its default once, at the first purge (the catalog only, under
+ * the table's exclusive lock, waited for at most 5 s). */
+int lks_pg_lease_seal(lks_conn *c, const char *t)
+{
+	lks_sql q = {.len = 0};
+	lks_value p = LKS_TEXT(t);
+	int64_t n = -1;
+	int rc = lks_query_int(c,
+	                       "SELECT count(*) FILTER (WHERE atthasdef) FROM pg_attribute"
+	                       " WHERE attrelid = to_regclass($1) AND attname = 'base' AND NOT attisdropped"
+	                       " HAVING count(*) > 0",
+	                       &p, 1, &n);
+	if (rc)
+		return rc;
+	if (n < 0)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "lease table %s has no base column: run lks_lease_install (lockstock"
+		                     " install) with this version before the first purge",
+		                     t);
+	if (n == 0)
+		return LKS_OK;
+	lks_sql_add(&q, "BEGIN; SET LOCAL lock_timeout = '5s'; ALTER TABLE %s ALTER COLUMN base DROP DEFAULT;"
+	                " COMMIT", t);
+	if ((rc = lks_pg_exec(c, q.buf)) && lks_pg_in_transaction(c)) {
+		lks_error_saved saved;
+		lks_error_save(c, &saved);
+		PQclear(lks_pg_exec_res(c, "ROLLBACK"));
+		lks_error_restore(c, &saved);
+	}
+	return rc;
 }

@@ -21,7 +21,10 @@
 enum { CHECK_URL = 256, CHECK_WORKERS, CHECK_DURATION, CHECK_TTL, CHECK_JSON, CHECK_HELP };
 #define CHECK_WORKERS_MAX 64
 #define ACKS_MAX 200000
-#define LEASE_TABLE "lks_check_lease"
+/* Each run's scratch tables are its own, lks_check_<16 hex digits>_*: two
+ * checks at once (or one after a violation, whose tables are kept) never
+ * drop or write each other's tables. */
+#define PREFIX_MAX 32
 
 typedef struct checker {
 	const char *url;
@@ -30,6 +33,10 @@ typedef struct checker {
 	 * not count slow connects: TLS, SCRAM, a cluster's failover) */
 	pthread_barrier_t connected, started;
 	atomic_int inside, overlaps;
+	char prefix[PREFIX_MAX];            /* lks_check_<hex> */
+	char lease[PREFIX_MAX + 8];         /* <prefix>_lease */
+	char log_insert[PREFIX_MAX + 80];   /* INSERT INTO <prefix>_log ..., per backend */
+	char counter_update[PREFIX_MAX + 48];
 } checker;
 
 typedef struct check_worker {
@@ -56,11 +63,8 @@ static int logged_write(lks_conn *c, int64_t fence, void *arg)
 	check_worker *w = arg;
 	lks_value p[2] = {LKS_INT(w->id), LKS_INT(fence)};
 	int64_t n;
-	bool pg = lks_conn_backend(c) == LKS_BACKEND_POSTGRESQL;
-	int rc = lks_conn_query_int(c, pg ? "INSERT INTO lks_check_log (worker, fence) VALUES ($1, $2)"
-	                                  : "INSERT INTO lks_check_log (worker, fence) VALUES (?, ?)",
-	                            p, 2, &n);
-	return rc ? rc : lks_conn_exec(c, "UPDATE lks_check_counter SET n = n + 1");
+	int rc = lks_conn_query_int(c, w->ck->log_insert, p, 2, &n);
+	return rc ? rc : lks_conn_exec(c, w->ck->counter_update);
 }
 
 static void reconnect(lks_conn *c, check_worker *w)
@@ -74,7 +78,7 @@ static void *check_loop(void *arg)
 {
 	check_worker *w = arg;
 	lks_conn *c = NULL;
-	bool opened = lks_conn_open(&c, w->ck->url) == LKS_OK && lks_lease_set_table(c, LEASE_TABLE) == LKS_OK;
+	bool opened = lks_conn_open(&c, w->ck->url) == LKS_OK && lks_lease_set_table(c, w->ck->lease) == LKS_OK;
 	if (pthread_barrier_wait(&w->ck->connected) == PTHREAD_BARRIER_SERIAL_THREAD)
 		w->ck->end_ms = now_ms() + w->ck->duration_ms;
 	pthread_barrier_wait(&w->ck->started);
@@ -157,24 +161,68 @@ static int64_t one(lks_conn *c, const char *sql, int *rc)
 	return v;
 }
 
+/* This run's table names, from 8 random bytes. */
+static int name_tables(checker *ck, bool pg)
+{
+	unsigned char r[8];
+	FILE *f = fopen("/dev/urandom", "rb");
+	size_t got = f ? fread(r, 1, sizeof r, f) : 0;
+	if (f)
+		fclose(f);
+	if (got != sizeof r)
+		return -1;
+	int n = snprintf(ck->prefix, sizeof ck->prefix, "lks_check_");
+	for (size_t i = 0; i < sizeof r; i++)
+		n += snprintf(ck->prefix + n, sizeof ck->prefix - (size_t)n, "%02x", r[i]);
+	snprintf(ck->lease, sizeof ck->lease, "%s_lease", ck->prefix);
+	snprintf(ck->log_insert, sizeof ck->log_insert, "INSERT INTO %s_log (worker, fence) VALUES %s",
+	         ck->prefix, pg ? "($1, $2)" : "(?, ?)");
+	snprintf(ck->counter_update, sizeof ck->counter_update, "UPDATE %s_counter SET n = n + 1",
+	         ck->prefix);
+	return 0;
+}
+
+static int exec_on(lks_conn *c, const checker *ck, const char *fmt, const char *more)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql, fmt, ck->prefix, more);
+	return lks_conn_exec(c, sql);
+}
+
+static void drop_tables(lks_conn *c, const checker *ck)
+{
+	exec_on(c, ck, "DROP TABLE IF EXISTS %s_log%s", "");
+	exec_on(c, ck, "DROP TABLE IF EXISTS %s_counter%s", "");
+	exec_on(c, ck, "DROP TABLE IF EXISTS %s_lease%s", "");
+}
+
 /* The scratch tables, new: a lease table of its own, the log, the counter. */
-static int setup(lks_conn *c)
+static int setup(lks_conn *c, checker *ck)
 {
 	int rc;
 	bool pg = lks_conn_backend(c) == LKS_BACKEND_POSTGRESQL;
-	lks_conn_exec(c, "DROP TABLE IF EXISTS lks_check_log");
-	lks_conn_exec(c, "DROP TABLE IF EXISTS lks_check_counter");
-	lks_conn_exec(c, "DROP TABLE IF EXISTS " LEASE_TABLE);
-	if ((rc = lks_lease_set_table(c, LEASE_TABLE)) || (rc = lks_lease_install(c)) ||
-	    (rc = lks_conn_exec(c, pg ? "CREATE TABLE lks_check_log (worker int NOT NULL, fence bigint NOT NULL)"
-	                              : "CREATE TABLE lks_check_log (worker int NOT NULL, fence bigint NOT NULL,"
-	                                " id bigint AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB")) ||
-	    (rc = lks_conn_exec(c, pg ? "CREATE TABLE lks_check_counter (n bigint NOT NULL)"
-	                              : "CREATE TABLE lks_check_counter (n bigint NOT NULL,"
-	                                " id int PRIMARY KEY DEFAULT 1) ENGINE=InnoDB")) ||
-	    (rc = lks_conn_exec(c, "INSERT INTO lks_check_counter (n) VALUES (0)")))
+	if (name_tables(ck, pg)) {
+		cli_error("check: cannot read /dev/urandom for the scratch tables' names");
+		return LKS_EINVAL;
+	}
+	if ((rc = lks_lease_set_table(c, ck->lease)) || (rc = lks_lease_install(c)) ||
+	    (rc = exec_on(c, ck, "CREATE TABLE %s_log (worker int NOT NULL, fence bigint NOT NULL%s",
+	                  pg ? ")" : ", id bigint AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB")) ||
+	    (rc = exec_on(c, ck, "CREATE TABLE %s_counter (n bigint NOT NULL%s",
+	                  pg ? ")" : ", id int PRIMARY KEY DEFAULT 1) ENGINE=InnoDB")) ||
+	    (rc = exec_on(c, ck, "INSERT INTO %s_counter (n) VALUES (0)%s", ""))) {
 		cli_error("check: creating the scratch tables: %s", lks_conn_errmsg(c));
+		drop_tables(c, ck);
+	}
 	return rc;
+}
+
+/* A count from this run's tables (prefix first in fmt) */
+static int64_t count_of(lks_conn *c, const checker *ck, const char *fmt, int *rc)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql, fmt, ck->prefix);
+	return one(c, sql, rc);
 }
 
 int cli_check(int argc, char **argv)
@@ -238,7 +286,7 @@ int cli_check(int argc, char **argv)
 	}
 	if ((rc = cli_connect(&co, &c)))
 		return rc;
-	if ((rc = setup(c))) {
+	if ((rc = setup(c, &ck))) {
 		lks_conn_close(c);
 		return cli_exit_for(rc);
 	}
@@ -270,9 +318,9 @@ int cli_check(int argc, char **argv)
 	for (int i = 0; i < 300 && lks_conn_reset(c) != LKS_OK; i++)
 		usleep(100000);
 	rc = LKS_OK;
-	counter = one(c, "SELECT n FROM lks_check_counter", &rc);
-	logged = one(c, "SELECT count(*) FROM lks_check_log", &rc);
-	distinct = one(c, "SELECT count(DISTINCT fence) FROM lks_check_log", &rc);
+	counter = count_of(c, &ck, "SELECT n FROM %s_counter", &rc);
+	logged = count_of(c, &ck, "SELECT count(*) FROM %s_log", &rc);
+	distinct = count_of(c, &ck, "SELECT count(DISTINCT fence) FROM %s_log", &rc);
 	told_twice = granted_twice(ws, workers);
 	for (long i = 0; i < workers && rc == LKS_OK; i++) {
 		check_worker *w = &ws[i];
@@ -285,8 +333,8 @@ int cli_check(int argc, char **argv)
 		errors += w->errors;
 		for (int k = 0; k < w->nacks && rc == LKS_OK; k++) {
 			char sql[160];
-			snprintf(sql, sizeof sql, "SELECT count(*) FROM lks_check_log WHERE worker = %d"
-			         " AND fence = %lld", w->id, (long long)w->acks[k]);
+			snprintf(sql, sizeof sql, "SELECT count(*) FROM %s_log WHERE worker = %d"
+			         " AND fence = %lld", ck.prefix, w->id, (long long)w->acks[k]);
 			missing += one(c, sql, &rc) == 0;
 		}
 	}
@@ -307,11 +355,11 @@ int cli_check(int argc, char **argv)
 		       "\"acknowledged_writes\":%lld,\"unknown_outcome\":%lld,\"refused_writes\":%lld,"
 		       "\"two_holders\":%lld,\"fence_regressions\":%lld,\"fences_granted_twice\":%lld,"
 		       "\"acknowledged_writes_missing\":%lld,\"counter\":%lld,\"logged_writes\":%lld,"
-		       "\"reconnects\":%lld,\"errors\":%lld}\n",
+		       "\"reconnects\":%lld,\"errors\":%lld,\"tables\":\"%s_*\"}\n",
 		       ok ? "ok" : "violated", workers, (long long)duration_ms, (long long)grants,
 		       (long long)acked, (long long)unknown, (long long)refused, (long long)overlaps,
 		       (long long)regressions, (long long)twice, (long long)missing, (long long)counter,
-		       (long long)logged, (long long)reconnects, (long long)errors);
+		       (long long)logged, (long long)reconnects, (long long)errors, ck.prefix);
 	else
 		printf("%s: %lld grants by %ld workers in %lld ms; %lld fenced writes acknowledged, %lld"
 		       " outcome unknown, %lld refused\n"
@@ -323,11 +371,11 @@ int cli_check(int argc, char **argv)
 		       (long long)regressions, (long long)twice, (long long)counter, (long long)logged,
 		       (long long)missing, (long long)reconnects, (long long)errors);
 	/* the scratch tables go; a violation keeps them to look at */
-	if (ok) {
-		lks_conn_exec(c, "DROP TABLE lks_check_log");
-		lks_conn_exec(c, "DROP TABLE lks_check_counter");
-		lks_conn_exec(c, "DROP TABLE " LEASE_TABLE);
-	}
+	if (ok)
+		drop_tables(c, &ck);
+	else if (!json)
+		printf("  the evidence is kept in the tables %s_log, %s_counter and %s_lease\n", ck.prefix,
+		       ck.prefix, ck.prefix);
 	lks_conn_close(c);
 	return ok ? 0 : 1;
 }
