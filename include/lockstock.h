@@ -856,7 +856,8 @@ LKS_API int64_t lks_once_fence(const lks_once_ctx *ctx);
 LKS_API const char *lks_once_attempt_id(const lks_once_ctx *ctx);
 /* The result to record (copied; replaces an earlier one). LKS_EINVAL when
  * len > max_result_bytes: the run then fails with LKS_EINVAL, nothing
- * committed. A callback that sets none records code 0 and no bytes. */
+ * committed, even if the callback sets a smaller result afterwards. A
+ * callback that sets none records code 0 and no bytes. */
 LKS_API int lks_once_set_result(lks_once_ctx *ctx, int code, const void *data, size_t len);
 
 /* Runs inside the fenced transaction on c: write the effect with c. Return

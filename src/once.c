@@ -48,7 +48,8 @@ int lks_once_set_result(lks_once_ctx *ctx, int code, const void *data, size_t le
 	ctx->data = copy;
 	ctx->len = len;
 	ctx->code = code;
-	ctx->too_big = false;
+	/* too_big stays: a refused result fails the run even when a smaller
+	 * one follows (the header's promise: nothing commits) */
 	return LKS_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ typedef struct charge {
 	atomic_int runs;
 	int fail_with;      /* the callback returns this (0: succeeds) */
 	size_t result_len;  /* bytes of result to set */
+	bool then_small;    /* after a refused oversize result, set a small one */
 	atomic_int *gate;   /* non-NULL: wait inside until *gate is set */
 	atomic_int inside;
 } charge;
@@ -56,6 +58,8 @@ static int charge_once(lks_conn *c, lks_once_ctx *ctx, void *arg)
 		rc = lks_once_set_result(ctx, 413, big, ch->result_len);
 		free(big);
 		(void)rc; /* ignored on purpose: the run must still fail */
+		if (ch->then_small) /* #29 item 6: a later result does not undo the refusal */
+			assert_int_equal(lks_once_set_result(ctx, 200, "ok", 2), LKS_OK);
 	} else {
 		snprintf(result, sizeof result, "charged %s at %s", ch->request, lks_once_attempt_id(ctx));
 		assert_int_equal(lks_once_set_result(ctx, 201, result, strlen(result)), LKS_OK);
@@ -124,6 +128,11 @@ void once_runs_once_and_replays(void **state)
 	lks_once_options small = LKS_ONCE_OPTIONS_INIT;
 	charge huge = {.request = "order-3", .result_len = 4096};
 	small.max_result_bytes = 1024;
+	assert_int_equal(lks_once_run(f->c, "checkout", "order-3", &small, charge_once, &huge, NULL),
+	                 LKS_EINVAL);
+	assert_int_equal(ledger_rows(f->c, "order-3"), 0);
+	assert_int_equal(t_int1(f->c, "SELECT COUNT(*) FROM lks_once WHERE request_key = 'order-3'"), 0);
+	huge.then_small = true;
 	assert_int_equal(lks_once_run(f->c, "checkout", "order-3", &small, charge_once, &huge, NULL),
 	                 LKS_EINVAL);
 	assert_int_equal(ledger_rows(f->c, "order-3"), 0);
