@@ -660,10 +660,24 @@ LKS_API void lks_lease_autorenew_stop(lks_lease *lease);
  * Names are taken in byte order of their names, whatever the order given,
  * so callers with overlapping sets never deadlock; only the name being
  * waited for blocks, and leases already taken are renewed while it waits,
- * so none expires before the set is complete. A wait that ends without the
- * whole set (LKS_TIMEOUT, or LKS_BUSY with wait_ms = 0) releases what it
- * took. opts as lks_lease_acquire's; its stats add up the set's statements
- * and waits. Each name's fence is its lease's (lks_lease_fence).
+ * so none expires before the set is complete. The whole set is checked
+ * before it is returned: a member that ran out meanwhile (the process
+ * paused between members) is renewed, or, if it was lost, everything is
+ * given back and the set is taken again while the wait lasts. A wait that
+ * ends without the whole set releases what it took. opts as
+ * lks_lease_acquire's; its stats add up the set's statements and waits.
+ * Each name's fence is its lease's (lks_lease_fence).
+ * Returns:
+ *   LKS_OK        every member held, each with its whole TTL or more than
+ *                 two thirds of it left
+ *   LKS_BUSY      wait_ms = 0 and a member is held by another holder
+ *   LKS_TIMEOUT   the wait ran out before the whole set was held
+ *   LKS_CANCELED  opts->cancel was tripped
+ *   LKS_EINVAL    bad arguments (NULL, 0 or more than LKS_LEASE_SET_MAX
+ *                 names, a name twice or invalid, a bad TTL or wait, an
+ *                 open transaction on c)
+ *   LKS_ECONN, LKS_EUNKNOWN, LKS_EDB  the server (details on c)
+ * Never LKS_LOST: a member lost before the set was whole is taken again.
  */
 LKS_API int lks_lease_acquire_all(lks_lease **out, lks_conn *c, const char *const *names,
                                   size_t n, int64_t ttl_ms, int64_t wait_ms,

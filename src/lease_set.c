@@ -9,6 +9,7 @@
  * names are tried without waiting when the set starts: an uncontended set
  * costs one grant per name.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -58,6 +59,22 @@ static int64_t renew_horizon_ms(lks_lease **out, const set_entry *e, size_t take
 	return h;
 }
 
+/* Renew the members taken so far that have less than two thirds of their
+ * TTL left (all of them with every_one). LKS_LOST when one ran out or was
+ * taken over meanwhile (a pause between members, a stall): the set is not
+ * whole and must start again. */
+static int keep_alive(lks_conn *c, lks_lease **out, const set_entry *e, size_t taken,
+                      int64_t ttl_ms, bool every_one)
+{
+	int rc = LKS_OK;
+	for (size_t i = 0; i < taken && rc == LKS_OK; i++) {
+		lks_lease *l = out[e[i].index];
+		if (every_one || lks_lease_is_lost(l) || lks_lease_remaining_ms(l) < ttl_ms * 2 / 3)
+			rc = lks_lease_renew(c, l, ttl_ms);
+	}
+	return rc;
+}
+
 int lks_lease_acquire_all(lks_lease **out, lks_conn *c, const char *const *names, size_t n,
                           int64_t ttl_ms, int64_t wait_ms, const lks_lease_acquire_options *opts)
 {
@@ -92,33 +109,49 @@ int lks_lease_acquire_all(lks_lease **out, lks_conn *c, const char *const *names
 		return rc;
 	o.stats = &one;
 	deadline = lks_now_us() + wait_ms * 1000;
-	while (taken < n) {
+	for (;;) {
 		int64_t left_ms = (deadline - lks_now_us()) / 1000, horizon, this_wait;
-		lks_lease **slot = &out[e[taken].index];
 		if (left_ms < 0)
 			left_ms = 0;
-		horizon = renew_horizon_ms(out, e, taken);
-		this_wait = horizon >= 0 && horizon < left_ms ? horizon : left_ms;
-		rc = lks_lease_acquire(slot, c, e[taken].name, ttl_ms, this_wait, &o);
-		add_stats(&sum, &one);
-		if (rc == LKS_OK) {
-			taken++;
-			continue;
-		}
-		if ((rc == LKS_TIMEOUT || rc == LKS_BUSY) && this_wait < left_ms) {
-			/* the held leases need their renewal before waiting on */
-			rc = LKS_OK;
-			for (size_t i = 0; i < taken && rc == LKS_OK; i++)
-				rc = lks_lease_renew(c, out[e[i].index], ttl_ms);
-			if (rc == LKS_OK)
+		if (taken == n) {
+			/* the whole set, checked before it is handed out: a member
+			 * that ran out while the others were taken (the process
+			 * paused) is renewed, or the set starts again */
+			if ((rc = keep_alive(c, out, e, n - 1, ttl_ms, false)) != LKS_LOST)
+				break;
+		} else {
+			lks_lease **slot = &out[e[taken].index];
+			horizon = renew_horizon_ms(out, e, taken);
+			this_wait = horizon >= 0 && horizon < left_ms ? horizon : left_ms;
+			rc = lks_lease_acquire(slot, c, e[taken].name, ttl_ms, this_wait, &o);
+			add_stats(&sum, &one);
+			if (rc == LKS_OK) {
+				taken++;
 				continue;
+			}
+			if ((rc != LKS_TIMEOUT && rc != LKS_BUSY) || this_wait >= left_ms)
+				break;
+			/* the held leases need their renewal before waiting on */
+			if ((rc = keep_alive(c, out, e, taken, ttl_ms, true)) == LKS_OK)
+				continue;
+			if (rc != LKS_LOST)
+				break;
 		}
-		break;
+		/* a member was lost before the set was whole: give back the rest
+		 * and start again while there is time */
+		release_taken(c, out, n);
+		taken = 0;
+		if (lks_now_us() >= deadline) {
+			rc = lks_set_error(c, wait_ms > 0 ? LKS_TIMEOUT : LKS_BUSY,
+			                   "a member of the set ran out before the set was whole, and the"
+			                   " wait ended");
+			break;
+		}
 	}
 	if (opts && opts->stats && opts->version >= 1 && opts->version <= LKS_LEASE_ACQUIRE_OPTIONS_VERSION)
 		memcpy(opts->stats, &sum, opts->version == 1 ? offsetof(lks_lease_acquire_stats, queued)
 		                                            : sizeof sum);
-	if (taken == n)
+	if (taken == n && rc == LKS_OK)
 		return LKS_OK;
 	if (rc == LKS_BUSY && wait_ms > 0)
 		rc = lks_set_error(c, LKS_TIMEOUT, "%s", lks_conn_errmsg(c));

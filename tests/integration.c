@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 		T(semaphore_killed_holders_permit_returns),
 		T(lease_set_all_or_nothing),
 		T(lease_sets_overlap_without_deadlock),
+		T(lease_set_member_lost_midway_is_taken_again),
 		T(lease_set_canceled_holds_nothing),
 		T(lease_payload_set_and_shown),
 		T(lease_payload_migration),
