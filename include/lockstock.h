@@ -266,9 +266,14 @@ LKS_API void lks_conn_close(lks_conn *c);
  * (postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write) finds
  * the new primary. The lease table name stays; prepared statements and
  * waiting-room places of the old session are gone. Leases acquired on the
- * handle stay valid objects (their grants live in the lease table). On
- * failure the handle stays closed (calls return LKS_ECONN) and reset may be
- * tried again. LKS_EINVAL for an adopted connection.
+ * handle stay valid objects (their grants live in the lease table). An
+ * acquire (lease, permit or set) whose grant statement the lost connection
+ * cut off may have been granted on the server after all: the reset ends
+ * the old session, waits until it is gone, and gives such a grant back
+ * (its holder id was never handed out), so it does not stay held until
+ * its TTL (behind a pooler with prepare=off the old session is not ended
+ * first). On failure the handle stays closed (calls return LKS_ECONN) and
+ * reset may be tried again. LKS_EINVAL for an adopted connection.
  */
 LKS_API int lks_conn_reset(lks_conn *c);
 

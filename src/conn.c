@@ -85,6 +85,8 @@ int lks_conn_reset(lks_conn *c)
 		return rc;
 	}
 	lks_free_secret(url);
+	if (rc == LKS_OK)
+		lks_untold_give_back(c);
 	return rc;
 }
 

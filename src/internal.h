@@ -129,6 +129,16 @@ struct lks_conn {
 	/* run when the session ends (close, reset): set by lease.c, which
 	 * forgets the batons the session held */
 	void (*session_end)(lks_conn *c);
+	/* a grant statement cut off by a lost connection: it may have
+	 * committed a grant nobody was told of. Given back by the handle's
+	 * next lks_conn_reset (lease_acquire.c: lks_untold_*). */
+	struct lks_untold {
+		char table_q[LKS_IDENT_MAX * 2 + 8];
+		char name[LKS_LEASE_NAME_MAX + 16]; /* the name, or a semaphore's prefix */
+		bool prefix;
+		char holder[LKS_HOLDER_LEN + 1];
+		int64_t session; /* the lost session's id on the server (0: unknown) */
+	} untold;
 };
 
 /*
@@ -242,6 +252,13 @@ struct lks_backend_ops {
 	/* NULL, or: after a canceled acquire, make sure it holds nothing (the
 	 * interrupt cost the session, whose statement may still complete) */
 	int (*after_cancel)(lks_conn *c, const char *table_q, const char *name, const char *holder);
+	/* the session's id on the server (0: none known), and, on a new
+	 * session: end that old session (waiting until it is gone, so its
+	 * statement in flight has finished), then free any lease row of
+	 * holder under name (or under every name with the prefix) */
+	int64_t (*session_id)(lks_conn *c);
+	int (*give_back_untold)(lks_conn *c, const char *table_q, const char *name, bool prefix,
+	                        const char *holder, int64_t old_session);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
 	int (*set_prepare)(lks_conn *c, bool on);
 	/* processed once (src/once.c; SQL in pg/once.c, mysql/once.c): records.
@@ -373,12 +390,18 @@ int lks_my_once_step_delete(lks_conn *c, const char *s, const char *scope, const
 int lks_pg_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
 int lks_pg_lease_has_base(lks_conn *c, const char *t, bool *has);
 int lks_pg_lease_seal(lks_conn *c, const char *t);
+int64_t lks_pg_session_id(lks_conn *c);
+int lks_pg_give_back_untold(lks_conn *c, const char *t, const char *name, bool prefix,
+                            const char *holder, int64_t old_session);
 int lks_pg_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
                              int64_t bound, int batch, int64_t *deleted, bool *more, char *next,
                              size_t nextsz);
 int lks_my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
 int lks_my_lease_has_base(lks_conn *c, const char *t, bool *has);
 int lks_my_lease_seal(lks_conn *c, const char *t);
+int64_t lks_my_session_id(lks_conn *c);
+int lks_my_give_back_untold(lks_conn *c, const char *t, const char *name, bool prefix,
+                            const char *holder, int64_t old_session);
 int lks_my_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
                              int64_t bound, int batch, int64_t *deleted, bool *more, char *next,
                              size_t nextsz);
@@ -464,6 +487,10 @@ int lks_url_take_param(const char *url, const char *key, char **rest, char **val
 /* Replace the URL's password (user:password@ or password=) wherever it
  * occurs in msg with "***" (msg shrinks in place). */
 void lks_redact(char *msg, const char *url);
+/* lease_acquire.c: a grant cut off by a lost connection, remembered and
+ * given back at the next reset */
+void lks_untold_note(lks_conn *c, const char *t, const char *name, bool prefix, const char *holder);
+void lks_untold_give_back(lks_conn *c);
 
 /* The registry (backends.c): the scheme's backend (LKS_BACKEND_NONE:
  * none); a built-in backend's ops (NULL: not built); the ops for a URL, or

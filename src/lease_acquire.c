@@ -381,6 +381,8 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 	}
 	a->woken = false;
 	lks_cancel_leave(a->o.cancel, c);
+	if (rc == LKS_ECONN || rc == LKS_EUNKNOWN)
+		lks_untold_note(c, a->t, a->permits ? a->prefix : a->name, a->permits > 0, a->holder);
 	/* a grant that completed as the token tripped is the caller's */
 	if (lks_cancel_is_tripped(a->o.cancel) && !(rc == LKS_OK && g->granted))
 		return acq_canceled(a, a->holding || (rc == LKS_OK && g->baton));
@@ -578,4 +580,33 @@ int lks_lease_acquire_options_init(lks_lease_acquire_options *opts, unsigned int
 {
 	static const lks_lease_acquire_options defaults = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	return lks_options_init(opts, &defaults, version, acquire_sizes, LKS_LEASE_ACQUIRE_OPTIONS_VERSION);
+}
+
+/* A grant statement cut off by a lost connection (the server may still
+ * commit it after the client gave up): remembered on the handle, given back
+ * by its next lks_conn_reset, which the caller needs before using the
+ * handle again. The holder id is this acquire's own, so nothing else can
+ * match it. */
+void lks_untold_note(lks_conn *c, const char *t, const char *name, bool prefix, const char *holder)
+{
+	struct lks_untold *u = &c->untold;
+	snprintf(u->table_q, sizeof u->table_q, "%s", t);
+	snprintf(u->name, sizeof u->name, "%s", name);
+	u->prefix = prefix;
+	snprintf(u->holder, sizeof u->holder, "%s", holder);
+	u->session = c->ops->session_id && c->native ? c->ops->session_id(c) : 0;
+}
+
+void lks_untold_give_back(lks_conn *c)
+{
+	struct lks_untold u = c->untold;
+	int rc;
+	if (!u.holder[0] || !c->ops->give_back_untold)
+		return;
+	memset(&c->untold, 0, sizeof c->untold);
+	if ((rc = c->ops->give_back_untold(c, u.table_q, u.name, u.prefix, u.holder, u.session))) {
+		lks_log(c, 1, "a grant of %s cut off by a lost connection could not be given back (%s):"
+		              " it expires at its TTL", u.name, c->errmsg);
+		lks_clear_error(c);
+	}
 }

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
 		T(adopt_native_connection),
 		/* these stop, pause or restart the server: last */
 		T(server_stops_answering),
+		T(grant_cut_off_is_given_back),
 		T(autorenew_lost_on_time_when_server_stops),
 		T(lease_tokens_survive_server_restart),
 		T(autorenew_reports_server_gone),

@@ -56,6 +56,7 @@ void acquire_wait_is_canceled(void **state);
 void retry_loop_is_canceled(void **state);
 
 void server_stops_answering(void **state);
+void grant_cut_off_is_given_back(void **state);
 void autorenew_lost_on_time_when_server_stops(void **state);
 
 void events_reach_the_hooks(void **state);

@@ -90,3 +90,41 @@ int lks_my_lease_force_release(lks_conn *c, const char *t, const char *name,
 		lks_my_rollback_keeping_error(c);
 	return rc;
 }
+
+int64_t lks_my_session_id(lks_conn *c)
+{
+	return c->native ? (int64_t)mysql_thread_id(MY(c)) : 0;
+}
+
+/* A grant cut off by a lost connection: the old session may still run (or
+ * be about to run) the statement. End it, wait until it is gone, then free
+ * what it granted to that holder (names are bytes: the prefix is a range). */
+int lks_my_give_back_untold(lks_conn *c, const char *t, const char *name, bool prefix,
+                            const char *holder, int64_t old_session)
+{
+	char sql[160];
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_TEXT(holder), LKS_TEXT(name), LKS_TEXT(name)};
+	int64_t alive = 1;
+	int rc;
+	if (old_session > 0) {
+		snprintf(sql, sizeof sql, "KILL CONNECTION %lld", (long long)old_session);
+		if (lks_my_exec(c, sql) && c->err_no != 1094 /* ER_NO_SUCH_THREAD: already gone */)
+			return c->err;
+		lks_clear_error(c);
+		snprintf(sql, sizeof sql,
+		         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %lld",
+		         (long long)old_session);
+		for (int i = 0; i < 500 && alive; i++) { /* a killed session ends at its next check */
+			if ((rc = lks_query_int(c, sql, NULL, 0, &alive)))
+				return rc;
+			if (alive)
+				lks_sleep_us(10000);
+		}
+	}
+	lks_sql_add(&q,
+	            "%sUPDATE %s SET holder = NULL, expires_at = UTC_TIMESTAMP(6)"
+	            " WHERE holder = ? AND expires_at > UTC_TIMESTAMP(6) AND %s",
+	            SYNC(c), t, prefix ? "name >= ? AND name < CONCAT(?, X'FF')" : "name = ? AND ? IS NOT NULL");
+	return lks_exec_params(c, &q, p, 3, NULL);
+}

@@ -83,3 +83,39 @@ int lks_pg_lease_force_release(lks_conn *c, const char *t, const char *name,
 		return lks_set_error(c, LKS_EINVAL, "statement too long");
 	return lks_pg_query(c, q.buf, &p, 1, out);
 }
+
+int64_t lks_pg_session_id(lks_conn *c)
+{
+	return c->native ? PQbackendPID(PG(c)) : 0;
+}
+
+/* A grant cut off by a lost connection: the old backend may still run (or
+ * be about to run) the statement. End it, wait until it is gone, then free
+ * what it granted to that holder. Through a pooler the old session is not
+ * this client's alone: only the give-back. */
+int lks_pg_give_back_untold(lks_conn *c, const char *t, const char *name, bool prefix,
+                            const char *holder, int64_t old_session)
+{
+	lks_sql q = {.len = 0};
+	lks_value p[3] = {LKS_INT(old_session), LKS_TEXT(name), LKS_TEXT(holder)};
+	int64_t alive = 1;
+	int rc;
+	if (old_session > 0 && !ST(c)->unprepared) {
+		if ((rc = lks_query_int(c, "SELECT count(*) FROM (SELECT pg_terminate_backend($1::int))"
+		                           " t", p, 1, &alive)))
+			return rc;
+		for (int i = 0; i < 500 && alive; i++) { /* it ends at its next interrupt check */
+			if ((rc = lks_query_int(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int",
+			                        p, 1, &alive)))
+				return rc;
+			if (alive)
+				lks_sleep_us(10000);
+		}
+	}
+	lks_sql_add(&q,
+	            "UPDATE %s SET holder = NULL, expires_at = clock_timestamp()"
+	            " WHERE holder = $2 AND expires_at > clock_timestamp()"
+	            " AND %s",
+	            t, prefix ? "starts_with(name, $1)" : "name = $1");
+	return lks_exec_params(c, &q, p + 1, 2, NULL) ;
+}
