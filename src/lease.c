@@ -66,7 +66,7 @@ static int owner_column(lks_conn *c, const char *t, bool *has)
 	if (c->owner_col < 0) {
 		bool base = false;
 		if ((rc = c->ops->lease_has_owner(c, t, has)) ||
-		    (rc = c->ops->lease_has_base(c, t, &base)))
+		    (c->ops->lease_has_base && (rc = c->ops->lease_has_base(c, t, &base))))
 			return rc;
 		c->owner_col = *has;
 		c->base_col = base;

@@ -31,7 +31,8 @@ int lks_lease_purge(lks_conn *c, int64_t older_than_ms, int batch, int64_t *dele
 	 * purged name's fence back. Then the floor, in its own transaction:
 	 * every row deleted below has a fence at or under it, so a name used
 	 * again starts above them. */
-	if ((rc = c->ops->lease_seal(c, t)) || (rc = c->ops->lease_floor_raise(c, t, &bound)))
+	if ((c->ops->lease_seal && (rc = c->ops->lease_seal(c, t))) ||
+	    (rc = c->ops->lease_floor_raise(c, t, &bound)))
 		return rc;
 	do {
 		/* a batch that met a grant in flight (lock timeout, deadlock,

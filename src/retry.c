@@ -1,5 +1,6 @@
-/* The optimistic retry loop: bounded attempts, a deadline, full-jitter
- * exponential backoff with a cap; retries conflicts and transient errors. */
+/* The optimistic retry loop: a deadline (and attempts, if asked),
+ * full-jitter exponential backoff with a cap; retries conflicts and
+ * transient errors. */
 #include <stddef.h>
 #include <string.h>
 #include "internal.h"
@@ -36,7 +37,7 @@ int lks_retry_run(const lks_retry_options *o, const lks_retry_env *env,
 			st->transient++;
 		else
 			return rc; /* applied, not found, or an error a retry cannot fix */
-		if (st->attempts >= o->max_attempts) {
+		if (o->max_attempts > 0 && st->attempts >= o->max_attempts) {
 			st->gave_up = LKS_CONFLICT;
 			return rc == LKS_ETRANSIENT ? rc : LKS_CONFLICT;
 		}
@@ -100,10 +101,17 @@ int lks_retry(lks_conn *c, const lks_retry_options *opts, lks_attempt_fn fn,
 		return lks_set_error(c, LKS_EINVAL, "callback is NULL");
 	if ((rc = lks_options_copy(c, "retry", &o, opts, retry_sizes, LKS_RETRY_OPTIONS_VERSION)))
 		return rc;
-	if (o.max_attempts < 1 || o.timeout_ms < 0 || o.base_delay_us < 0 ||
+	if (o.max_attempts < 0 || o.timeout_ms < 0 || o.base_delay_us < 0 ||
 	    o.max_delay_us < o.base_delay_us)
 		return lks_set_error(c, LKS_EINVAL,
-		                     "retry options: need max_attempts >= 1, timeout_ms >= 0, 0 <= base_delay_us <= max_delay_us");
+		                     "retry options: need max_attempts >= 0, timeout_ms >= 0, 0 <= base_delay_us"
+		                     " <= max_delay_us (got %d, %lld, %lld, %lld)",
+		                     o.max_attempts, (long long)o.timeout_ms, (long long)o.base_delay_us,
+		                     (long long)o.max_delay_us);
+	if (o.max_attempts == 0 && o.timeout_ms == 0)
+		return lks_set_error(c, LKS_EINVAL,
+		                     "retry options: max_attempts 0 (no limit) needs a timeout_ms to bound"
+		                     " the loop");
 	if (o.seed == 0 && lks_random_bytes(&o.seed, sizeof o.seed))
 		o.seed = (uint64_t)lks_now_us();
 	rc = lks_retry_run(&o, &env, fn, c, arg, stats ? stats : &local);

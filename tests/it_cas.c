@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include "it.h"
 
@@ -299,5 +300,72 @@ void statements_prepared_once(void **state)
 		after = t_int1(f->c, count);
 		if (round == 1) /* warmed up: 150 calls, no new prepares */
 			assert_int_equal(after, before);
+	}
+}
+
+/* #30: CAS with the default retry options under contention on one row:
+ * 8 and 32 threads, 200 sales each (fewer under valgrind, which runs one
+ * thread at a time: LKS_TEST_SALES); none gives up, no sale is lost. */
+typedef struct seller {
+	const char *url;
+	pthread_barrier_t *bar;
+	int sales, gave_up;
+	int64_t worst_us;
+} seller;
+
+static void *sell_with_defaults(void *arg)
+{
+	seller *s = arg;
+	lks_conn *c = NULL;
+	lks_retry_options o = LKS_RETRY_OPTIONS_INIT; /* as the README's program */
+	if (lks_conn_open(&c, s->url)) {
+		s->gave_up = s->sales;
+		lks_conn_close(c);
+		pthread_barrier_wait(s->bar);
+		return NULL;
+	}
+	pthread_barrier_wait(s->bar);
+	for (int i = 0; i < s->sales; i++) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		if (lks_retry(c, &o, increment, NULL, NULL) != LKS_OK)
+			s->gave_up++;
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		int64_t us = (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+		if (us > s->worst_us)
+			s->worst_us = us;
+	}
+	lks_conn_close(c);
+	return NULL;
+}
+
+void retry_defaults_never_give_up(void **state)
+{
+	fx *f = *state;
+	const char *env = getenv("LKS_TEST_SALES");
+	int sales = env ? atoi(env) : 200;
+	make_items(f->c);
+	for (int round = 0; round < 2; round++) {
+		int n = round ? 32 : 8, gave_up = 0;
+		int64_t worst = 0;
+		pthread_t th[32];
+		seller s[32];
+		pthread_barrier_t bar;
+		t_exec(f->c, "UPDATE items SET qty = 0, version = 0 WHERE id = 1");
+		pthread_barrier_init(&bar, NULL, (unsigned)n);
+		for (int i = 0; i < n; i++) {
+			s[i] = (seller){.url = f->url, .bar = &bar, .sales = sales};
+			pthread_create(&th[i], NULL, sell_with_defaults, &s[i]);
+		}
+		for (int i = 0; i < n; i++) {
+			pthread_join(th[i], NULL);
+			gave_up += s[i].gave_up;
+			worst = s[i].worst_us > worst ? s[i].worst_us : worst;
+		}
+		pthread_barrier_destroy(&bar);
+		print_message("    %d threads x %d sales, default retry options: %d gave up, slowest"
+		              " sale %lld ms\n", n, sales, gave_up, (long long)(worst / 1000));
+		assert_int_equal(gave_up, 0);
+		assert_int_equal(t_int1(f->c, "SELECT qty FROM items WHERE id = 1"), n * sales);
 	}
 }

@@ -153,7 +153,10 @@ void bad_input_changes_nothing(void **state)
 	assert_int_equal(lks_retry(f->c, NULL, NULL, NULL, NULL), LKS_EINVAL);
 	{
 		lks_retry_options ro = LKS_RETRY_OPTIONS_INIT;
-		ro.max_attempts = 0;
+		ro.max_attempts = -1;
+		assert_int_equal(lks_retry(f->c, &ro, (lks_attempt_fn)1, NULL, NULL), LKS_EINVAL);
+		ro.max_attempts = 0; /* no limit needs a deadline */
+		ro.timeout_ms = 0;
 		assert_int_equal(lks_retry(f->c, &ro, (lks_attempt_fn)1, NULL, NULL), LKS_EINVAL);
 	}
 }

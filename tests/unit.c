@@ -752,6 +752,13 @@ static void retry_loop(void **state)
 	f = (fake){.script = {LKS_CONFLICT}, .n = 1};
 	run(&f, o, &st);
 	assert_true(st.slept_us > 1000 * 11 / 2);
+	/* #30: the defaults give up at the 10 s deadline, never after a few
+	 * attempts */
+	lks_retry_options d = LKS_RETRY_OPTIONS_INIT;
+	f = (fake){.script = {LKS_CONFLICT}, .n = 1};
+	assert_int_equal(run(&f, d, &st), LKS_TIMEOUT);
+	assert_true(st.attempts > 100);
+	assert_true(f.now <= 10000000 + 100);
 }
 
 static void errors_and_mapping(void **state)

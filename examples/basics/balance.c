@@ -49,9 +49,7 @@ static void *worker(void *arg)
 {
 	int id = (int)(intptr_t)arg, *done = calloc(1, sizeof *done);
 	lks_conn *c = NULL;
-	lks_retry_options o = LKS_RETRY_OPTIONS_INIT;
-	o.max_attempts = 1000;
-	o.timeout_ms = 60000;
+	lks_retry_options o = LKS_RETRY_OPTIONS_INIT; /* until it applies, for up to 10 s */
 	if (lks_conn_open(&c, url) == LKS_OK)
 		for (int i = 0; i < TRANSFERS; i++) {
 			transfer t = {id % 2 ? 1 : 2, id % 2 ? 2 : 1, 1 + i % 7};
