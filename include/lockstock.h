@@ -901,7 +901,11 @@ typedef struct lks_once_options {
 	const void *fingerprint;    /* NULL: none (never compared) */
 	size_t fingerprint_len;
 	int64_t claim_ttl_ms;       /* the claim lease's TTL; default 30000 */
-	int64_t wait_ms;            /* wait for a concurrent run; default 0 */
+	int64_t wait_ms;            /* how long a duplicate waits for a concurrent
+	                               run of its key, then replays its result
+	                               (or runs, if that run failed); default
+	                               30000, as the claim's TTL. 0: LKS_BUSY at
+	                               once (an API that answers 409 itself) */
 	int record_failures;        /* 1: a failing callback's code and result
 	                               are recorded and replayed (its effect is
 	                               still rolled back) */
@@ -909,7 +913,7 @@ typedef struct lks_once_options {
 	                               LKS_ONCE_RESULT_LIMIT */
 	lks_cancel *cancel;         /* ends a wait: LKS_CANCELED */
 } lks_once_options;
-#define LKS_ONCE_OPTIONS_INIT {LKS_ONCE_OPTIONS_VERSION, NULL, NULL, 0, 30000, 0, 0, \
+#define LKS_ONCE_OPTIONS_INIT {LKS_ONCE_OPTIONS_VERSION, NULL, NULL, 0, 30000, 30000, 0, \
                                LKS_ONCE_RESULT_DEFAULT, NULL}
 LKS_API int lks_once_options_init(lks_once_options *opts, unsigned int version);
 

@@ -712,6 +712,64 @@ static void silent_database_stops_the_job_in_time(void **state)
 	ticker_done(&t, tick);
 }
 
+/* #30 item 1: two cron replicas with nothing but --once-per day: the one
+ * that finds the job running waits for it, then exits 0 like the one that
+ * ran it (cron mails no failure); the job ran once. When the running one
+ * fails, the waiting one takes over and runs it. */
+static void once_replicas_all_exit_zero(void **state)
+{
+	fx *f = *state;
+	char file[256], go[256], script[1400];
+	const char *install[] = {"install", NULL};
+	proc p;
+	tmpfile_name(file, sizeof file, "cron");
+	tmpfile_name(go, sizeof go, "cron-go");
+	assert_int_equal(run(f->url, install, &p), 0);
+	for (int fail = 0; fail < 2; fail++) {
+		char name[32];
+		unlink(file);
+		unlink(go);
+		/* the first run writes a line, waits for the go, then exits 0 (or
+		 * 3: failed); a later run just writes its line */
+		snprintf(script, sizeof script,
+		         "echo run >> %s; [ -e %s.first ] && exit 0; touch %s.first;"
+		         " while [ ! -e %s ]; do sleep 0.05; done; exit %d",
+		         file, file, file, go, fail ? 3 : 0);
+		snprintf(name, sizeof name, "cron%d", fail);
+		char first[300];
+		snprintf(first, sizeof first, "%s.first", file);
+		unlink(first);
+		const char *args[] = {"run", name, "--once-per", "day", "--", "sh", "-c", script, NULL};
+		proc a = start(f->url, args);
+		wait_file(first);
+		/* b starts while a's job runs, and is seen waiting: on PostgreSQL
+		 * the head of the line's baton (a session lock; a holds none), on
+		 * MariaDB its session beside ours and a's two */
+		proc b = start(f->url, args);
+		t_wait_for(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
+		                     ? "SELECT (count(*) > 0)::int FROM pg_locks WHERE locktype = 'advisory'"
+		                     : "SELECT COUNT(*) > 3 FROM information_schema.PROCESSLIST"
+		                       " WHERE DB = DATABASE()",
+		           1);
+		int fd = open(go, O_WRONLY | O_CREAT, 0600);
+		close(fd);
+		int sa = finish(&a), sb = finish(&b);
+		if (!fail) {
+			assert_int_equal(sa, 0);
+			assert_int_equal(sb, 0);
+			assert_int_equal(lines(slurp(file)), 1);
+			assert_non_null(strstr(slurp(b.err), "not running it again"));
+		} else {
+			assert_int_equal(sa, 3);
+			assert_int_equal(sb, 0); /* took over, ran it */
+			assert_int_equal(lines(slurp(file)), 2);
+		}
+		unlink(first);
+	}
+	unlink(file);
+	unlink(go);
+}
+
 /* #18 item 4: run --once / --once-per. Two replicas with --once-per day
  * run the job once; one started while the other runs waits and does not
  * run it again; a non-zero exit or a killed command is not recorded; a
@@ -1149,6 +1207,7 @@ int main(int argc, char **argv)
 		T(json_names_round_trip),
 		T(status_file_tells_who_exited),
 		T(once_runs_the_job_once),
+		T(once_replicas_all_exit_zero),
 		T(silent_database_stops_the_job_in_time),
 		T(permits_run_side_by_side),
 		T(several_names_guard_one_command),

@@ -232,10 +232,9 @@ static void *call_same_key(void *arg)
 {
 	dup_caller *d = arg;
 	lks_conn *c = t_open(d->url);
-	lks_once_options o = LKS_ONCE_OPTIONS_INIT;
 	lks_once_result r = {0};
-	o.wait_ms = 60000;
-	d->rc = lks_once_run(c, "checkout", "order-dup", &o, charge_once, d->ch, &r);
+	/* #30: the defaults (NULL options): a duplicate waits and replays */
+	d->rc = lks_once_run(c, "checkout", "order-dup", NULL, charge_once, d->ch, &r);
 	d->replayed = r.replayed;
 	lks_once_result_clear(&r);
 	lks_conn_close(c);
@@ -349,6 +348,7 @@ void once_busy_then_replay(void **state)
 	fx *f = *state;
 	blocked_run b = {.url = f->url, .ch = {.request = "order-slow"}};
 	lks_once_options now = LKS_ONCE_OPTIONS_INIT, wait = LKS_ONCE_OPTIONS_INIT;
+	now.wait_ms = 0; /* busy on request */
 	lks_once_result r = {0};
 	charge second = {.request = "order-slow"};
 	pthread_t th;

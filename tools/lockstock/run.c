@@ -33,7 +33,7 @@ typedef struct run_opts {
 	const char *value;           /* --value: the lease's payload (elect: the leader's value) */
 	char **cmd;
 	int64_t ttl_ms, wait_ms, at_least_ms, kill_after_ms;
-	int busy_exit, kill_after_set, pass_url;
+	int busy_exit, kill_after_set, pass_url, wait_set;
 	const char *status_file;
 	const char *once, *once_per; /* --once KEY, --once-per PERIOD */
 	int done_exit;
@@ -114,7 +114,10 @@ static int parse_run(int argc, char **argv, run_opts *o)
 			break;
 		case OPT_TABLE: o->co.table = optarg; break;
 		case OPT_TTL: dur = &o->ttl_ms; break;
-		case OPT_WAIT: dur = &o->wait_ms; break;
+		case OPT_WAIT:
+			dur = &o->wait_ms;
+			o->wait_set = 1;
+			break;
 		case OPT_AT_LEAST: dur = &o->at_least_ms; break;
 		case OPT_KILL_AFTER:
 			dur = &o->kill_after_ms;
@@ -197,6 +200,12 @@ static int parse_run(int argc, char **argv, run_opts *o)
 		          " holder would run the job");
 		return EXIT_USAGE;
 	}
+	/* --once / --once-per: a replica that finds the job running elsewhere
+	 * waits for it by default, then finds it done (exit 0, as the replica
+	 * that ran it) or, if that run failed, runs it itself: cron mails no
+	 * failure for a job that ran */
+	if ((o->once || o->once_per) && !o->wait_set)
+		o->wait_ms = LKS_LEASE_TTL_MAX_MS;
 	if (o->ttl_ms < 3) {
 		cli_error("run: --ttl must be at least 3ms: the lease is renewed every third of it");
 		return EXIT_USAGE;
