@@ -491,6 +491,10 @@ void lks_redact(char *msg, const char *url);
  * given back at the next reset */
 void lks_untold_note(lks_conn *c, const char *t, const char *name, bool prefix, const char *holder);
 void lks_untold_give_back(lks_conn *c);
+/* util.c: rc, or for a table that does not exist LKS_EDB with the install
+ * call that makes it */
+int lks_missing_table(lks_conn *c, int rc, const char *what, const char *table,
+                      const char *install);
 
 /* The registry (backends.c): the scheme's backend (LKS_BACKEND_NONE:
  * none); a built-in backend's ops (NULL: not built); the ops for a URL, or

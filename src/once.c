@@ -195,7 +195,7 @@ static int lookup(lks_conn *c, const char *t, const char *scope, const char *key
 	int rc;
 	*found = 0;
 	if ((rc = c->ops->once_select(c, t, scope, key, &r)))
-		return rc;
+		return lks_missing_table(c, rc, "once", t, "lks_once_install(c, table)");
 	if (r.nrows == 0) {
 		lks_rows_clear(&r);
 		return LKS_OK;
@@ -247,7 +247,9 @@ static int record(lks_conn *c, run_ctx *r, int64_t fence, bool failed)
 	if ((r->o->fingerprint && !fp) || !data)
 		rc = lks_set_error(c, LKS_ENOMEM, "out of memory");
 	else
-		rc = c->ops->once_insert(c, r->t, r->scope, r->key, fp, r->ctx.code, data, fence, failed);
+		rc = lks_missing_table(c, c->ops->once_insert(c, r->t, r->scope, r->key, fp, r->ctx.code,
+		                                              data, fence, failed),
+		                       "once", r->t, "lks_once_install(c, table)");
 	free(fp);
 	free(data);
 	return rc;
@@ -383,7 +385,8 @@ int lks_once_purge(lks_conn *c, const char *table, int64_t older_than_ms, int ba
 	if (c->ops->in_transaction(c))
 		return lks_set_error(c, LKS_EINVAL, "once purge needs a handle without an open transaction");
 	do {
-		if ((rc = c->ops->once_purge(c, t, older_than_ms * 1000, batch, &n)))
+		if ((rc = lks_missing_table(c, c->ops->once_purge(c, t, older_than_ms * 1000, batch, &n),
+		                            "once", t, "lks_once_install(c, table)")))
 			break;
 		total += n;
 	} while (n == batch);
@@ -468,7 +471,8 @@ int lks_once_forget(lks_conn *c, const char *table, const char *scope, const cha
 	char st[LKS_IDENT_MAX * 2 + 8];
 	if ((rc = steps_of(c, table, st)))
 		return rc;
-	rc = c->ops->once_forget(c, t, scope, key);
+	rc = lks_missing_table(c, c->ops->once_forget(c, t, scope, key), "once", t,
+	                       "lks_once_install(c, table)");
 	if (rc == LKS_OK || rc == LKS_NOT_FOUND) { /* a step left by a run that never completed */
 		int rc2 = c->ops->once_step_delete(c, st, scope, key);
 		if (rc2)
@@ -489,7 +493,8 @@ int lks_once_list(lks_conn *c, const char *table, const char *scope, int limit,
 		return rc;
 	if (!fn || limit < 0)
 		return lks_set_error(c, LKS_EINVAL, "once list: callback is NULL or limit negative");
-	if ((rc = c->ops->once_list(c, t, scope, limit, &r)))
+	if ((rc = lks_missing_table(c, c->ops->once_list(c, t, scope, limit, &r), "once", t,
+	                            "lks_once_install(c, table)")))
 		return rc;
 	for (int i = 0; i < r.nrows && rc == LKS_OK; i++) {
 		lks_once_result res = {0};
@@ -540,7 +545,8 @@ int lks_once_step_load(lks_conn *c, const char *scope, const char *key,
 	if (!step)
 		return lks_set_error(c, LKS_EINVAL, "once: step is NULL");
 	step[0] = '\0';
-	if ((rc = c->ops->once_step_get(c, st, scope, key, &r)))
+	if ((rc = lks_missing_table(c, c->ops->once_step_get(c, st, scope, key, &r), "once steps",
+	                            st, "lks_once_install(c, table)")))
 		return rc;
 	if (r.nrows == 0) {
 		lks_rows_clear(&r);

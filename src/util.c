@@ -398,3 +398,22 @@ int lks_unhex(const char *s, unsigned char *out, size_t *len)
 	*len = n / 2;
 	return 0;
 }
+
+/* A statement failed because its table does not exist (PostgreSQL 42P01,
+ * MySQL / MariaDB 42S02): say which install call makes it, with one status
+ * on both databases. Any other outcome passes through. */
+int lks_missing_table(lks_conn *c, int rc, const char *what, const char *table,
+                      const char *install)
+{
+	char plain[2 * LKS_IDENT_MAX + 8];
+	size_t n = 0;
+	if (rc == LKS_OK || (strcmp(c->sqlstate, "42P01") && strcmp(c->sqlstate, "42S02")))
+		return rc;
+	for (const char *p = table; *p && n + 1 < sizeof plain; p++)
+		if (*p != '"' && *p != '`') /* the same name on both databases */
+			plain[n++] = *p;
+	plain[n] = '\0';
+	return lks_set_error(c, LKS_EDB,
+	                     "%s table %s does not exist: run %s (or the command `lockstock install`)"
+	                     " once", what, plain, install);
+}

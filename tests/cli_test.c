@@ -712,6 +712,22 @@ static void silent_database_stops_the_job_in_time(void **state)
 	ticker_done(&t, tick);
 }
 
+/* #30 item 2: a missing table is a database error (70, as the help
+ * promises), never bad usage, and the message names the install command. */
+static void missing_table_exits_70(void **state)
+{
+	fx *f = *state;
+	const char *args[] = {"run", "x", "--table", "no_such_lease", "--", "true", NULL};
+	const char *list[] = {"list", "--table", "no_such_lease", NULL};
+	proc p;
+	assert_int_equal(run(f->url, args, &p), 70);
+	assert_non_null(strstr(slurp(p.err), "lease table no_such_lease does not exist"));
+	assert_non_null(strstr(slurp(p.err), "lockstock install"));
+	assert_int_equal(lines(slurp(p.err)), 1);
+	assert_int_equal(run(f->url, list, &p), 70);
+	assert_non_null(strstr(slurp(p.err), "lockstock install"));
+}
+
 /* #30 item 1: two cron replicas with nothing but --once-per day: the one
  * that finds the job running waits for it, then exits 0 like the one that
  * ran it (cron mails no failure); the job ran once. When the running one
@@ -1208,6 +1224,7 @@ int main(int argc, char **argv)
 		T(status_file_tells_who_exited),
 		T(once_runs_the_job_once),
 		T(once_replicas_all_exit_zero),
+		T(missing_table_exits_70),
 		T(silent_database_stops_the_job_in_time),
 		T(permits_run_side_by_side),
 		T(several_names_guard_one_command),

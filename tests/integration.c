@@ -100,6 +100,7 @@ int main(int argc, char **argv)
 		T(once_steps_resume_after_takeover),
 		T(events_reach_the_hooks),
 		T(hooks_may_call_other_handles),
+		T(missing_tables_say_how_to_install),
 		T(hooks_may_stop_or_free_their_lease),
 		T(bad_input_changes_nothing),
 		T(bad_urls_and_servers),

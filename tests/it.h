@@ -71,6 +71,7 @@ void canceled_head_gives_its_place_back(void **state);
 void shared_token_ends_every_wait(void **state);
 void trip_returns_while_postgres_is_silent(void **state);
 void hooks_may_call_other_handles(void **state);
+void missing_tables_say_how_to_install(void **state);
 void hooks_may_stop_or_free_their_lease(void **state);
 void canceled_grant_never_completes_later(void **state);
 void semaphore_permits_and_slots(void **state);

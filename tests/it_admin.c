@@ -440,3 +440,41 @@ void fenced_write_serialization_failure(void **state)
 		lks_conn_close(b.c);
 	}
 }
+
+/* #30 item 2: a table that does not exist gets one status and one message
+ * on both databases, naming the call that installs it; nothing is
+ * written (the table is still missing). */
+static int noop_once(lks_conn *c, lks_once_ctx *ctx, void *arg)
+{
+	(void)c, (void)ctx, (void)arg;
+	return LKS_OK;
+}
+
+void missing_tables_say_how_to_install(void **state)
+{
+	fx *f = *state;
+	lks_conn *c = t_open(f->url);
+	lks_lease *l = NULL;
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	lks_once_options o = LKS_ONCE_OPTIONS_INIT;
+	const char *exists = T_BACKEND == LKS_BACKEND_POSTGRESQL
+	                         ? "SELECT count(*) FROM pg_class WHERE relname LIKE 'no\\_such%'"
+	                         : "SELECT COUNT(*) FROM information_schema.TABLES"
+	                           " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'no\\_such%'";
+	T_OK(c, lks_lease_set_table(c, "no_such_lease"));
+	assert_int_equal(lks_lease_acquire(&l, c, "x", 1000, 0, NULL), LKS_EDB);
+	assert_string_equal(lks_conn_errmsg(c), "lease table no_such_lease does not exist: run"
+	                                        " lks_lease_install(c) (or the command `lockstock"
+	                                        " install`) once");
+	assert_null(l);
+	assert_int_equal(lks_lease_inspect(c, "x", &info), LKS_EDB);
+	assert_non_null(strstr(lks_conn_errmsg(c), "lks_lease_install"));
+	T_OK(c, lks_lease_set_table(c, "lks_lease"));
+	o.table = "no_such_once";
+	assert_int_equal(lks_once_run(c, "s", "k", &o, noop_once, NULL, NULL), LKS_EDB);
+	assert_string_equal(lks_conn_errmsg(c), "once table no_such_once does not exist: run"
+	                                        " lks_once_install(c, table) (or the command"
+	                                        " `lockstock install`) once");
+	assert_int_equal(t_int1(f->c, exists), 0);
+	lks_conn_close(c);
+}

@@ -60,9 +60,9 @@ static int my_lease_check_schema(lks_conn *c, const char *table, bool *has_owner
 	*has_payload = lks_rows_find(&r, 0, "payload") >= 0;
 	*has_base = lks_rows_find(&r, 0, "base") >= 0;
 	if (r.nrows == 0)
-		rc = lks_set_error(c, LKS_EINVAL,
-		                   "lease table %s does not exist: run lks_lease_install (or lockstock"
-		                   " install) once", table);
+		rc = lks_set_error(c, LKS_EDB,
+		                   "lease table %s does not exist: run lks_lease_install(c) (or the command"
+		                   " `lockstock install`) once", table);
 	for (size_t w = 0; w < sizeof want / sizeof *want && rc == LKS_OK; w++) {
 		int found = lks_rows_find(&r, 0, want[w][0]);
 		if (found < 0)

@@ -151,7 +151,14 @@ static int pg_has_column(lks_conn *c, const char *t, const char *column, bool *h
 
 int lks_pg_lease_has_owner(lks_conn *c, const char *t, bool *has)
 {
-	return pg_has_column(c, t, "owner", has);
+	lks_value p = LKS_TEXT(t);
+	int64_t exists = 0;
+	int rc = lks_query_int(c, "SELECT (to_regclass($1) IS NOT NULL)::int", &p, 1, &exists);
+	if (rc == LKS_OK && !exists)
+		return lks_set_error(c, LKS_EDB,
+		                     "lease table %s does not exist: run lks_lease_install(c) (or the"
+		                     " command `lockstock install`) once", c->lease_table);
+	return rc ? rc : pg_has_column(c, t, "owner", has);
 }
 
 int lks_pg_lease_has_payload(lks_conn *c, const char *t, bool *has)
