@@ -21,7 +21,7 @@ source "$(dirname "$0")/common.sh"
 
 ensure_packages
 start_servers
-build "$LKS_ROOT/build-release" -Dbuildtype=release -Dtests=disabled
+build "$LKS_ROOT/build-release" -Dbuildtype=release -Dtests=disabled -Dbench=true
 for db in postgresql mysql; do
 	"$LKS_ROOT/build-release/bench/lease_bench" "$db" "${1:-3}"
 	echo

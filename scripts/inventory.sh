@@ -18,7 +18,7 @@ source "$(dirname "$0")/common.sh"
 
 ensure_packages
 start_servers
-build "$LKS_ROOT/build-release" -Dbuildtype=release -Dtests=disabled
+build "$LKS_ROOT/build-release" -Dbuildtype=release -Dtests=disabled -Dbench=true
 bin="$LKS_ROOT/build-release/examples/inventory/inventory"
 out="$LKS_ROOT/out"
 mkdir -p "$out"

@@ -27,9 +27,9 @@ want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
 ensure_packages
 
 log "building (ASan+UBSan, TSan, plain for valgrind, and clang for fuzzing)"
-build "$LKS_ROOT/build-asan" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
-build "$LKS_ROOT/build-tsan" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
-build "$LKS_ROOT/build-plain" -Dbuildtype=debug
+build "$LKS_ROOT/build-asan" -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+build "$LKS_ROOT/build-tsan" -Dtests=enabled -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+build "$LKS_ROOT/build-plain" -Dtests=enabled -Dbuildtype=debug
 if want fuzz; then
 	CC=clang build "$LKS_ROOT/build-fuzz" -Dfuzz=true -Dtests=disabled -Dexamples=false \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug

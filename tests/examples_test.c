@@ -48,6 +48,22 @@ static char *slurp(const char *path)
 	return buf;
 }
 
+/* #30: the README's program, extracted from README.md and built as a user
+ * would, runs against a fresh database after the steps the README names
+ * (its products table; the program installs the lease table itself): one
+ * sale, one fenced restock, nothing on stderr. */
+static void readme_program_runs(void **state)
+{
+	fx *f = *state;
+	t_exec(f->c, "CREATE TABLE products (id int PRIMARY KEY, stock int NOT NULL,"
+	             " version bigint NOT NULL DEFAULT 0)");
+	t_exec(f->c, "INSERT INTO products VALUES (42, 10, 0)");
+	assert_int_equal(run("basics/readme", f->url, "", tmp("readme.out")), 0);
+	assert_string_equal(slurp(tmp("readme.out")), "");
+	assert_int_equal(t_int1(f->c, "SELECT stock FROM products WHERE id = 42"), 10 - 1 + 100);
+	assert_int_equal(t_int1(f->c, "SELECT version FROM products WHERE id = 42"), 1);
+}
+
 static void balance_stays_exact(void **state)
 {
 	fx *f = *state;
@@ -128,7 +144,7 @@ static void prometheus_metrics(void **state)
 int main(int argc, char **argv)
 {
 	tap_stdout();
-	const struct CMUnitTest tests[] = {T(balance_stays_exact), T(nightly_job_runs_once), T(adopt_works),
+	const struct CMUnitTest tests[] = {T(readme_program_runs), T(balance_stays_exact), T(nightly_job_runs_once), T(adopt_works),
 	                                   T(prometheus_metrics)};
 	char name[64];
 	if (argc != 3 || support_init(argv[1])) {

@@ -89,7 +89,33 @@ api_reference_current() {
 		diff -u "$src/docs/API.md" "$work/API.md"
 }
 
-echo "1..8"
+# the installed command runs from its prefix as installed: no ldconfig,
+# no LD_LIBRARY_PATH (#30 item 2)
+installed_command() {
+	local version help
+	version=$(env -u LD_LIBRARY_PATH "$prefix/bin/lockstock" --version) &&
+		help=$(env -u LD_LIBRARY_PATH "$prefix/bin/lockstock" help run) &&
+		echo "$version" && [[ $version == "lockstock "* && $help == *once-per* ]]
+}
+# a default `meson setup` builds the library, the headers, the command and
+# the examples, nothing else (tests, benchmarks and fuzzers are the test
+# command's); and installs no static archive whose pkg-config --static
+# could not link (Debian's libpq.pc)
+default_setup() {
+	meson setup "$work/default" "$src" >/dev/null &&
+		meson introspect --targets "$work/default" | python3 -c '
+import json, sys
+names = sorted(t["name"] for t in json.load(sys.stdin))
+print("targets:", " ".join(names))
+extra = [n for n in names if "test" in n or "bench" in n or n.startswith("fuzz") or n in ("unit", "integration")]
+print("not for a default build:", extra)
+sys.exit(1 if extra or "lockstock" not in names else 0)'
+}
+no_static_archive() {
+	[ ! -e "$prefix/lib/liblockstock.a" ] && ls "$prefix"/lib/liblockstock.so.* >/dev/null
+}
+
+echo "1..11"
 check install install_lib
 check pkg_config by_pkg_config
 check cmake_find_package by_cmake
@@ -98,4 +124,7 @@ check exported_symbols exported_symbols
 check api_reference_current api_reference_current
 check readme_program readme_program
 check guide_fragments guide_fragments
+check installed_command installed_command
+check default_setup default_setup
+check no_static_archive no_static_archive
 [ "$fail" -eq 0 ]
