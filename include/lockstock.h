@@ -59,7 +59,7 @@ typedef enum lks_status {
 	LKS_OK = 0,
 	LKS_CONFLICT = -1,   /* CAS: the row has another version */
 	LKS_NOT_FOUND = -2,  /* CAS: no row with that key; force release: not held */
-	LKS_BUSY = -3,       /* lease held by another holder (no wait asked) */
+	LKS_BUSY = -3,       /* held by another holder, no wait asked (a lease, permits, a once key) */
 	LKS_TIMEOUT = -4,    /* wait or retry deadline passed */
 	LKS_LOST = -5,       /* lease is no longer held by this holder */
 	LKS_MISMATCH = -6,   /* once: the key was recorded with another fingerprint */
@@ -726,6 +726,10 @@ LKS_API int lks_lease_release_all(lks_conn *c, lks_lease *const *leases, size_t 
 LKS_API int lks_semaphore_acquire(lks_lease **out, lks_conn *c, const char *name, int permits,
                                   int64_t ttl_ms, int64_t wait_ms,
                                   const lks_lease_acquire_options *opts);
+/* Give the permit back (the next in line gets it). The same as
+ * lks_lease_release, under the semaphore's name: LKS_LOST when the permit
+ * had run out or was taken over; never a silent success. */
+LKS_API int lks_semaphore_release(lks_conn *c, lks_lease *permit);
 /* The permit a semaphore lease holds (0..permits-1), -1 for a plain lease. */
 LKS_API int lks_lease_slot(const lks_lease *lease);
 /* Calls fn for each held permit of name among the first `permits`, in

@@ -10,7 +10,7 @@ const char *lks_strerror(int code)
 	case LKS_OK: return "ok";
 	case LKS_CONFLICT: return "conflict: the row has another version";
 	case LKS_NOT_FOUND: return "not found";
-	case LKS_BUSY: return "busy: the lease is held by another holder";
+	case LKS_BUSY: return "busy: held by another holder (a lease, a semaphore's permits, or a once key being processed)";
 	case LKS_TIMEOUT: return "timeout: the deadline passed";
 	case LKS_LOST: return "lost: the lease is no longer held by this holder";
 	case LKS_MISMATCH: return "mismatch: the key was recorded with another request fingerprint";

@@ -571,8 +571,12 @@ int lks_semaphore_acquire(lks_lease **out, lks_conn *c, const char *name, int pe
                           int64_t ttl_ms, int64_t wait_ms,
                           const lks_lease_acquire_options *opts)
 {
-	if (permits == 0) /* 0 would mean "a plain lease" below */
-		permits = -1;
+	if (permits < 1) { /* 0 would mean "a plain lease" below: refused here, as passed */
+		if (out)
+			*out = NULL;
+		int rc = lks_conn_check(c);
+		return rc ? rc : lks_semaphore_check(c, name, permits);
+	}
 	return acquire_run(out, c, name, permits, ttl_ms, wait_ms, opts);
 }
 

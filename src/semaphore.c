@@ -129,3 +129,8 @@ int lks_semaphore_choose(lks_conn *c, const char *t, const char *prefix, int per
 		}
 	return LKS_OK;
 }
+
+int lks_semaphore_release(lks_conn *c, lks_lease *permit)
+{
+	return lks_lease_release(c, permit);
+}

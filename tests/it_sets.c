@@ -67,7 +67,7 @@ void semaphore_permits_and_slots(void **state)
 	assert_int_equal(lks_semaphore_list(other, "pool", 2, count_held, &held), LKS_OK);
 	assert_int_equal(held, 2);
 	/* a permit frees: the next caller gets exactly that slot */
-	assert_int_equal(lks_lease_release(f->c, a), LKS_OK);
+	assert_int_equal(lks_semaphore_release(f->c, a), LKS_OK);
 	x = must_sem(other, "pool", 2, 10000, 0);
 	assert_int_equal(lks_lease_slot(x), lks_lease_slot(a));
 	assert_true(lks_lease_fence(x) > lks_lease_fence(a)); /* that slot's fence grew */
@@ -106,6 +106,9 @@ void semaphore_bad_input_changes_nothing(void **state)
 	assert_int_equal(lks_semaphore_acquire(&l, f->c, "a" SEP "1", 2, 1000, 0, NULL), LKS_EINVAL);
 	assert_int_equal(lks_semaphore_acquire(&l, f->c, "\xff", 2, 1000, 0, NULL), LKS_EINVAL);
 	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", 0, 1000, 0, NULL), LKS_EINVAL);
+	/* #30: the message says what was passed (it said -1 for 0) */
+	assert_non_null(strstr(lks_conn_errmsg(f->c), "got 0"));
+	assert_int_equal(lks_semaphore_release(f->c, NULL), LKS_EINVAL);
 	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", -3, 1000, 0, NULL), LKS_EINVAL);
 	assert_int_equal(lks_semaphore_acquire(&l, f->c, "s", LKS_SEMAPHORE_PERMITS_MAX + 1, 1000, 0, NULL),
 	                 LKS_EINVAL);

@@ -30,7 +30,8 @@ int cli_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, si
 /* A status code for a library error: 69 unreachable, 70 otherwise. */
 int cli_exit_for(int status);
 
-/* Messages: "lockstock: " prefix, one line, to stderr. */
+/* Messages: "lockstock: " prefix, to stderr; a message from a server that
+ * spans lines keeps its line breaks (later lines indented). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Open the connection named by the common options; prints the error and
  * returns the exit status on failure, 0 on success. */

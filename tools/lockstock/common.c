@@ -59,8 +59,24 @@ void cli_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	/* a server's message may span lines (libpq's "Is the server
+	 * running...?"): real line breaks, the later lines indented; every
+	 * other control character stays escaped */
+	size_t n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\t' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
 	fputs("lockstock: ", stderr);
-	cli_put_text(stderr, msg);
+	for (char *line = msg, *nl;; line = nl + 1) {
+		if ((nl = strchr(line, '\n')))
+			*nl = '\0';
+		if (line != msg) {
+			fputs("\n    ", stderr);
+			line += strspn(line, "\t ");
+		}
+		cli_put_text(stderr, line);
+		if (!nl)
+			break;
+	}
 	fputc('\n', stderr);
 }
 

@@ -227,6 +227,8 @@ int cli_once(int argc, char **argv)
 	if (!strcmp(verb, "list")) {
 		if (o.json)
 			putchar('[');
+		else /* the columns, as lockstock list names its own */
+			puts("SCOPE\tKEY\tCODE\tFENCE\tCOMPLETED\tRESULT");
 		rc = lks_once_list(c, NULL, n ? argv[o.first] : NULL, (int)o.limit, print_record, &pr);
 		if (o.json)
 			puts("]");
