@@ -51,7 +51,18 @@ typedef struct lks_grant {
 	int statements;       /* grant statements this attempt sent */
 	int skip_lean;        /* in: the lease was handed on at this handle's last
 	                         release, so it is most likely held: no lean try */
+	int stale_ms;         /* in: without the baton, a row free this long counts
+	                         as left behind by a stalled line (0: the default,
+	                         LKS_BATON_STALE_MS) */
 } lks_grant;
+
+/* A semaphore's line: a newcomer takes a permit that has been free this
+ * long even though a head waits (a head stalled that long, or gone).
+ * Longer than a lease's: with several permits a hand-off is not one
+ * release's baton but the next head's poll, which a loaded machine can
+ * delay past 50 ms, and the line is the promise. */
+#define LKS_SEMAPHORE_LINE_STALE_MS 500
+#define LKS_STALE_MS(g) ((g)->stale_ms > 0 ? (g)->stale_ms : LKS_BATON_STALE_MS)
 
 /* A grant attempt's outcome before it is known: nothing granted, nothing
  * known of the holder, one statement. */
@@ -237,10 +248,15 @@ struct lks_backend_ops {
 	/* NULL, or one statement: grant any free or expired slot of
 	 * prefix0 .. prefix(permits-1) that exists and no statement has locked
 	 * (a fenced write in flight: skipped); *slot = -1 when none, with g
-	 * telling the soonest expiry and *existing how many slot rows exist */
+	 * telling the soonest expiry and *existing how many slot rows exist.
+	 * mode PEEK (a newcomer): only while the semaphore's line (baton) is
+	 * empty, or a slot has been free for LKS_BATON_STALE_MS (a stalled
+	 * head); *existing = permits when the line held it back. HELD: the
+	 * head of the line. NONE: no line. */
 	int (*semaphore_grab)(lks_conn *c, const char *table_q, const char *prefix, int permits,
-	                      const char *holder, const char *owner_tag, int64_t ttl_us, int *slot,
-	                      int *existing, lks_grant *g);
+	                      const char *holder, const char *owner_tag, int64_t ttl_us,
+	                      lks_baton_mode mode, uint64_t baton, int *slot, int *existing,
+	                      lks_grant *g);
 	/* as lease_select, the existing rows named prefix0 .. prefix(permits-1)
 	 * (a semaphore's slots), in any order */
 	int (*lease_select_slots)(lks_conn *c, const char *table_q, const char *prefix, int permits,

@@ -329,17 +329,22 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 	/* behind a line (our last release handed this lease on), a first
 	 * lean try would only find it held: go straight to the line */
 	g->skip_lean = attempt == 0 && c->handed_on == a->key;
+	g->stale_ms = a->permits ? LKS_SEMAPHORE_LINE_STALE_MS : 0;
 	if (a->permits) {
 		/* one statement grabs any free slot where the backend can (as a
 		 * hand-written slot table would); a read of all slots finds the
 		 * ones never used, which the lease grant inserts */
 		int extra = 0, existing = a->permits;
 		bool grabbed = false;
+		/* one line for all permits: the head (holding the baton) takes
+		 * the next free one; a newcomer only while the line is empty, so
+		 * it never overtakes a worker that waited longer */
+		lks_baton_mode line = a->holding ? LKS_BATON_HELD : a->room ? LKS_BATON_PEEK : LKS_BATON_NONE;
 		rc = LKS_OK;
 		if (c->ops->semaphore_grab) {
 			rc = c->ops->semaphore_grab(c, a->t, a->prefix, a->permits, a->holder,
-			                            a->o.owner ? a->owner_tag : NULL, a->ttl_us, &a->slot,
-			                            &existing, g);
+			                            a->o.owner ? a->owner_tag : NULL, a->ttl_us, line, a->key,
+			                            &a->slot, &existing, g);
 			grabbed = rc == LKS_OK && g->granted;
 			extra = 1;
 			a->scan = true;
@@ -369,7 +374,7 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 			g->statements = extra;
 		} else if (rc == LKS_OK) {
 			rc = c->ops->lease_try(c, a->t, a->row, a->holder, a->o.owner ? a->owner_tag : NULL,
-			                       a->ttl_us, LKS_BATON_NONE, a->key, left > 0 ? left : 0, g);
+			                       a->ttl_us, line, a->key, left > 0 ? left : 0, g);
 			g->statements += extra;
 		}
 		g->baton = a->holding; /* the line's baton, if held, is kept apart */
@@ -437,8 +442,10 @@ static acquire_step acquire_poll(acquire_ctx *a, int attempt)
 		return ACQ_AGAIN;
 	}
 	/* a semaphore's slot went to a racing grant (or the first, random
-	 * try missed): another may be free, look again at once */
-	if (a->permits && a->quick++ < 3)
+	 * try missed): another may be free, look again at once; a newcomer
+	 * whom the line held back (the slot free, yet not granted) waits in
+	 * it instead */
+	if (a->permits && (a->holding || !a->room || g->remaining_us > 0) && a->quick++ < 3)
 		return ACQ_AGAIN;
 	if (a->wait_ms == 0 || now >= a->deadline)
 		return acq_not_granted(a, now);

@@ -68,6 +68,7 @@ int main(int argc, char **argv)
 		T(lease_set_all_or_nothing),
 		T(lease_sets_overlap_without_deadlock),
 		T(lease_set_member_lost_midway_is_taken_again),
+		T(semaphore_keeps_its_line),
 		T(lease_set_canceled_holds_nothing),
 		T(lease_payload_set_and_shown),
 		T(lease_payload_migration),

@@ -82,6 +82,7 @@ void semaphore_killed_holders_permit_returns(void **state);
 void lease_set_all_or_nothing(void **state);
 void lease_sets_overlap_without_deadlock(void **state);
 void lease_set_member_lost_midway_is_taken_again(void **state);
+void semaphore_keeps_its_line(void **state);
 void lease_single_modification_grants(void **state);
 void lease_set_canceled_holds_nothing(void **state);
 void renewer_keeps_many_leases(void **state);

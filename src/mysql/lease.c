@@ -43,7 +43,7 @@ static int my_lease_try_returning(lks_conn *c, const char *t, const char *name,
 	lks_sql_add(&cond,
 	            "expires_at <= UTC_TIMESTAMP(6) AND (VALUES(acquired_at) = UTC_TIMESTAMP(6)"
 	            " OR expires_at <= UTC_TIMESTAMP(6) - INTERVAL %d MICROSECOND)",
-	            LKS_BATON_STALE_MS * 1000);
+	            LKS_STALE_MS(g) * 1000);
 	if (owner_tag) /* the last parameter; assigned before expires_at, which cond reads */
 		lks_sql_add(&own, " owner = IF(%s, VALUES(owner), owner),", cond.buf);
 	if (c->base_col == 1) /* the last VALUES: no parameter after it */

@@ -26,7 +26,7 @@ static int pg_lease_try_lean(lks_conn *c, const char *t, const lks_value *p, siz
 	            t, np > 6 ? ", owner = $7" : "",
 	            mode == LKS_BATON_NONE ? "WHEN $5::bigint IS NULL THEN false"
 	                                   : "WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)",
-	            LKS_BATON_STALE_MS);
+	            LKS_STALE_MS(g));
 	rc = lks_pg_query(c, q.buf, p, np, &r);
 	if (rc) /* LKS_ETRANSIENT: the row is locked and the wait used up: busy */
 		return rc;
@@ -203,7 +203,7 @@ int lks_pg_lease_try(lks_conn *c, const char *t, const char *name,
 	                  " WHEN $4::int = 3 THEN CASE WHEN pg_try_advisory_lock($5::bigint)"
 	                  " THEN pg_advisory_unlock($5::bigint) ELSE false END"
 	                  " ELSE pg_try_advisory_lock($5::bigint) END",
-	            t, owner_tag ? ", owner = $7" : "", LKS_BATON_STALE_MS, t,
+	            t, owner_tag ? ", owner = $7" : "", LKS_STALE_MS(g), t,
 	            owner_tag ? ", owner" : "", c->base_col == 1 ? ", base" : "", t,
 	            owner_tag ? ", $7" : "", base.buf, t, t, t);
 	rc = lks_pg_query(c, q.buf, p, np, &r);
@@ -370,26 +370,40 @@ int lks_pg_lease_guard(lks_conn *c, const char *t, const char *name,
  * and how many slot rows exist (fewer than permits: new ones go through
  * lks_pg_lease_try, which inserts at the fence floor). */
 int lks_pg_semaphore_grab(lks_conn *c, const char *t, const char *prefix, int permits,
-                          const char *holder, const char *owner_tag, int64_t ttl_us, int *slot,
-                          int *existing, lks_grant *g)
+                          const char *holder, const char *owner_tag, int64_t ttl_us,
+                          lks_baton_mode mode, uint64_t baton, int *slot, int *existing,
+                          lks_grant *g)
 {
 	lks_sql q = {.len = 0};
-	lks_value p[5] = {LKS_TEXT(prefix), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(permits),
-	                  LKS_TEXT(owner_tag)};
+	lks_value p[6] = {LKS_TEXT(prefix), LKS_TEXT(holder), LKS_INT(ttl_us), LKS_INT(permits),
+	                  LKS_INT((int64_t)baton), LKS_TEXT(owner_tag)};
+	bool peek = mode == LKS_BATON_PEEK;
 	lks_rows r;
 	int rc;
+	/* a newcomer (PEEK) takes a free permit only while nobody waits in the
+	 * semaphore's line (its baton is free), or from a slot free for
+	 * LKS_SEMAPHORE_LINE_STALE_MS, which a stalled head left: so a releasing worker
+	 * never takes its permit back ahead of the line. Without a line (NONE)
+	 * no text names an advisory-lock function (CockroachDB). */
 	lks_sql_add(&q,
-	            "WITH s AS (SELECT $1::text || k::text AS n FROM generate_series(0, $4::int - 1) k),"
+	            "WITH b AS (SELECT %s AS line_free),"
+	            " s AS (SELECT $1::text || k::text AS n FROM generate_series(0, $4::int - 1) k),"
 	            " u AS (UPDATE %s SET holder = $2, fence = fence + 1, acquired_at = clock_timestamp(),"
 	            " expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond'%s"
 	            " WHERE name = (SELECT name FROM %s WHERE name IN (SELECT n FROM s)"
-	            " AND expires_at <= clock_timestamp() ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)"
+	            " AND expires_at <= clock_timestamp() AND ((SELECT line_free FROM b)"
+	            " OR expires_at <= clock_timestamp() - interval '%d milliseconds')"
+	            " ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)"
 	            " AND expires_at <= clock_timestamp() RETURNING name, fence, " REMAINING_US " AS remaining)"
-	            " SELECT name, fence, remaining, 0 FROM u"
+	            " SELECT name, fence, remaining, 0, true FROM u"
 	            " UNION ALL SELECT NULL, 0, min(CASE WHEN expires_at > clock_timestamp() THEN " REMAINING_US
-	            " END), count(*) FROM %s WHERE name IN (SELECT n FROM s) AND NOT EXISTS (SELECT 1 FROM u)",
-	            t, owner_tag ? ", owner = $5" : "", t, t);
-	if ((rc = lks_pg_query(c, q.buf, p, owner_tag ? 5 : 4, &r)))
+	            " END), count(*), (SELECT line_free FROM b) FROM %s WHERE name IN (SELECT n FROM s)"
+	            " AND NOT EXISTS (SELECT 1 FROM u)",
+	            peek ? "CASE WHEN pg_try_advisory_lock($5::bigint) THEN pg_advisory_unlock($5::bigint)"
+	                   " ELSE false END"
+	                 : "$5::bigint IS NOT NULL",
+	            t, owner_tag ? ", owner = $6" : "", t, LKS_STALE_MS(g), t);
+	if ((rc = lks_pg_query(c, q.buf, p, owner_tag ? 6 : 5, &r)))
 		return rc;
 	lks_grant_clear(g);
 	*slot = -1;
@@ -406,6 +420,9 @@ int lks_pg_semaphore_grab(lks_conn *c, const char *t, const char *prefix, int pe
 				lks_parse_i64(lks_rows_get(&r, i, 2), &g->remaining_us);
 			lks_parse_i64(lks_rows_get(&r, i, 3), &v);
 			*existing = (int)v;
+			/* held back by the line: wait in it, do not look for others */
+			if (peek && lks_rows_get(&r, i, 4) && !strcmp(lks_rows_get(&r, i, 4), "f"))
+				*existing = permits;
 		}
 	}
 	lks_rows_clear(&r);

@@ -109,8 +109,9 @@ int lks_pg_lease_get_payload(lks_conn *c, const char *t, const char *name, bool 
                              lks_rows *out);
 int lks_pg_lease_renew_many(lks_conn *c, const char *t, const char *json, lks_rows *out);
 int lks_pg_semaphore_grab(lks_conn *c, const char *t, const char *prefix, int permits,
-                          const char *holder, const char *owner_tag, int64_t ttl_us, int *slot,
-                          int *existing, lks_grant *g);
+                          const char *holder, const char *owner_tag, int64_t ttl_us,
+                          lks_baton_mode mode, uint64_t baton, int *slot, int *existing,
+                          lks_grant *g);
 int lks_pg_lease_select_slots(lks_conn *c, const char *t, const char *prefix, int permits,
                               bool with_owner, lks_rows *out);
 int lks_pg_lease_force_release(lks_conn *c, const char *t, const char *name,
