@@ -290,11 +290,35 @@ LKS_API unsigned int lks_conn_errno(const lks_conn *c);
 LKS_API int lks_conn_exec(lks_conn *c, const char *sql);
 /* Run a statement with parameters and read one integer: the first column of
  * the first row (LKS_NOT_FOUND when no row), or the affected-row count when
- * the statement returns no rows. Placeholders are $1.. on PostgreSQL and ? on
- * MySQL. A convenience for applications and tests. */
+ * the statement returns no rows. Placeholders: `?` on both databases (on
+ * PostgreSQL lockstock numbers them, outside quotes, comments and
+ * $tag$ strings; a statement that uses $1.. itself is left alone, and one
+ * with `?` placeholders spells jsonb's ? operator as jsonb_exists()). A
+ * convenience for applications and tests: effects inside a fenced write or
+ * a once callback are written once for both databases. */
 typedef struct lks_value lks_value;
 LKS_API int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
                        size_t nparams, int64_t *out);
+/*
+ * Run one statement with `?` placeholders (as lks_conn_query_int) and keep
+ * its rows as text: *out is a new result the caller frees with
+ * lks_result_free, on any thread, independent of c. A statement without
+ * rows (INSERT, UPDATE...) has 0 columns and its affected-row count.
+ * Returns LKS_OK, LKS_EINVAL (NULL or empty arguments), LKS_ENOMEM, or the
+ * server's error (LKS_EDB, LKS_ETRANSIENT, LKS_ECONN...; details on c).
+ */
+typedef struct lks_result lks_result;
+LKS_API int lks_conn_query(lks_result **out, lks_conn *c, const char *sql,
+                           const lks_value *params, size_t nparams);
+LKS_API size_t lks_result_rows(const lks_result *r);
+LKS_API size_t lks_result_columns(const lks_result *r);
+/* The cell as text, owned by r (valid until lks_result_free); NULL for SQL
+ * NULL and for a row or column out of range. Bytes columns are the
+ * server's text form (PostgreSQL: \\x hex). */
+LKS_API const char *lks_result_text(const lks_result *r, size_t row, size_t column);
+/* Rows the statement changed (matched, on MySQL: CLIENT_FOUND_ROWS). */
+LKS_API int64_t lks_result_affected(const lks_result *r);
+LKS_API void lks_result_free(lks_result *r);
 
 /* ---- values ---------------------------------------------------------- */
 

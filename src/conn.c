@@ -122,9 +122,14 @@ int lks_conn_query_int(lks_conn *c, const char *sql, const lks_value *params,
 	int rc = lks_conn_check(c);
 	if (rc)
 		return rc;
+	char *portable = NULL;
 	if (!sql || !*sql || !out || (nparams && !params))
 		return lks_set_error(c, LKS_EINVAL, "NULL argument");
-	return lks_query_int(c, sql, params, nparams, out);
+	if ((rc = lks_sql_portable(c->ops->id, sql, &portable)))
+		return lks_set_error(c, rc, "out of memory");
+	rc = lks_query_int(c, portable ? portable : sql, params, nparams, out);
+	free(portable);
+	return rc;
 }
 
 int lks_query_int(lks_conn *c, const char *sql, const lks_value *params, size_t nparams,

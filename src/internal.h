@@ -507,6 +507,9 @@ void lks_redact(char *msg, const char *url);
  * given back at the next reset */
 void lks_untold_note(lks_conn *c, const char *t, const char *name, bool prefix, const char *holder);
 void lks_untold_give_back(lks_conn *c);
+/* statement.c: sql with `?` placeholders numbered for PostgreSQL ($1..):
+ * *out a new string (free it), or NULL when sql is fine as it is */
+int lks_sql_portable(lks_backend backend, const char *sql, char **out);
 /* util.c: rc, or for a table that does not exist LKS_EDB with the install
  * call that makes it */
 int lks_missing_table(lks_conn *c, int rc, const char *what, const char *table,

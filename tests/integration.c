@@ -19,6 +19,7 @@ int main(int argc, char **argv)
 		T(statements_prepared_once),
 		T(retry_threads_no_lost_update),
 		T(retry_defaults_never_give_up),
+		T(query_rows_with_portable_placeholders),
 		T(retry_never_retries_not_found),
 		T(retry_transient_server_errors),
 		T(retry_gives_up_on_attempts_and_deadline),

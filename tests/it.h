@@ -10,6 +10,7 @@ void cas_version_overflow(void **state);
 void statements_prepared_once(void **state);
 void retry_threads_no_lost_update(void **state);
 void retry_defaults_never_give_up(void **state);
+void query_rows_with_portable_placeholders(void **state);
 void retry_never_retries_not_found(void **state);
 void retry_transient_server_errors(void **state);
 void retry_gives_up_on_attempts_and_deadline(void **state);

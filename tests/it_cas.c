@@ -369,3 +369,43 @@ void retry_defaults_never_give_up(void **state)
 		assert_int_equal(t_int1(f->c, "SELECT qty FROM items WHERE id = 1"), n * sales);
 	}
 }
+
+/* #30: a statement written once for both databases: `?` placeholders,
+ * rows and text back (NULL as NULL), the affected count of a write; bad
+ * arguments refused. */
+void query_rows_with_portable_placeholders(void **state)
+{
+	fx *f = *state;
+	lks_result *r = NULL;
+	lks_value p[3] = {LKS_INT(7), LKS_TEXT("seven?"), LKS_NULLV};
+	t_exec(f->c, "CREATE TABLE notes (id int PRIMARY KEY, body varchar(40), extra varchar(10))");
+	T_OK(f->c, lks_conn_query(&r, f->c, "INSERT INTO notes (id, body, extra) VALUES (?, ?, ?)", p, 3));
+	assert_int_equal(lks_result_columns(r), 0);
+	assert_int_equal(lks_result_affected(r), 1);
+	lks_result_free(r);
+	T_OK(f->c, lks_conn_query(&r, f->c, "SELECT id, body, extra, '?' FROM notes WHERE id = ?", p, 1));
+	assert_int_equal(lks_result_rows(r), 1);
+	assert_int_equal(lks_result_columns(r), 4);
+	assert_string_equal(lks_result_text(r, 0, 0), "7");
+	assert_string_equal(lks_result_text(r, 0, 1), "seven?");
+	assert_null(lks_result_text(r, 0, 2));
+	assert_string_equal(lks_result_text(r, 0, 3), "?");
+	assert_null(lks_result_text(r, 1, 0)); /* out of range */
+	assert_null(lks_result_text(r, 0, 4));
+	lks_result_free(r);
+	/* lks_conn_query_int takes the same statement text */
+	int64_t n = 0;
+	T_OK(f->c, lks_conn_query_int(f->c, "SELECT count(*) FROM notes WHERE body = ?", p + 1, 1, &n));
+	assert_int_equal(n, 1);
+	/* bad input: refused, nothing run */
+	assert_int_equal(lks_conn_query(NULL, f->c, "SELECT 1", NULL, 0), LKS_EINVAL);
+	assert_int_equal(lks_conn_query(&r, f->c, NULL, NULL, 0), LKS_EINVAL);
+	assert_null(r);
+	assert_int_equal(lks_conn_query(&r, f->c, "", NULL, 0), LKS_EINVAL);
+	assert_int_equal(lks_conn_query(&r, f->c, "SELECT ?", NULL, 1), LKS_EINVAL);
+	assert_int_equal(lks_conn_query(&r, NULL, "SELECT 1", NULL, 0), LKS_EINVAL);
+	assert_int_equal(lks_conn_query(&r, f->c, "SELECT nope FROM nowhere", NULL, 0), LKS_EDB);
+	assert_null(r);
+	lks_result_free(NULL);
+	assert_int_equal(lks_result_rows(NULL), 0);
+}

@@ -694,6 +694,43 @@ static void url_redaction(void **state)
 	assert_string_equal(msg, "token \"***\" and S3cretPWx");
 }
 
+/* #30: one placeholder style on both backends: `?` numbered for
+ * PostgreSQL outside quotes, comments and $tag$ strings; a statement that
+ * numbers its own is left alone, and MySQL gets what it was given. */
+static void portable_placeholders(void **state)
+{
+	static const struct {
+		const char *in, *want; /* want NULL: left alone */
+	} cases[] = {
+		{"SELECT ?", "SELECT $1"},
+		{"UPDATE t SET a = ?, b = ? WHERE id = ?", "UPDATE t SET a = $1, b = $2 WHERE id = $3"},
+		{"SELECT '?', ?", "SELECT '?', $1"},
+		{"SELECT 'it''s ?', ?", "SELECT 'it''s ?', $1"},
+		{"SELECT E'\\' ?', ?", "SELECT E'\\' ?', $1"},
+		{"SELECT \"a?b\" FROM t WHERE x = ?", "SELECT \"a?b\" FROM t WHERE x = $1"},
+		{"SELECT 1 -- why?\n + ?", "SELECT 1 -- why?\n + $1"},
+		{"SELECT /* ? */ ?", "SELECT /* ? */ $1"},
+		{"SELECT $$ ? $$, ?", "SELECT $$ ? $$, $1"},
+		{"SELECT $q$ ? $q$, ?", "SELECT $q$ ? $q$, $1"},
+		{"SELECT $1, '?'", NULL},
+		{"SELECT 1", NULL},
+		{"SELECT '?", NULL},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *out = (char *)1;
+		assert_int_equal(lks_sql_portable(LKS_BACKEND_POSTGRESQL, cases[i].in, &out), LKS_OK);
+		if (!cases[i].want)
+			assert_null(out);
+		else
+			assert_string_equal(out, cases[i].want);
+		free(out);
+		out = (char *)1;
+		assert_int_equal(lks_sql_portable(LKS_BACKEND_MYSQL, cases[i].in, &out), LKS_OK);
+		assert_null(out);
+	}
+}
+
 static void retry_loop(void **state)
 {
 	lks_retry_options o = LKS_RETRY_OPTIONS_INIT;
@@ -1090,6 +1127,7 @@ int main(void)
 		cmocka_unit_test(identifiers),   cmocka_unit_test(urls), cmocka_unit_test(url_tls_params), cmocka_unit_test(owner_labels), cmocka_unit_test(cli_durations), cmocka_unit_test(cli_output_escaping), cmocka_unit_test(cli_json_round_trips), cmocka_unit_test(cancel_reaches_every_wait), cmocka_unit_test(mysql_never_sends_cleartext_password), cmocka_unit_test(suspend_counts_toward_deadlines),
 		cmocka_unit_test(options_init_versions), cmocka_unit_test(backoff_schedule), cmocka_unit_test(retry_loop),
 		cmocka_unit_test(url_redaction),
+		cmocka_unit_test(portable_placeholders),
 		cmocka_unit_test(errors_and_mapping), cmocka_unit_test(holder_ids),
 		cmocka_unit_test(sql_builder),   cmocka_unit_test(statement_text),
 		cmocka_unit_test(rows_and_ints),
