@@ -195,7 +195,7 @@ LKS_API int lks_conn_set_log_hook(lks_conn *c, lks_log_fn fn, void *arg);
  * without TLS is LKS_ECONN. VERIFY_CA checks the chain against ssl-ca
  * (required), VERIFY_IDENTITY the host name too. Without ssl-mode, ssl-ca
  * implies VERIFY_CA, ssl-cert/ssl-key REQUIRED, and no ssl-* parameter means
- * PREFERRED: TLS whenever the server offers it (before 0.3: plaintext).
+ * PREFERRED: TLS whenever the server offers it (before 0.2.0: plaintext).
  *   auth-plugins=a,b                   the authentication plugins allowed.
  *                 Default over TCP: mysql_native_password, client_ed25519
  *                 and parsec, which never send the password itself, so a
@@ -858,46 +858,8 @@ LKS_API void lks_renewer_stop(lks_renewer *r);
 
 /* ---- processed once: completion records -------------------------------- */
 
-/*
- * A lease says "not at the same time", never "not twice". lks_once_run runs
- * a callback for (scope, key) at most once successfully: the callback runs
- * inside a fenced transaction on a claim (a lease named after the key), and
- * its result is recorded in that same transaction, so the effect and the
- * record commit together or not at all. A later call with the key gets the
- * stored result in one round trip, without running the callback or taking
- * any lock.
- *
- * What a call returns:
- *   LKS_OK, replayed = 0     the callback ran now; its result was recorded
- *   LKS_OK, replayed = 1     completed before: the stored result, fence and
- *                            completion time (server clock); nothing ran
- *   LKS_OK, failed = 1       a failure recorded with record_failures (now or
- *                            before): the callback's code and result
- *   LKS_BUSY                 another call is running it and wait_ms = 0
- *                            (HTTP APIs answer 409); LKS_TIMEOUT: the wait
- *                            ran out. A wait that ends with the other call's
- *                            completion replays it (LKS_OK, replayed = 1).
- *   LKS_MISMATCH             the key was recorded with another fingerprint
- *                            (HTTP 422); nothing ran or changed
- *   the callback's error     it failed: rolled back, nothing recorded, so a
- *                            retry runs it again (unless record_failures)
- *   LKS_LOST                 the claim was lost before the transaction
- *                            (a stall past its TTL): nothing committed;
- *                            whoever took over runs it once
- *   LKS_EUNKNOWN             the connection died during COMMIT: call again
- *                            with the key; it replays if the COMMIT landed
- *                            and runs if it did not
- *   LKS_EINVAL               bad arguments, a result over max_result_bytes
- *                            (refused before COMMIT: nothing committed)
- *
- * Scopes and keys are 1..LKS_ONCE_KEY_MAX bytes of UTF-8 (as lease names);
- * the fingerprint (an optional hash of the request) is 0..
- * LKS_ONCE_FINGERPRINT_MAX bytes, compared exactly. Records live in their
- * own table (lks_once_install); the claim is a lease in the handle's lease
- * table. A record is kept until lks_once_purge removes it; a key used again
- * after its record was purged is a new request (as with Stripe's keys).
- * Needs a handle without an open transaction.
- */
+/* Processed once (lks_once_run below): the limits of scopes, keys,
+ * fingerprints and results. */
 #define LKS_ONCE_KEY_MAX 255
 #define LKS_ONCE_FINGERPRINT_MAX 1024
 #define LKS_ONCE_RESULT_DEFAULT (64 * 1024)
@@ -960,7 +922,48 @@ LKS_API void lks_once_result_clear(lks_once_result *result);
 /* Create the records table (NULL: "lks_once") if missing, and check an
  * existing one's shape (primary key exactly (scope, key)). */
 LKS_API int lks_once_install(lks_conn *c, const char *table);
-/* opts may be NULL (the defaults); result may be NULL. */
+/*
+ * A lease says "not at the same time", never "not twice". lks_once_run runs
+ * a callback for (scope, key) at most once successfully: the callback runs
+ * inside a fenced transaction on a claim (a lease named after the key), and
+ * its result is recorded in that same transaction, so the effect and the
+ * record commit together or not at all. A later call with the key gets the
+ * stored result in one round trip, without running the callback or taking
+ * any lock.
+ *
+ * What a call returns:
+ *   LKS_OK, replayed = 0     the callback ran now; its result was recorded
+ *   LKS_OK, replayed = 1     completed before: the stored result, fence and
+ *                            completion time (server clock); nothing ran
+ *   LKS_OK, failed = 1       a failure recorded with record_failures (now or
+ *                            before): the callback's code and result
+ *   LKS_BUSY                 another call is running it and wait_ms = 0
+ *                            (HTTP APIs answer 409); LKS_TIMEOUT: the wait
+ *                            ran out. A wait that ends with the other call's
+ *                            completion replays it (LKS_OK, replayed = 1).
+ *   LKS_MISMATCH             the key was recorded with another fingerprint
+ *                            (HTTP 422); nothing ran or changed
+ *   the callback's error     it failed: rolled back, nothing recorded, so a
+ *                            retry runs it again (unless record_failures)
+ *   LKS_LOST                 the claim was lost before the transaction
+ *                            (a stall past its TTL): nothing committed;
+ *                            whoever took over runs it once
+ *   LKS_EUNKNOWN             the connection died during COMMIT: call again
+ *                            with the key; it replays if the COMMIT landed
+ *                            and runs if it did not
+ *   LKS_EINVAL               bad arguments, a result over max_result_bytes
+ *                            (refused before COMMIT: nothing committed)
+ *
+ * Scopes and keys are 1..LKS_ONCE_KEY_MAX bytes of UTF-8 (as lease names);
+ * the fingerprint (an optional hash of the request) is 0..
+ * LKS_ONCE_FINGERPRINT_MAX bytes, compared exactly. Records live in their
+ * own table (lks_once_install); the claim is a lease in the handle's lease
+ * table. A record is kept until lks_once_purge removes it; a key used again
+ * after its record was purged is a new request (as with Stripe's keys).
+ * Needs a handle without an open transaction.
+ *
+ * opts may be NULL (the defaults); result may be NULL.
+ */
 LKS_API int lks_once_run(lks_conn *c, const char *scope, const char *key,
                          const lks_once_options *opts, lks_once_fn fn, void *arg,
                          lks_once_result *result);
