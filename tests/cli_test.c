@@ -192,8 +192,12 @@ static void url_hidden_in_every_mode(void **state)
 			ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
 			if (fd >= 0)
 				close(fd);
-			if (n <= 0 || waitpid(p.pid, NULL, WNOHANG) == p.pid)
+			if (waitpid(p.pid, NULL, WNOHANG) == p.pid)
 				break;
+			if (n <= 0) { /* nothing to read while the exec is under way */
+				usleep(10000);
+				continue;
+			}
 			for (ssize_t k = 0; k < n; k++)
 				buf[k] = buf[k] ? buf[k] : ' ';
 			buf[n] = '\0';
@@ -764,11 +768,15 @@ static void once_replicas_all_exit_zero(void **state)
 		 * the head of the line's baton (a session lock; a holds none), on
 		 * MariaDB its session beside ours and a's two */
 		proc b = start(f->url, args);
-		t_wait_for(f->c, T_BACKEND == LKS_BACKEND_POSTGRESQL
-		                     ? "SELECT (count(*) > 0)::int FROM pg_locks WHERE locktype = 'advisory'"
-		                     : "SELECT COUNT(*) > 3 FROM information_schema.PROCESSLIST"
-		                       " WHERE DB = DATABASE()",
-		           1);
+		/* (through a pooler there is no line to see: the outcomes below
+		 * hold either way, and the suites without one prove the overlap) */
+		if (!T_POOLED)
+			t_wait_for(f->c,
+			           T_BACKEND == LKS_BACKEND_POSTGRESQL
+			               ? "SELECT (count(*) > 0)::int FROM pg_locks WHERE locktype = 'advisory'"
+			               : "SELECT COUNT(*) > 3 FROM information_schema.PROCESSLIST"
+			                 " WHERE DB = DATABASE()",
+			           1);
 		int fd = open(go, O_WRONLY | O_CREAT, 0600);
 		close(fd);
 		int sa = finish(&a), sb = finish(&b);
