@@ -687,6 +687,31 @@ LKS_API int lks_lease_autorenew_start(lks_lease *lease, lks_conn *c, const char 
                               const lks_lease_autorenew_options *opts);
 LKS_API void lks_lease_autorenew_stop(lks_lease *lease);
 
+/*
+ * Run fn under lease `name`, as ShedLock's LockingTaskExecutor or .NET
+ * DistributedLock's `using`: acquire (ttl_ms, wait_ms, opts as
+ * lks_lease_acquire), renew it in the background while fn runs (auto-renew
+ * on a connection of its own; a handle adopted from a native connection
+ * has no URL, and fn must then end within the TTL), then release it; or,
+ * when at_least_ms > 0 and less than that has passed since the call, keep
+ * it until then on the server's clock (a replica whose schedule runs a
+ * little late does not run the job again), and let it run out. fn gets c
+ * and the lease (its fence, lks_lease_fenced_write); it must not release
+ * or free the lease. Returns:
+ *   fn's return value   the lease was held throughout (LKS_OK when fn's is)
+ *   LKS_LOST            the lease was lost while fn ran (fn returned
+ *                       LKS_OK): fn's effects outside fenced writes were
+ *                       not guarded past the loss
+ *   LKS_BUSY, LKS_TIMEOUT, LKS_CANCELED  not acquired; fn did not run
+ *   LKS_EINVAL          bad arguments (fn NULL, at_least_ms < 0, and
+ *                       lks_lease_acquire's); fn did not run
+ *   LKS_ECONN, LKS_EDB  the server (details on c)
+ */
+typedef int (*lks_lease_fn)(lks_conn *c, lks_lease *lease, void *arg);
+LKS_API int lks_lease_run(lks_conn *c, const char *name, int64_t ttl_ms, int64_t wait_ms,
+                          int64_t at_least_ms, const lks_lease_acquire_options *opts,
+                          lks_lease_fn fn, void *arg);
+
 /* ---- several names at once -------------------------------------------- */
 
 #define LKS_LEASE_SET_MAX 64 /* names per lks_lease_acquire_all */

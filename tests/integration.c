@@ -32,6 +32,7 @@ int main(int argc, char **argv)
 		T(lease_takeover_waits_for_inflight_fenced_write),
 		T(lease_sigkilled_holder_is_replaced),
 		T(lease_table_from_sql_file),
+		T(lease_run_guards_a_function),
 		T(lease_release_wakes_waiter),
 		T(lease_fence_guess_never_decides),
 		T(lease_free_name_is_never_busy),

@@ -25,6 +25,7 @@ void lease_takeover_waits_for_inflight_fenced_write(void **state);
 void lease_sigkilled_holder_is_replaced(void **state);
 void lease_tokens_survive_server_restart(void **state);
 void lease_table_from_sql_file(void **state);
+void lease_run_guards_a_function(void **state);
 void lease_release_wakes_waiter(void **state);
 void lease_fence_guess_never_decides(void **state);
 void lease_free_name_is_never_busy(void **state);

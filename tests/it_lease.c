@@ -888,3 +888,85 @@ void clock_offset_shortens_the_holders_deadline(void **state)
 	lks_lease_free(a);
 	lks_lease_free(b);
 }
+
+/* #30: lks_lease_run: a function under a lease, renewed while it runs and
+ * released after it (or held at least a given time). Two threads run the
+ * same job 10 times each: never both inside, every fenced write lands; a
+ * function that runs longer than the TTL keeps its lease; at_least keeps
+ * the lease after a quick function; fn's error comes back with the lease
+ * released; bad input runs nothing. */
+typedef struct run_job {
+	const char *url;
+	atomic_int *inside, *overlaps;
+	int64_t hold_ms;
+	int rc_fn, errors;
+} run_job;
+
+static int count_write(lks_conn *c, int64_t fence, void *arg)
+{
+	(void)fence, (void)arg;
+	return lks_conn_exec(c, "UPDATE run_counter SET n = n + 1");
+}
+
+static int the_job(lks_conn *c, lks_lease *l, void *arg)
+{
+	run_job *j = arg;
+	if (j->inside && atomic_fetch_add(j->inside, 1) != 0)
+		atomic_fetch_add(j->overlaps, 1);
+	if (j->hold_ms)
+		usleep((useconds_t)j->hold_ms * 1000); /* the job's own work */
+	int rc = lks_lease_fenced_write(c, l, count_write, NULL);
+	if (j->inside)
+		atomic_fetch_sub(j->inside, 1);
+	return rc ? rc : j->rc_fn;
+}
+
+static void *run_job_thread(void *arg)
+{
+	run_job *j = arg;
+	lks_conn *c = t_open(j->url);
+	for (int i = 0; i < 10; i++)
+		if (lks_lease_run(c, "run-job", 30000, 60000, 0, NULL, the_job, j) != LKS_OK)
+			j->errors++;
+	lks_conn_close(c);
+	return NULL;
+}
+
+void lease_run_guards_a_function(void **state)
+{
+	fx *f = *state;
+	atomic_int inside = 0, overlaps = 0;
+	run_job a = {.url = f->url, .inside = &inside, .overlaps = &overlaps, .hold_ms = 10};
+	run_job b = a, quick = {.url = f->url}, failing = {.url = f->url, .rc_fn = LKS_CONFLICT};
+	run_job longer = {.url = f->url, .hold_ms = 2500};
+	lks_lease_info info = LKS_LEASE_INFO_INIT;
+	pthread_t ta, tb;
+	t_exec(f->c, "CREATE TABLE run_counter (n int NOT NULL)");
+	t_exec(f->c, "INSERT INTO run_counter VALUES (0)");
+	pthread_create(&ta, NULL, run_job_thread, &a);
+	pthread_create(&tb, NULL, run_job_thread, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(a.errors + b.errors, 0);
+	assert_int_equal(atomic_load(&overlaps), 0);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM run_counter"), 20);
+	/* longer than the TTL: renewed meanwhile, the fenced write at the end lands */
+	T_OK(f->c, lks_lease_run(f->c, "run-long", 1500, 0, 0, NULL, the_job, &longer));
+	assert_int_equal(t_int1(f->c, "SELECT n FROM run_counter"), 21);
+	/* at least 30 s: still held after a quick function, so a second run is busy */
+	T_OK(f->c, lks_lease_run(f->c, "run-daily", 30000, 0, 30000, NULL, the_job, &quick));
+	assert_int_equal(lks_lease_run(f->c, "run-daily", 30000, 0, 0, NULL, the_job, &quick), LKS_BUSY);
+	assert_int_equal(lks_lease_inspect(f->c, "run-daily", &info), LKS_OK);
+	assert_true(info.held);
+	/* fn's error comes back; the lease is released */
+	assert_int_equal(lks_lease_run(f->c, "run-fail", 30000, 0, 0, NULL, the_job, &failing),
+	                 LKS_CONFLICT);
+	assert_int_equal(lks_lease_inspect(f->c, "run-fail", &info), LKS_OK);
+	assert_false(info.held);
+	/* bad input: nothing runs */
+	assert_int_equal(lks_lease_run(f->c, "run-bad", 30000, 0, 0, NULL, NULL, NULL), LKS_EINVAL);
+	assert_int_equal(lks_lease_run(f->c, "run-bad", 30000, 0, -1, NULL, the_job, &quick), LKS_EINVAL);
+	assert_int_equal(lks_lease_run(f->c, "", 30000, 0, 0, NULL, the_job, &quick), LKS_EINVAL);
+	assert_int_equal(lks_lease_run(NULL, "run-bad", 30000, 0, 0, NULL, the_job, &quick), LKS_EINVAL);
+	assert_int_equal(t_int1(f->c, "SELECT n FROM run_counter"), 23); /* the failing fn wrote before it failed */
+}
