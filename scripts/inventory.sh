@@ -41,7 +41,7 @@ if [ $rc -eq 0 ]; then
 	rc=$?
 fi
 if [ $rc -eq 0 ] && [ "${LKS_SWEEP:-1}" != 0 ]; then
-	log "contention sweep (workers 1..32, 1 and 8 products): a few minutes"
+	log "contention sweep (workers 1..32, 1 and 8 products): a few minutes; each run is shown as it starts"
 	"$bin" --sweep --quiet --stock 100 --csv "$out/inventory-sweep.csv" \
 		--chart "$out/inventory-sweep.svg" >/dev/null
 	rc=$?

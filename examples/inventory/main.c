@@ -28,7 +28,9 @@ static int run_all(const workload *w, result **out, int *n)
 	result *rs = NULL;
 	static const int sweep_workers[] = {1, 2, 4, 8, 16, 32};
 	static const int sweep_products[] = {1, 8};
-	int nw = w->sweep ? 6 : 1, np = w->sweep ? 2 : 1;
+	int nw = w->sweep ? 6 : 1, np = w->sweep ? 2 : 1, runs = 0, run = 0;
+	for (int s = 0; s < S_COUNT; s++)
+		runs += w->strategies[s] ? nw * np * w->nurls : 0;
 	for (int pi = 0; pi < np; pi++)
 		for (int wi = 0; wi < nw; wi++) {
 			workload cur = *w;
@@ -48,6 +50,13 @@ static int run_all(const workload *w, result **out, int *n)
 							exit(INV_EXIT_USAGE);
 						}
 					}
+					/* a sweep takes minutes: say where it is */
+					if (w->sweep)
+						fprintf(stderr, "inventory: sweep run %d of %d: %s, %d worker%s, %d"
+						        " product%s, %s\n", ++run, runs, strategy_names[s],
+						        cur.workers, cur.workers == 1 ? "" : "s", cur.products,
+						        cur.products == 1 ? "" : "s",
+						        strncmp(w->urls[u], "mysql", 5) ? "postgresql" : "mysql");
 					if ((rc = run_strategy(&cur, w->urls[u], (strategy)s, &rs[*n])))
 						goto done;
 					(*n)++;

@@ -148,8 +148,10 @@ int report_csv(const char *path, const result *rs, int n)
 /* ---- SVG chart: throughput and oversold against workers, one panel per
  * product count, one line per strategy and database ---- */
 
-static const char *const colors[S_COUNT] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#7f7f7f",
-                                            "#17becf"};
+static const char *const colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e",
+                                     "#9467bd", "#7f7f7f", "#17becf", "#bcbd22"};
+/* every strategy has its colour, in the lines and the legend */
+_Static_assert(sizeof colors / sizeof *colors == S_COUNT, "a colour per strategy");
 
 typedef struct panel {
 	double x, y, w, h;
