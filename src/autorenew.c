@@ -72,10 +72,14 @@ static void bound_to_deadline(lks_lease *l)
 }
 
 /* A hook runs on the renew thread: calls it makes on its own lease must
- * not join or free the thread from under itself. */
+ * not join or free the thread from under itself. The thread says which
+ * lease it renews in a variable of its own (l->thread is written by
+ * pthread_create, possibly after the thread has started). */
+static _Thread_local const lks_lease *renewing_here;
+
 static bool on_renew_thread(const lks_lease *l)
 {
-	return l->renewing && pthread_equal(pthread_self(), l->thread);
+	return renewing_here == l;
 }
 
 static void stop_from_hook(lks_lease *l, bool free_after)
@@ -110,6 +114,7 @@ static void *free_after_hook(lks_lease *l)
 {
 	pthread_detach(pthread_self());
 	release_renewal(l);
+	renewing_here = NULL;
 	lks_lease_free(l);
 	return NULL;
 }
@@ -117,6 +122,7 @@ static void *free_after_hook(lks_lease *l)
 static void *renew_loop(void *arg)
 {
 	lks_lease *l = arg;
+	renewing_here = l;
 	int64_t interval = l->ar.interval_ms * 1000;
 	int64_t pause = interval;
 	while (!wait_stop(l, pause)) {
@@ -252,12 +258,13 @@ int lks_lease_autorenew_start(lks_lease *l, lks_conn *c, const char *url,
 	pthread_cond_init(&l->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	l->stop = false;
+	l->renewing = true; /* before the thread can read it (a hook) */
 	if (pthread_create(&l->thread, NULL, renew_loop, l)) {
+		l->renewing = false;
 		pthread_cond_destroy(&l->cv);
 		rc = lks_set_error(c, LKS_ENOMEM, "cannot start the auto-renew thread");
 		goto fail;
 	}
-	l->renewing = true;
 	return LKS_OK;
 fail:
 	lks_conn_close(l->renew_conn);
