@@ -663,9 +663,13 @@ typedef void (*lks_lost_fn)(const lks_lease *lease, int status, void *arg);
 typedef struct lks_lease_autorenew_options {
 	unsigned int version;
 	int64_t interval_ms;  /* default ttl/3 */
-	lks_lost_fn on_lost;  /* called once, from the renew thread; it must
-	                         not free or release the lease itself (the
-	                         hook rules at lks_conn_set_event_hook) */
+	lks_lost_fn on_lost;  /* called once per lost lease, from the renew
+	                         thread; or, when the lease ran out by its
+	                         local deadline before that thread noticed,
+	                         from lks_lease_autorenew_stop (free, release)
+	                         on the caller's thread. It must not free or
+	                         release the lease itself (the hook rules at
+	                         lks_conn_set_event_hook) */
 	void *arg;
 	/* version 2: the renew thread's events (RENEWED, RENEW_FAILED, LOST)
 	 * and its errors as log lines (which it otherwise keeps to itself);

@@ -32,6 +32,7 @@ static void lost(lks_lease *l, int status)
 	lks_lease_mark_lost(l);
 	renew_event(l, LKS_EVENT_LOST, 0, status);
 	renew_log(l, 0, "lease lost", status);
+	l->lost_reported = true;
 	if (l->ar.on_lost)
 		l->ar.on_lost(l, status, l->ar.arg);
 }
@@ -292,6 +293,13 @@ void lks_lease_autorenew_stop(lks_lease *l)
 	pthread_mutex_unlock(&l->mu);
 	pthread_join(l->thread, NULL);
 	release_renewal(l);
+	/* lost by its local deadline before the thread noticed (the caller
+	 * saw lks_lease_is_lost and stopped or freed it): on_lost still comes,
+	 * once, here */
+	if (!l->lost_reported && l->ar.on_lost && lks_lease_is_lost(l)) {
+		l->lost_reported = true;
+		l->ar.on_lost(l, LKS_LOST, l->ar.arg);
+	}
 }
 
 int lks_lease_autorenew_options_init(lks_lease_autorenew_options *opts, unsigned int version)

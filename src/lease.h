@@ -28,6 +28,7 @@ struct lks_lease {
 	bool renewing;
 	bool stop;
 	bool free_on_exit; /* lks_lease_free from a hook on the renew thread */
+	bool lost_reported; /* on_lost was called (once per lease) */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

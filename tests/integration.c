@@ -105,6 +105,7 @@ int main(int argc, char **argv)
 		T(hooks_may_call_other_handles),
 		T(missing_tables_say_how_to_install),
 		T(hooks_may_stop_or_free_their_lease),
+		T(on_lost_comes_after_a_local_expiry),
 		T(bad_input_changes_nothing),
 		T(bad_urls_and_servers),
 		T(server_gone_mid_call),

@@ -75,6 +75,7 @@ void trip_returns_while_postgres_is_silent(void **state);
 void hooks_may_call_other_handles(void **state);
 void missing_tables_say_how_to_install(void **state);
 void hooks_may_stop_or_free_their_lease(void **state);
+void on_lost_comes_after_a_local_expiry(void **state);
 void canceled_grant_never_completes_later(void **state);
 void semaphore_permits_and_slots(void **state);
 void semaphore_bad_input_changes_nothing(void **state);
