@@ -578,13 +578,16 @@ static void cut_off_grant(fx *f, const char *url, const char *name, int permits)
 	         : "SELECT COUNT(*) FROM lks_lease WHERE name LIKE '%s%%'"
 	           " AND holder IS NOT NULL AND expires_at > UTC_TIMESTAMP(6)", name);
 	lks_conn *c = t_open(url);
-	/* the rows exist and the statements are prepared: the grant is the
-	 * call's first statement */
-	T_OK(c, permits ? lks_semaphore_acquire(&s, c, name, permits, 60000, 0, NULL)
-	                : lks_lease_acquire(&s, c, name, 60000, 0, NULL));
-	T_OK(c, lks_lease_release(c, s));
-	lks_lease_free(s);
-	s = NULL;
+	/* every row exists (each permit's too) and the statements are
+	 * prepared: the grant is an UPDATE, the call's first statement */
+	lks_lease *all[4] = {NULL};
+	for (int k = 0; k < (permits ? permits : 1); k++)
+		T_OK(c, permits ? lks_semaphore_acquire(&all[k], c, name, permits, 60000, 0, NULL)
+		                : lks_lease_acquire(&all[k], c, name, 60000, 0, NULL));
+	for (int k = 0; k < (permits ? permits : 1); k++) {
+		T_OK(c, lks_lease_release(c, all[k]));
+		lks_lease_free(all[k]);
+	}
 	/* PostgreSQL runs a statement it had received before the client left;
 	 * MariaDB drops it, so there the grant itself is slowed (a trigger)
 	 * past the op timeout, and the server finishes it after the client
