@@ -448,15 +448,16 @@ void autorenew_keeps_lease_alive(void **state)
 	fx *f = *state;
 	lks_conn *other = t_open(f->url);
 	lks_lease_autorenew_options ao = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
-	/* a TTL long enough for valgrind, where opening the renew connection
-	 * (SCRAM) alone takes a few hundred ms */
-	lks_lease *l = must_acquire(f->c, "renewed", 1000, 0), *b = NULL;
+	/* a TTL long enough for valgrind beside a busy core, where opening the
+	 * renew connection (SCRAM) alone takes a few hundred ms and a renewal
+	 * more than a third of 1 s (a CI-like run lost the lease at 1 s) */
+	lks_lease *l = must_acquire(f->c, "renewed", 3000, 0), *b = NULL;
 	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	atomic_store(&lost_calls, 0);
 	ao.on_lost = on_lost;
 	assert_int_equal(lks_lease_autorenew_start(l, f->c, NULL, &ao), LKS_OK);
-	for (int i = 0; i < 15; i++) { /* 3 s: three TTLs */
-		usleep(200 * 1000);
+	for (int i = 0; i < 15; i++) { /* 9 s: three TTLs */
+		usleep(600 * 1000);
 		assert_false(lks_lease_is_lost(l));
 		assert_int_equal(lks_lease_acquire(&b, other, "renewed", 1000, 0, NULL), LKS_BUSY);
 	}
