@@ -275,8 +275,8 @@ void hooks_may_stop_or_free_their_lease(void **state)
 
 /* #30: on_lost comes for a lease that ran out by its local deadline even
  * when the caller saw lks_lease_is_lost and freed it before the renew
- * thread's next turn (a margin of 1.5 s of a 2 s TTL, renewals every
- * 1.9 s: the local deadline passes 1.4 s before the thread wakes). */
+ * thread's next turn (a margin of 4.5 s of a 6 s TTL, renewals every
+ * 5.9 s: the local deadline passes 4.4 s before the thread wakes). */
 static void count_lost(const lks_lease *l, int status, void *arg)
 {
 	(void)l;
@@ -291,9 +291,9 @@ void on_lost_comes_after_a_local_expiry(void **state)
 	lks_lease *l = NULL;
 	lks_lease_acquire_options ao = LKS_LEASE_ACQUIRE_OPTIONS_INIT;
 	lks_lease_autorenew_options ro = LKS_LEASE_AUTORENEW_OPTIONS_INIT;
-	ao.margin_ms = 1500;
-	T_OK(f->c, lks_lease_acquire(&l, f->c, "lostlocal", 2000, 0, &ao));
-	ro.interval_ms = 1900;
+	ao.margin_ms = 4500; /* the local deadline 1.5 s after the grant */
+	T_OK(f->c, lks_lease_acquire(&l, f->c, "lostlocal", 6000, 0, &ao));
+	ro.interval_ms = 5900;
 	ro.on_lost = count_lost;
 	ro.arg = &lost;
 	T_OK(f->c, lks_lease_autorenew_start(l, f->c, NULL, &ro));

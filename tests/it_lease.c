@@ -939,7 +939,7 @@ void lease_run_guards_a_function(void **state)
 	atomic_int inside = 0, overlaps = 0;
 	run_job a = {.url = f->url, .inside = &inside, .overlaps = &overlaps, .hold_ms = 10};
 	run_job b = a, quick = {.url = f->url}, failing = {.url = f->url, .rc_fn = LKS_CONFLICT};
-	run_job longer = {.url = f->url, .hold_ms = 2500};
+	run_job longer = {.url = f->url, .hold_ms = 4000}; /* past a 3 s TTL */
 	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	pthread_t ta, tb;
 	t_exec(f->c, "CREATE TABLE run_counter (n int NOT NULL)");
@@ -951,8 +951,9 @@ void lease_run_guards_a_function(void **state)
 	assert_int_equal(a.errors + b.errors, 0);
 	assert_int_equal(atomic_load(&overlaps), 0);
 	assert_int_equal(t_int1(f->c, "SELECT n FROM run_counter"), 20);
-	/* longer than the TTL: renewed meanwhile, the fenced write at the end lands */
-	T_OK(f->c, lks_lease_run(f->c, "run-long", 1500, 0, 0, NULL, the_job, &longer));
+	/* longer than the TTL: renewed meanwhile, the fenced write at the end
+	 * lands (a TTL of seconds: valgrind beside a busy core renews slowly) */
+	T_OK(f->c, lks_lease_run(f->c, "run-long", 3000, 0, 0, NULL, the_job, &longer));
 	assert_int_equal(t_int1(f->c, "SELECT n FROM run_counter"), 21);
 	/* at least 30 s: still held after a quick function, so a second run is busy */
 	T_OK(f->c, lks_lease_run(f->c, "run-daily", 30000, 0, 30000, NULL, the_job, &quick));

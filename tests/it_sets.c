@@ -611,7 +611,7 @@ void lease_set_member_lost_midway_is_taken_again(void **state)
 	lks_lease_info info = LKS_LEASE_INFO_INIT;
 	pause_after_first p = {.url = f->url};
 	assert_int_equal(lks_conn_set_event_hook(f->c, pause_and_take_over, &p), LKS_OK);
-	T_OK(f->c, lks_lease_acquire_all(out, f->c, names, 2, 1500, 60000, NULL));
+	T_OK(f->c, lks_lease_acquire_all(out, f->c, names, 2, 3000, 60000, NULL));
 	assert_int_equal(lks_conn_set_event_hook(f->c, NULL, NULL), LKS_OK);
 	assert_true(p.paused >= 2); /* m-a was granted again */
 	assert_true(p.taken_over_fence > 0);
