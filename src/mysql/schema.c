@@ -133,6 +133,19 @@ static void add_column(lks_sql *q, size_t i, const char *sep, const char *if_not
 		lks_sql_add(q, "%s ADD COLUMN %sbase BIGINT NOT NULL DEFAULT 0", sep, if_not_exists);
 }
 
+/* An ALTER TABLE on MySQL (no SET STATEMENT) that waits at most 5 s for the
+ * table's metadata lock, so lease calls never queue behind it. */
+static int alter_within_5s(lks_conn *c, const char *alter)
+{
+	int rc = lks_my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5");
+	if (rc)
+		return rc;
+	rc = lks_my_exec(c, alter);
+	if (lks_my_exec(c, "SET SESSION lock_wait_timeout = @lks_lwt") && !rc)
+		rc = c->err;
+	return rc;
+}
+
 int lks_my_lease_install(lks_conn *c, const char *t)
 {
 	lks_sql q = {.len = 0};
@@ -158,12 +171,7 @@ int lks_my_lease_install(lks_conn *c, const char *t)
 	for (size_t i = 0, n = 0; i < ADDED_COLUMNS; i++)
 		if (!has[i])
 			add_column(&q, i, n++ ? "," : "", "");
-	if ((rc = lks_my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5")))
-		return rc;
-	rc = lks_my_exec(c, q.buf);
-	if (lks_my_exec(c, "SET SESSION lock_wait_timeout = @lks_lwt") && !rc)
-		rc = c->err;
-	return rc;
+	return alter_within_5s(c, q.buf);
 }
 
 /* Asked on a handle's first use of a table: the whole schema check, one
@@ -235,10 +243,5 @@ int lks_my_lease_seal(lks_conn *c, const char *t)
 		return lks_my_exec(c, q.buf);
 	}
 	lks_sql_add(&q, "ALTER TABLE %s ALTER COLUMN base DROP DEFAULT", t);
-	if ((rc = lks_my_exec(c, "SET @lks_lwt = @@SESSION.lock_wait_timeout, SESSION lock_wait_timeout = 5")))
-		return rc;
-	rc = lks_my_exec(c, q.buf);
-	if (lks_my_exec(c, "SET SESSION lock_wait_timeout = @lks_lwt") && !rc)
-		rc = c->err;
-	return rc;
+	return alter_within_5s(c, q.buf);
 }
