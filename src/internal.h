@@ -149,6 +149,7 @@ struct lks_conn {
 		bool prefix;
 		char holder[LKS_HOLDER_LEN + 1];
 		int64_t session; /* the lost session's id on the server (0: unknown) */
+		char server[160]; /* which server that id belongs to */
 	} untold;
 };
 
@@ -270,9 +271,10 @@ struct lks_backend_ops {
 	int (*after_cancel)(lks_conn *c, const char *table_q, const char *name, const char *holder);
 	/* the session's id on the server (0: none known), and, on a new
 	 * session: end that old session (waiting until it is gone, so its
-	 * statement in flight has finished), then free any lease row of
+	 * statement in flight has finished; server says which server the id
+	 * belongs to), then free any lease row of
 	 * holder under name (or under every name with the prefix) */
-	int64_t (*session_id)(lks_conn *c);
+	int64_t (*session_id)(lks_conn *c, char *server, size_t n);
 	int (*give_back_untold)(lks_conn *c, const char *table_q, const char *name, bool prefix,
 	                        const char *holder, int64_t old_session);
 	/* PostgreSQL: named prepared statements (on) or unnamed ones (off) */
@@ -406,7 +408,7 @@ int lks_my_once_step_delete(lks_conn *c, const char *s, const char *scope, const
 int lks_pg_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
 int lks_pg_lease_has_base(lks_conn *c, const char *t, bool *has);
 int lks_pg_lease_seal(lks_conn *c, const char *t);
-int64_t lks_pg_session_id(lks_conn *c);
+int64_t lks_pg_session_id(lks_conn *c, char *server, size_t n);
 int lks_pg_give_back_untold(lks_conn *c, const char *t, const char *name, bool prefix,
                             const char *holder, int64_t old_session);
 int lks_pg_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,
@@ -415,7 +417,7 @@ int lks_pg_lease_purge_batch(lks_conn *c, const char *t, const char *after, int6
 int lks_my_lease_floor_raise(lks_conn *c, const char *t, int64_t *bound);
 int lks_my_lease_has_base(lks_conn *c, const char *t, bool *has);
 int lks_my_lease_seal(lks_conn *c, const char *t);
-int64_t lks_my_session_id(lks_conn *c);
+int64_t lks_my_session_id(lks_conn *c, char *server, size_t n);
 int lks_my_give_back_untold(lks_conn *c, const char *t, const char *name, bool prefix,
                             const char *holder, int64_t old_session);
 int lks_my_lease_purge_batch(lks_conn *c, const char *t, const char *after, int64_t older_than_us,

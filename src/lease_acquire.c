@@ -605,16 +605,21 @@ void lks_untold_note(lks_conn *c, const char *t, const char *name, bool prefix, 
 	snprintf(u->name, sizeof u->name, "%s", name);
 	u->prefix = prefix;
 	snprintf(u->holder, sizeof u->holder, "%s", holder);
-	u->session = c->ops->session_id && c->native ? c->ops->session_id(c) : 0;
+	u->session = c->ops->session_id ? c->ops->session_id(c, u->server, sizeof u->server) : 0;
 }
 
 void lks_untold_give_back(lks_conn *c)
 {
 	struct lks_untold u = c->untold;
+	char server[sizeof u.server] = "";
 	int rc;
 	if (!u.holder[0] || !c->ops->give_back_untold)
 		return;
 	memset(&c->untold, 0, sizeof c->untold);
+	/* an id is only the old session's on the same server: a multi-host
+	 * URL may have reconnected elsewhere, where that id is someone else's */
+	if (u.session && (c->ops->session_id(c, server, sizeof server), strcmp(server, u.server)))
+		u.session = 0;
 	if ((rc = c->ops->give_back_untold(c, u.table_q, u.name, u.prefix, u.holder, u.session))) {
 		lks_log(c, 1, "a grant of %s cut off by a lost connection could not be given back (%s):"
 		              " it expires at its TTL", u.name, c->errmsg);

@@ -91,9 +91,12 @@ int lks_my_lease_force_release(lks_conn *c, const char *t, const char *name,
 	return rc;
 }
 
-int64_t lks_my_session_id(lks_conn *c)
+int64_t lks_my_session_id(lks_conn *c, char *server, size_t n)
 {
-	return c->native ? (int64_t)mysql_thread_id(MY(c)) : 0;
+	if (!c->native)
+		return 0;
+	snprintf(server, n, "%s", mysql_get_host_info(MY(c)) ? mysql_get_host_info(MY(c)) : "");
+	return (int64_t)mysql_thread_id(MY(c));
 }
 
 /* A grant cut off by a lost connection: the old session may still run (or

@@ -84,9 +84,13 @@ int lks_pg_lease_force_release(lks_conn *c, const char *t, const char *name,
 	return lks_pg_query(c, q.buf, &p, 1, out);
 }
 
-int64_t lks_pg_session_id(lks_conn *c)
+int64_t lks_pg_session_id(lks_conn *c, char *server, size_t n)
 {
-	return c->native ? PQbackendPID(PG(c)) : 0;
+	if (!c->native)
+		return 0;
+	snprintf(server, n, "%s:%s", PQhost(PG(c)) ? PQhost(PG(c)) : "",
+	         PQport(PG(c)) ? PQport(PG(c)) : "");
+	return PQbackendPID(PG(c));
 }
 
 /* A grant cut off by a lost connection: the old backend may still run (or
