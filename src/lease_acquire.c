@@ -465,6 +465,11 @@ static acquire_step acquire_wait(acquire_ctx *a, int attempt)
 		 * line, stay in the line. Expired with its baton kept: until a
 		 * grant may go without it. */
 		delay = lks_line_wait_us(a->g.remaining_us, a->g.released, a->deadline - now);
+		/* a semaphore's line moves by the head's grants, not by one
+		 * holder's expiry: stay in it (a waiter whose wait ran out would
+		 * line up again at the back, behind later arrivals) */
+		if (a->permits)
+			delay = lks_line_wait_us(QUEUE_PATIENCE_MAX_US, false, a->deadline - now);
 		a->st.queued++;
 		if (lks_cancel_enter(a->o.cancel, c))
 			return acq_canceled(a, false);

@@ -635,9 +635,12 @@ void lease_set_member_lost_midway_is_taken_again(void **state)
  * who was granted more than 20 ms later (timestamps taken in the workers,
  * which a loaded machine delays). The line lets a newcomer take a permit
  * only when it has been free for LKS_SEMAPHORE_LINE_STALE_MS while a head
- * waits (a stalled head), so a few may happen on a machine that stalls
- * threads: at most 5% (15% under valgrind, which runs one thread at a
- * time: LKS_TEST_OVERTAKES_PERCENT); 0-2 of 200 here at a load of 14. */
+ * waits (a stalled head), and MariaDB's GET_LOCK does not hand its lock
+ * on in strict arrival order, so a few may happen on a machine that
+ * stalls threads: at most 10% (15% under valgrind, which runs one thread
+ * at a time: LKS_TEST_OVERTAKES_PERCENT); here 0-2 of 200 on PostgreSQL
+ * and 0-7 on MariaDB beside a busy core (131-160 through a pooler, which
+ * has no line: skipped there). */
 enum { FAIR_WORKERS = 8, FAIR_ROUNDS = 25 };
 
 typedef struct fair_log {
@@ -719,5 +722,5 @@ void semaphore_keeps_its_line(void **state)
 	print_message("    %d grants of 3 permits to 8 workers: %d overtook a worker that waited"
 	              " longer; longest wait %lld ms\n",
 	              lg.n, overtakes, (long long)(worst / 1000));
-	assert_true(overtakes * 100 <= lg.n * (pct ? atoi(pct) : 5));
+	assert_true(overtakes * 100 <= lg.n * (pct ? atoi(pct) : 10));
 }
