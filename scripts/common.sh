@@ -421,6 +421,15 @@ synchronous_commit = on
 shared_buffers = 32MB
 max_connections = 100
 CONF
+	# stopped on every exit path from here, a pair that did not come up too
+	cat > "$dir/stop" <<CTL
+#!/bin/sh
+cd / || exit 1 # a server must not inherit a cwd its user cannot enter
+runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate stop
+runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -m immediate stop
+CTL
+	chmod 755 "$dir/stop"
+	LKS_PAIRS_STARTED="${LKS_PAIRS_STARTED:-} $dir/stop"
 	as_postgres "$bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w start >/dev/null ||
 		{ cat "$dir/primary.log" >&2; die "primary ($name) did not start"; }
 	as_postgres psql -h "$dir" -p "$p1" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
@@ -459,14 +468,7 @@ cd / || exit 1 # a server must not inherit a cwd its user cannot enter
 pid=\$(pgrep -P "\$(head -1 "$dir/standby/postmaster.pid")" -f walreceiver)
 [ -n "\$pid" ] && exec kill -\$(echo "\$1" | tr a-z A-Z) \$pid
 CTL
-	cat > "$dir/stop" <<CTL
-#!/bin/sh
-cd / || exit 1 # a server must not inherit a cwd its user cannot enter
-runuser -u postgres -- "$bin/pg_ctl" -D "$dir/primary" -m immediate stop
-runuser -u postgres -- "$bin/pg_ctl" -D "$dir/standby" -m immediate stop
-CTL
-	chmod 755 "$dir/crash" "$dir/promote" "$dir/stop" "$dir/replication"
-	LKS_PAIRS_STARTED="${LKS_PAIRS_STARTED:-} $dir/stop"
+	chmod 755 "$dir/crash" "$dir/promote" "$dir/replication"
 	var=$(echo "$mode" | tr 'a-z' 'A-Z')
 	export "LKS_FO_${var}_URL=postgresql://lks:lkspw@127.0.0.1:$p1,127.0.0.1:$p2/lockstock?target_session_attrs=read-write&connect_timeout=3"
 	export "LKS_FO_${var}_CRASH=$dir/crash" "LKS_FO_${var}_PROMOTE=$dir/promote"
