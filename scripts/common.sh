@@ -142,8 +142,8 @@ pause|resume) pm=\$(head -1 "$dir/data/postmaster.pid")
 esac
 CTL
 	chmod 755 "$ctl"
+	LKS_PG_STARTED="$LKS_PG_STARTED $ctl" # stopped on every exit path, a failed start too
 	"$ctl" start >/dev/null || { cat "$dir/log" >&2; die "PostgreSQL did not start"; }
-	LKS_PG_STARTED="$LKS_PG_STARTED $ctl"
 	as_postgres psql -h "$dir" -p "$port" -U lks -d postgres -qc "CREATE DATABASE lockstock" ||
 		die "cannot create database lockstock"
 	export LKS_PG_URL="postgresql://lks:$pw@127.0.0.1:$port/lockstock"
@@ -231,9 +231,9 @@ resume) kill -CONT "\$(cat "$dir/pid")" ;;
 esac
 CTL
 	chmod 755 "$LKS_TMP/${name}ctl"
-	"$LKS_TMP/${name}ctl" start || die "MariaDB ($name) did not start"
 	MY_PORT=$port MY_DIR=$dir MY_CTL="$LKS_TMP/${name}ctl"
-	LKS_MY_STARTED="$LKS_MY_STARTED $MY_CTL"
+	LKS_MY_STARTED="$LKS_MY_STARTED $MY_CTL" # stopped on every exit path, a failed start too
+	"$MY_CTL" start || die "MariaDB ($name) did not start"
 	mariadb --no-defaults --socket="$dir/sock" -uroot -e "
 		CREATE USER 'lks'@'%' IDENTIFIED BY 'lkspw';
 		GRANT ALL PRIVILEGES ON *.* TO 'lks'@'%';
